@@ -1,0 +1,47 @@
+# Thin front for CMake. `make run` and `make test` are the README's quick start.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+RELEASE_DIR := build/release
+DEBUG_DIR := build/debug
+CMAKE ?= cmake
+
+.PHONY: all deps build debug test run bench fmt lint clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+$(RELEASE_DIR)/CMakeCache.txt:
+	$(CMAKE) -S . -B $(RELEASE_DIR) -DCMAKE_BUILD_TYPE=Release -DCONCLAVE_TESTS=OFF -DCONCLAVE_BENCH=ON
+
+$(DEBUG_DIR)/CMakeCache.txt:
+	$(CMAKE) -S . -B $(DEBUG_DIR) -DCMAKE_BUILD_TYPE=Debug -DCONCLAVE_SANITIZE=ON -DCONCLAVE_TESTS=ON -DCONCLAVE_BENCH=OFF
+
+# Release build; the server/CLI binary is build/release/conclave.
+build: deps $(RELEASE_DIR)/CMakeCache.txt
+	$(CMAKE) --build $(RELEASE_DIR) -j $(JOBS)
+
+# Debug build with AddressSanitizer and UndefinedBehaviorSanitizer.
+debug: deps $(DEBUG_DIR)/CMakeCache.txt
+	$(CMAKE) --build $(DEBUG_DIR) -j $(JOBS)
+
+# Every suite through ctest; the last line is ctest's summary.
+test: debug
+	cd $(DEBUG_DIR) && ctest -j $(JOBS) --output-on-failure --timeout 900
+
+run: build
+	@./scripts/run.sh
+
+bench: build
+	@./scripts/bench.sh
+
+fmt:
+	@git ls-files '*.h' '*.cc' | xargs clang-format -i
+
+lint: $(DEBUG_DIR)/CMakeCache.txt
+	@git ls-files '*.h' '*.cc' | xargs clang-format --dry-run -Werror
+	@git ls-files 'src/*.cc' | xargs clang-tidy -p $(DEBUG_DIR) --quiet
+	@echo "lint: clean"
+
+clean:
+	rm -rf build

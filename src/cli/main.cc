@@ -1,0 +1,38 @@
+// The `conclave` command: one binary for the server, the tools and the
+// simulator. Each subcommand lives in its module; this file only wires them.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "base/logging.h"
+
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Conclave: distributed locks, transactions and files on a Raft-replicated store"};
+  app.require_subcommand(0, 1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "debug, info, warn, error, panic or fatal")
+      ->capture_default_str();
+
+  CLI::App* version = app.add_subcommand("version", "print the version and exit");
+
+  CLI11_PARSE(app, argc, argv);
+
+  auto level = conclave::ParseLogLevel(log_level);
+  if (!level.ok()) {
+    std::fprintf(stderr, "conclave: %s\n", level.status().message().c_str());
+    return 2;
+  }
+  conclave::InitLogging(*level);
+
+  if (version->parsed() || app.get_subcommands().empty()) {
+    std::printf("conclave %s\n", kVersion);
+    return 0;
+  }
+  return 0;
+}
