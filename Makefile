@@ -4,7 +4,7 @@ RELEASE_DIR := build/release
 DEBUG_DIR := build/debug
 CMAKE ?= cmake
 
-.PHONY: all deps build debug test run bench fmt lint clean
+.PHONY: all deps build debug test run bench sim fmt lint clean
 
 all: build
 
@@ -34,6 +34,12 @@ run: build
 
 bench: build
 	@./scripts/bench.sh
+
+# The simulator over a seed range, in the release build: make sim SEEDS=20000 SEED=0
+SEEDS ?= 20000
+SEED ?= 0
+sim: build
+	./build/release/conclave sim --seed $(SEED) --seeds $(SEEDS)
 
 fmt:
 	@git ls-files '*.h' '*.cc' | xargs clang-format -i

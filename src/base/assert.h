@@ -18,29 +18,29 @@ namespace conclave::internal {
 
 }  // namespace conclave::internal
 
-#define CHECK(cond)                                                                   \
-  do {                                                                                \
-    if (__builtin_expect(!(cond), 0)) {                                               \
-      ::conclave::internal::CheckFailed(__FILE__, __LINE__, #cond, std::string());   \
-    }                                                                                 \
+#define CHECK(cond)                                                                \
+  do {                                                                             \
+    if (__builtin_expect(!(cond), 0)) {                                            \
+      ::conclave::internal::CheckFailed(__FILE__, __LINE__, #cond, std::string()); \
+    }                                                                              \
   } while (0)
 
 // CHECK_MSG(cond, "fmt {} string", args...)
-#define CHECK_MSG(cond, ...)                                                              \
-  do {                                                                                    \
-    if (__builtin_expect(!(cond), 0)) {                                                   \
+#define CHECK_MSG(cond, ...)                                                                  \
+  do {                                                                                        \
+    if (__builtin_expect(!(cond), 0)) {                                                       \
       ::conclave::internal::CheckFailed(__FILE__, __LINE__, #cond, fmt::format(__VA_ARGS__)); \
-    }                                                                                     \
+    }                                                                                         \
   } while (0)
 
-#define CHECK_OP_IMPL(a, b, op)                                                           \
-  do {                                                                                    \
-    const auto& _conclave_a = (a);                                                        \
-    const auto& _conclave_b = (b);                                                        \
-    if (__builtin_expect(!(_conclave_a op _conclave_b), 0)) {                             \
-      ::conclave::internal::CheckFailed(__FILE__, __LINE__, #a " " #op " " #b,            \
+#define CHECK_OP_IMPL(a, b, op)                                                             \
+  do {                                                                                      \
+    const auto& _conclave_a = (a);                                                          \
+    const auto& _conclave_b = (b);                                                          \
+    if (__builtin_expect(!(_conclave_a op _conclave_b), 0)) {                               \
+      ::conclave::internal::CheckFailed(__FILE__, __LINE__, #a " " #op " " #b,              \
                                         fmt::format("{} vs {}", _conclave_a, _conclave_b)); \
-    }                                                                                     \
+    }                                                                                       \
   } while (0)
 
 #define CHECK_EQ(a, b) CHECK_OP_IMPL(a, b, ==)

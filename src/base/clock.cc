@@ -5,8 +5,7 @@
 namespace conclave {
 
 Duration RealClock::Monotonic() const {
-  return std::chrono::duration_cast<Duration>(
-      std::chrono::steady_clock::now().time_since_epoch());
+  return std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now().time_since_epoch());
 }
 
 int64_t RealClock::WallNanos() const {

@@ -39,7 +39,8 @@ class RealClock final : public Clock {
 
 class SimClock final : public Clock {
  public:
-  explicit SimClock(Duration start = Duration(0), int64_t wall_start_nanos = 1'700'000'000'000'000'000)
+  explicit SimClock(Duration start = Duration(0),
+                    int64_t wall_start_nanos = 1'700'000'000'000'000'000)
       : now_(start.count()), wall_offset_(wall_start_nanos - start.count()) {}
 
   Duration Monotonic() const override { return Duration(now_.load(std::memory_order_acquire)); }

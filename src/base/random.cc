@@ -14,7 +14,9 @@ uint64_t SplitMix64(uint64_t& x) {
   return z ^ (z >> 31);
 }
 
-uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+uint64_t Rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
 
 uint64_t OsSeed() {
   std::random_device rd;
@@ -47,11 +49,14 @@ bool Random::Bernoulli(double p) {
   return NextDouble() < p;
 }
 
-double Random::NextDouble() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+double Random::NextDouble() {
+  return static_cast<double>(Next() >> 11) * 0x1.0p-53;
+}
 
 SeededRandom::SeededRandom(uint64_t seed) : seed_(seed) {
   uint64_t x = seed;
-  for (auto& s : s_) s = SplitMix64(x);
+  for (auto& s : s_)
+    s = SplitMix64(x);
 }
 
 uint64_t SeededRandom::Next() {

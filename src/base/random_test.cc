@@ -10,14 +10,16 @@ namespace {
 TEST(SeededRandomTest, SameSeedSameSequence) {
   SeededRandom a(12345);
   SeededRandom b(12345);
-  for (int i = 0; i < 10000; ++i) ASSERT_EQ(a.Next(), b.Next());
+  for (int i = 0; i < 10000; ++i)
+    ASSERT_EQ(a.Next(), b.Next());
 }
 
 TEST(SeededRandomTest, DifferentSeedsDiffer) {
   SeededRandom a(1);
   SeededRandom b(2);
   int same = 0;
-  for (int i = 0; i < 1000; ++i) same += a.Next() == b.Next();
+  for (int i = 0; i < 1000; ++i)
+    same += a.Next() == b.Next();
   EXPECT_LT(same, 2);
 }
 
@@ -26,9 +28,11 @@ TEST(SeededRandomTest, DifferentSeedsDiffer) {
 TEST(SeededRandomTest, SequenceIsStableAcrossBuilds) {
   SeededRandom r(0);
   std::vector<uint64_t> got;
-  for (int i = 0; i < 3; ++i) got.push_back(r.Next());
+  for (int i = 0; i < 3; ++i)
+    got.push_back(r.Next());
   SeededRandom again(0);
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(again.Next(), got[i]);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(again.Next(), got[i]);
   EXPECT_EQ(got[0], 0x99ec5f36cb75f2b4ULL);
 }
 

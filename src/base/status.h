@@ -53,7 +53,9 @@ class [[nodiscard]] Status {
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
   static Status Ok() { return Status(); }
-  static Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+  static Status InvalidArgument(std::string m) {
+    return {StatusCode::kInvalidArgument, std::move(m)};
+  }
   static Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status AlreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
   static Status FailedPrecondition(std::string m) {
@@ -91,7 +93,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : state_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : state_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : state_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     CHECK_MSG(!std::get<Status>(state_).ok(), "Result built from an OK status carries no value");
   }
@@ -129,9 +131,9 @@ class [[nodiscard]] Result {
 #define CONCLAVE_CONCAT(a, b) CONCLAVE_CONCAT_INNER(a, b)
 
 // Returns the Status from the enclosing function when `expr` is not OK.
-#define RETURN_IF_ERROR(expr)                          \
-  do {                                                 \
-    ::conclave::Status _conclave_status = (expr);      \
+#define RETURN_IF_ERROR(expr)                            \
+  do {                                                   \
+    ::conclave::Status _conclave_status = (expr);        \
     if (!_conclave_status.ok()) return _conclave_status; \
   } while (0)
 

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "base/logging.h"
+#include "cli/sim_command.h"
 
 namespace {
 
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   CLI::App* version = app.add_subcommand("version", "print the version and exit");
+  auto run_sim = conclave::cli::AddSimCommand(app);
 
   CLI11_PARSE(app, argc, argv);
 
@@ -30,6 +32,7 @@ int main(int argc, char** argv) {
   }
   conclave::InitLogging(*level);
 
+  if (int rc = run_sim(); rc >= 0) return rc;
   if (version->parsed() || app.get_subcommands().empty()) {
     std::printf("conclave %s\n", kVersion);
     return 0;

@@ -1,0 +1,75 @@
+#include "base/coding.h"
+
+#include <gtest/gtest.h>
+
+#include "base/random.h"
+
+namespace conclave {
+namespace {
+
+TEST(CodingTest, FixedRoundTrip) {
+  std::string s;
+  PutFixed32(&s, 0xdeadbeef);
+  PutFixed64(&s, 0x0123456789abcdefULL);
+  ASSERT_EQ(s.size(), 12u);
+  Decoder d(s);
+  uint32_t a;
+  uint64_t b;
+  ASSERT_TRUE(d.ReadFixed32(&a));
+  ASSERT_TRUE(d.ReadFixed64(&b));
+  EXPECT_EQ(a, 0xdeadbeefu);
+  EXPECT_EQ(b, 0x0123456789abcdefULL);
+  EXPECT_TRUE(d.empty());
+  EXPECT_FALSE(d.ReadFixed32(&a));
+}
+
+TEST(CodingTest, VarintRoundTripRandom) {
+  SeededRandom rnd(3);
+  std::string s;
+  std::vector<uint64_t> values = {0, 1, 127, 128, 16383, 16384, UINT64_MAX};
+  for (int i = 0; i < 1000; ++i)
+    values.push_back(rnd.Next() >> rnd.Uniform(64));
+  for (uint64_t v : values)
+    PutVarint64(&s, v);
+  Decoder d(s);
+  for (uint64_t v : values) {
+    uint64_t got;
+    ASSERT_TRUE(d.ReadVarint64(&got));
+    ASSERT_EQ(got, v);
+  }
+  EXPECT_TRUE(d.empty());
+}
+
+TEST(CodingTest, MalformedVarintsFail) {
+  // Truncated: continuation bit set on the last byte.
+  Decoder truncated(std::string_view("\x80\x80", 2));
+  uint64_t v;
+  EXPECT_FALSE(truncated.ReadVarint64(&v));
+  // Overlong: eleven bytes.
+  std::string overlong(10, '\xff');
+  overlong.push_back('\x01');
+  Decoder d(overlong);
+  EXPECT_FALSE(d.ReadVarint64(&v));
+}
+
+TEST(CodingTest, LengthPrefixed) {
+  std::string s;
+  PutLengthPrefixed(&s, "hello");
+  PutLengthPrefixed(&s, "");
+  Decoder d(s);
+  std::string_view a;
+  std::string_view b;
+  ASSERT_TRUE(d.ReadLengthPrefixed(&a));
+  ASSERT_TRUE(d.ReadLengthPrefixed(&b));
+  EXPECT_EQ(a, "hello");
+  EXPECT_EQ(b, "");
+  // A length that runs past the end is refused.
+  std::string bad;
+  PutVarint64(&bad, 100);
+  bad += "abc";
+  Decoder e(bad);
+  EXPECT_FALSE(e.ReadLengthPrefixed(&a));
+}
+
+}  // namespace
+}  // namespace conclave
