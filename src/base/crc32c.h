@@ -24,6 +24,8 @@ inline uint32_t Crc32cExtend(uint32_t crc, std::string_view data) {
   return Crc32cExtend(crc, data.data(), data.size());
 }
 
-inline uint32_t Crc32c(std::string_view data) { return Crc32cExtend(0, data); }
+inline uint32_t Crc32c(std::string_view data) {
+  return Crc32cExtend(0, data);
+}
 
 }  // namespace conclave

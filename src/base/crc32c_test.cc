@@ -14,12 +14,15 @@ uint32_t SlowCrc32c(std::string_view data) {
   uint32_t c = 0xFFFFFFFF;
   for (unsigned char byte : data) {
     c ^= byte;
-    for (int bit = 0; bit < 8; ++bit) c = (c >> 1) ^ ((c & 1) ? 0x82F63B78 : 0);
+    for (int bit = 0; bit < 8; ++bit)
+      c = (c >> 1) ^ ((c & 1) ? 0x82F63B78 : 0);
   }
   return ~c;
 }
 
-TEST(Crc32cTest, CheckValue) { EXPECT_EQ(Crc32c("123456789"), 0xE3069283u); }
+TEST(Crc32cTest, CheckValue) {
+  EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);
+}
 
 // Vectors from RFC 3720 (iSCSI), appendix B.4.
 TEST(Crc32cTest, Rfc3720Vectors) {
@@ -33,20 +36,23 @@ TEST(Crc32cTest, Rfc3720Vectors) {
   }
   EXPECT_EQ(Crc32c(ascending), 0x46DD794Eu);
   EXPECT_EQ(Crc32c(descending), 0x113FDB5Cu);
-  const unsigned char read_pdu[48] = {
-      0x01, 0xc0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-      0x00, 0x00, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00,
-      0x00, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, 0x18, 0x28, 0x00, 0x00, 0x00,
-      0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+  const unsigned char read_pdu[48] = {0x01, 0xc0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00,
+                                      0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x14, 0x00, 0x00,
+                                      0x00, 0x18, 0x28, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                      0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
   EXPECT_EQ(Crc32c(std::string_view(reinterpret_cast<const char*>(read_pdu), 48)), 0xD9963A56u);
 }
 
-TEST(Crc32cTest, EmptyIsZero) { EXPECT_EQ(Crc32c(""), 0u); }
+TEST(Crc32cTest, EmptyIsZero) {
+  EXPECT_EQ(Crc32c(""), 0u);
+}
 
 TEST(Crc32cTest, MatchesBitwiseDefinitionAtEveryLengthAndAlignment) {
   SeededRandom rnd(7);
   std::string buf(300, '\0');
-  for (char& c : buf) c = static_cast<char>(rnd.Next());
+  for (char& c : buf)
+    c = static_cast<char>(rnd.Next());
   for (size_t offset = 0; offset < 9; ++offset) {
     for (size_t n = 0; n + offset <= buf.size(); n += 1 + n / 16) {
       std::string_view piece(buf.data() + offset, n);

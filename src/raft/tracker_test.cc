@@ -343,8 +343,8 @@ TEST(ProgressTest, ToString) {
 
 // ---- ProgressTracker ----
 
-ProgressTracker Tracker(std::set<NodeId> voters, std::set<NodeId> outgoing = {},
-                        std::set<NodeId> learners = {}) {
+ProgressTracker Tracker(const std::set<NodeId>& voters, const std::set<NodeId>& outgoing = {},
+                        const std::set<NodeId>& learners = {}) {
   ProgressTracker t(8, 0);
   t.config().voters.incoming = MajorityConfig(voters);
   t.config().voters.outgoing = MajorityConfig(outgoing);

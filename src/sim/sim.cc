@@ -19,7 +19,6 @@
 namespace conclave::sim {
 
 using raft::ConfChange;
-using raft::ConfChangeSingle;
 using raft::ConfChangeTransition;
 using raft::ConfChangeType;
 using raft::ConfState;

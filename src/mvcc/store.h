@@ -1,0 +1,148 @@
+// Store: the revisioned key-value state machine of one Raft group, on
+// RocksDB, with etcd's semantics (docs/MVCC.md).
+//
+// Writes happen only through an ApplyBatch, on the apply thread: every
+// command of a batch of committed log entries is applied to one RocksDB
+// write batch that also records the applied index, and Commit writes it
+// atomically. Restart therefore resumes exactly after the last committed
+// batch, and the same entries applied anywhere give the same state.
+// Commands inside a batch see the batch's earlier writes.
+//
+// Reads (Range, Events) may come from any thread; each runs on a RocksDB
+// snapshot, so it sees one committed batch boundary and the revision that
+// goes with it.
+//
+// Failed commands (a compacted revision, ignore_value on a missing key)
+// return etcd's error and change nothing; they are deterministic, so every
+// member fails them alike.
+//
+// Leases: the Store records each key's lease id and compares on it; whether
+// a lease exists is the lease module's business and is checked before a
+// command reaches the Store.
+//
+// Thread-safety: Range, Events and the accessors are thread-safe. At most
+// one ApplyBatch exists at a time; it is used from one thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "mvcc/keys.h"
+#include "mvcc/kv.h"
+
+namespace rocksdb {
+class DB;
+class WriteBatch;
+class WriteBatchWithIndex;
+class Iterator;
+}  // namespace rocksdb
+
+namespace conclave::mvcc {
+
+struct StoreOptions {
+  uint64_t group = 0;
+  // Sync RocksDB's own log on every commit. Off when the Raft log provides
+  // durability and replays entries after the applied index.
+  bool sync = false;
+};
+
+class ApplyBatch;
+
+class Store {
+ public:
+  // Opens (creating if missing) a RocksDB database at `path` owned by the store.
+  static Result<std::unique_ptr<Store>> Open(const std::string& path, const StoreOptions& options);
+  ~Store();
+
+  Result<RangeResponse> Range(const RangeRequest& r) const;
+  // Changes with revision main in [from, to] (to 0: up to the current), in
+  // revision order, stopping once `limit` (0: no limit) changes are in, but
+  // never inside a revision: the changes of one txn come all together, so
+  // the answer can pass `limit` by the rest of its last revision.
+  // kOutOfRange (compacted) when `from` is below the compacted revision.
+  Result<std::vector<Event>> Events(int64_t from, int64_t to, size_t limit) const;
+
+  std::unique_ptr<ApplyBatch> NewBatch();
+  // Writes the batch atomically; afterwards readers see it.
+  Status Commit(std::unique_ptr<ApplyBatch> batch);
+
+  // Replaces the group's state with what `wb` writes (it must begin by
+  // deleting the group's keyspace), durably and atomically. For snapshot
+  // install; no ApplyBatch may be open.
+  Status ReplaceWith(rocksdb::WriteBatch* wb);
+
+  int64_t CurrentRevision() const { return current_rev_.load(std::memory_order_acquire); }
+  int64_t CompactRevision() const { return compact_rev_.load(std::memory_order_acquire); }
+  uint64_t AppliedIndex() const { return applied_index_.load(std::memory_order_acquire); }
+  uint64_t group() const { return options_.group; }
+  rocksdb::DB* db() { return db_.get(); }
+
+ private:
+  friend class ApplyBatch;
+  Store(std::unique_ptr<rocksdb::DB> db, const StoreOptions& options);
+  Status LoadMeta();
+
+  std::unique_ptr<rocksdb::DB> db_;
+  StoreOptions options_;
+  std::atomic<int64_t> current_rev_{1};
+  std::atomic<int64_t> compact_rev_{0};
+  std::atomic<uint64_t> applied_index_{0};
+  bool batch_open_ = false;
+};
+
+// The writes of one applied batch of log entries. Obtained from
+// Store::NewBatch, used by the apply thread, handed back to Store::Commit.
+class ApplyBatch {
+ public:
+  ~ApplyBatch();
+
+  Result<RangeResponse> Range(const RangeRequest& r);
+  Result<PutResponse> Put(const PutRequest& r);
+  Result<DeleteRangeResponse> DeleteRange(const DeleteRangeRequest& r);
+  Result<TxnResponse> Txn(const TxnRequest& r);
+  // Returns the revision the store is at.
+  Result<int64_t> Compact(const CompactionRequest& r);
+  void SetAppliedIndex(uint64_t index) { applied_index_ = index; }
+
+  // The changes made so far, in revision order, for the watch hub.
+  const std::vector<Event>& events() const { return events_; }
+  int64_t revision() const { return current_rev_; }
+
+ private:
+  friend class Store;
+  explicit ApplyBatch(Store* store);
+
+  // The newest version of `key` at or before `rev` (live or tombstone).
+  struct Found {
+    bool exists = false;  // a live version
+    KeyValue kv;
+  };
+  Result<Found> Get(const std::string& key, int64_t rev);
+  // The revision the current request reads at: once it has written, its own
+  // pending revision, so that later ops of a txn see the earlier ones.
+  int64_t VisibleRevision() const { return next_sub_ > 0 ? pending_main_ : current_rev_; }
+  std::unique_ptr<rocksdb::Iterator> NewIterator();
+  void WriteVersion(const std::string& key, Revision rev, const keys::VersionValue& v);
+  Status CheckTxnReads(const TxnRequest& r, const std::vector<bool>& path, size_t* pos);
+  Result<bool> EvaluateCompares(const TxnRequest& r);
+  Status ComputePath(const TxnRequest& r, std::vector<bool>* path);
+  Result<TxnResponse> ExecuteTxn(const TxnRequest& r, const std::vector<bool>& path, size_t* pos);
+  Result<PutResponse> DoPut(const PutRequest& r);
+  Result<DeleteRangeResponse> DoDeleteRange(const DeleteRangeRequest& r);
+
+  Store* store_;
+  std::unique_ptr<rocksdb::WriteBatchWithIndex> wb_;
+  int64_t current_rev_;
+  int64_t compact_rev_;
+  uint64_t applied_index_;
+  // Within a write request: its main revision and the next sub revision.
+  int64_t pending_main_ = 0;
+  int64_t next_sub_ = 0;
+  std::vector<Event> events_;
+};
+
+}  // namespace conclave::mvcc
