@@ -2,9 +2,12 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 RELEASE_DIR := build/release
 DEBUG_DIR := build/debug
+FUZZ_DIR := build/fuzz
 CMAKE ?= cmake
+# libFuzzer targets, built with clang in their own tree; ctest runs each briefly.
+FUZZ_TARGETS := wal_record_fuzz snapshot_chunk_fuzz
 
-.PHONY: all deps build debug test run bench sim fmt lint clean
+.PHONY: all deps build debug fuzz-build test run bench sim fmt lint clean
 
 all: build
 
@@ -17,6 +20,13 @@ $(RELEASE_DIR)/CMakeCache.txt:
 $(DEBUG_DIR)/CMakeCache.txt:
 	$(CMAKE) -S . -B $(DEBUG_DIR) -DCMAKE_BUILD_TYPE=Debug -DCONCLAVE_SANITIZE=ON -DCONCLAVE_TESTS=ON -DCONCLAVE_BENCH=OFF
 
+# Every object in the fuzz tree carries coverage instrumentation; only the
+# fuzz targets link libFuzzer itself.
+$(FUZZ_DIR)/CMakeCache.txt:
+	CXX=clang++ $(CMAKE) -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=Debug -DCONCLAVE_SANITIZE=ON \
+	  -DCONCLAVE_FUZZ=ON -DCONCLAVE_TESTS=OFF -DCONCLAVE_BENCH=OFF \
+	  -DCMAKE_CXX_FLAGS=-fsanitize=fuzzer-no-link
+
 # Release build; the server/CLI binary is build/release/conclave.
 build: deps $(RELEASE_DIR)/CMakeCache.txt
 	$(CMAKE) --build $(RELEASE_DIR) -j $(JOBS)
@@ -25,8 +35,13 @@ build: deps $(RELEASE_DIR)/CMakeCache.txt
 debug: deps $(DEBUG_DIR)/CMakeCache.txt
 	$(CMAKE) --build $(DEBUG_DIR) -j $(JOBS)
 
-# Every suite through ctest; the last line is ctest's summary.
-test: debug
+# The fuzz targets (clang++, libFuzzer, ASan, UBSan) and only what they link.
+fuzz-build: deps $(FUZZ_DIR)/CMakeCache.txt
+	$(CMAKE) --build $(FUZZ_DIR) -j $(JOBS) --target $(FUZZ_TARGETS)
+
+# Every suite through ctest, the fuzz targets' short runs included; the last
+# line is ctest's summary.
+test: debug fuzz-build
 	cd $(DEBUG_DIR) && ctest -j $(JOBS) --output-on-failure --timeout 900
 
 run: build

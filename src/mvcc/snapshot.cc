@@ -1,0 +1,290 @@
+#include "mvcc/snapshot.h"
+
+#include <fmt/format.h>
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include "base/coding.h"
+#include "base/crc32c.h"
+#include "base/logging.h"
+#include "mvcc/keys.h"
+
+namespace conclave::mvcc {
+namespace {
+
+constexpr char kMagic[] = "CVSN";
+constexpr uint8_t kVersion = 1;
+constexpr uint8_t kFlagLast = 1;
+// magic, version, flags, group, index, term, seq, total, count
+constexpr size_t kHeaderBytes = 4 + 1 + 1 + 8 + 8 + 8 + 4 + 8 + 4;
+constexpr uint64_t kMaxChunkBytes = 64 << 20;
+
+Status Corrupt(const std::string& what) {
+  return Status::Corruption("snapshot chunk: " + what);
+}
+
+}  // namespace
+
+std::string EncodeChunk(const SnapshotChunk& c) {
+  std::string s(kMagic, 4);
+  s.push_back(static_cast<char>(kVersion));
+  s.push_back(static_cast<char>(c.last ? kFlagLast : 0));
+  PutFixed64(&s, c.id.group);
+  PutFixed64(&s, c.id.index);
+  PutFixed64(&s, c.id.term);
+  PutFixed32(&s, c.seq);
+  PutFixed64(&s, c.total_records);
+  PutFixed32(&s, static_cast<uint32_t>(c.records.size()));
+  for (const auto& [k, v] : c.records) {
+    PutLengthPrefixed(&s, k);
+    PutLengthPrefixed(&s, v);
+  }
+  PutFixed32(&s, Crc32c(s));
+  return s;
+}
+
+Result<SnapshotChunk> DecodeChunk(std::string_view bytes) {
+  if (bytes.size() < kHeaderBytes + 4) {
+    return Corrupt(fmt::format("{} bytes is shorter than a header", bytes.size()));
+  }
+  const uint32_t want = DecodeFixed32(bytes.data() + bytes.size() - 4);
+  const uint32_t got = Crc32c(bytes.substr(0, bytes.size() - 4));
+  if (want != got) {
+    return Corrupt(fmt::format("checksum mismatch, expected {:#010x} got {:#010x}", want, got));
+  }
+  if (bytes.substr(0, 4) != std::string_view(kMagic, 4)) return Corrupt("bad magic");
+  Decoder d(bytes.substr(4, bytes.size() - 8));
+  uint8_t version = 0;
+  uint8_t flags = 0;
+  SnapshotChunk c;
+  uint32_t count = 0;
+  if (!d.ReadByte(&version) || version != kVersion) {
+    return Corrupt(fmt::format("unknown version {}", version));
+  }
+  if (!d.ReadByte(&flags) || (flags & ~kFlagLast) != 0) return Corrupt("bad flags");
+  c.last = (flags & kFlagLast) != 0;
+  if (!d.ReadFixed64(&c.id.group) || !d.ReadFixed64(&c.id.index) || !d.ReadFixed64(&c.id.term) ||
+      !d.ReadFixed32(&c.seq) || !d.ReadFixed64(&c.total_records) || !d.ReadFixed32(&count)) {
+    return Corrupt("truncated header");
+  }
+  // Each record takes at least two bytes; refuse counts the bytes cannot hold.
+  if (count > d.remaining() / 2) return Corrupt(fmt::format("record count {} too large", count));
+  c.records.reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    std::string_view k;
+    std::string_view v;
+    if (!d.ReadLengthPrefixed(&k) || !d.ReadLengthPrefixed(&v)) {
+      return Corrupt(fmt::format("record {} of {} truncated", i, count));
+    }
+    c.records.emplace_back(std::string(k), std::string(v));
+  }
+  if (!d.empty()) return Corrupt(fmt::format("{} trailing bytes", d.remaining()));
+  return c;
+}
+
+// ---- writer ----
+
+SnapshotWriter::SnapshotWriter(Store* store, SnapshotId id, size_t chunk_bytes)
+    : store_(store), id_(id), chunk_bytes_(chunk_bytes) {}
+
+SnapshotWriter::~SnapshotWriter() {
+  it_.reset();
+  if (snapshot_ != nullptr) store_->db()->ReleaseSnapshot(snapshot_);
+}
+
+Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::Create(Store* store, uint64_t term,
+                                                               size_t chunk_bytes) {
+  std::unique_ptr<SnapshotWriter> w(
+      new SnapshotWriter(store, SnapshotId{store->group(), 0, term}, chunk_bytes));
+  w->snapshot_ = store->db()->GetSnapshot();
+  rocksdb::ReadOptions ro;
+  ro.snapshot = w->snapshot_;
+  // The applied index as of the RocksDB snapshot, not as of now.
+  std::string v;
+  rocksdb::Status s = store->db()->Get(ro, keys::MetaKey(store->group(), "applied_index"), &v);
+  if (s.ok() && v.size() == 8) w->id_.index = DecodeFixed64(v.data());
+  w->it_.reset(store->db()->NewIterator(ro));
+  w->it_->Seek(keys::GroupPrefix(store->group()));
+  return w;
+}
+
+Result<bool> SnapshotWriter::Next(std::string* out) {
+  if (done_) return false;
+  const std::string end = keys::GroupPrefix(id_.group + 1);
+  SnapshotChunk c;
+  c.id = id_;
+  c.seq = seq_++;
+  size_t bytes = 0;
+  while (it_->Valid() && bytes < chunk_bytes_) {
+    if (id_.group != UINT64_MAX && it_->key().compare(end) >= 0) break;
+    c.records.emplace_back(it_->key().ToString(), it_->value().ToString());
+    bytes += it_->key().size() + it_->value().size();
+    it_->Next();
+  }
+  if (!it_->status().ok()) return Status::IOError("snapshot read: " + it_->status().ToString());
+  records_ += c.records.size();
+  const bool at_end = !it_->Valid() || (id_.group != UINT64_MAX && it_->key().compare(end) >= 0);
+  if (at_end) {
+    c.last = true;
+    c.total_records = records_;
+    done_ = true;
+  }
+  *out = EncodeChunk(c);
+  return true;
+}
+
+// ---- receiver ----
+
+std::string SnapshotPath(const std::string& dir, const SnapshotId& id) {
+  return storage::JoinPath(
+      dir, fmt::format("{:016x}-{:016x}-{:016x}.snap", id.group, id.term, id.index));
+}
+
+namespace {
+std::string PartPath(const std::string& dir, const SnapshotId& id) {
+  return SnapshotPath(dir, id) + ".part";
+}
+}  // namespace
+
+SnapshotReceiver::SnapshotReceiver(storage::FileSystem* fs, std::string dir, SnapshotId id)
+    : fs_(fs), dir_(std::move(dir)), id_(id) {}
+
+SnapshotReceiver::~SnapshotReceiver() {
+  if (file_) (void)file_->Close();
+}
+
+Status SnapshotReceiver::Add(std::string_view bytes) {
+  if (failed_) return Status::FailedPrecondition("snapshot receiver failed earlier");
+  if (complete_) return Status::FailedPrecondition("snapshot already complete");
+  if (bytes.size() > kMaxChunkBytes) {
+    failed_ = true;
+    return Corrupt(fmt::format("{} bytes exceeds the chunk limit", bytes.size()));
+  }
+  Result<SnapshotChunk> c = DecodeChunk(bytes);
+  if (!c.ok()) {
+    failed_ = true;
+    return c.status();
+  }
+  if (!(c->id == id_) || c->seq != next_seq_) {
+    failed_ = true;
+    return Corrupt(fmt::format(
+        "chunk {} of snapshot {}/{}/{} where chunk {} of {}/{}/{} was "
+        "expected",
+        c->seq, c->id.group, c->id.index, c->id.term, next_seq_, id_.group, id_.index, id_.term));
+  }
+  records_ += c->records.size();
+  if (c->last && c->total_records != records_) {
+    failed_ = true;
+    return Corrupt(
+        fmt::format("snapshot ends after {} records but declares {}", records_, c->total_records));
+  }
+  if (!file_) {
+    RETURN_IF_ERROR(fs_->CreateDirs(dir_));
+    ASSIGN_OR_RETURN(file_,
+                     fs_->OpenWritable(PartPath(dir_, id_), storage::OpenMode::kCreateOrTruncate));
+  }
+  std::string framed;
+  PutFixed32(&framed, static_cast<uint32_t>(bytes.size()));
+  framed.append(bytes);
+  Status s = file_->Append(framed);
+  if (!s.ok()) {
+    failed_ = true;
+    return s;
+  }
+  ++next_seq_;
+  complete_ = c->last;
+  return Status::Ok();
+}
+
+Result<std::string> SnapshotReceiver::Finish() {
+  if (!complete_) return Status::FailedPrecondition("snapshot incomplete");
+  RETURN_IF_ERROR(file_->Sync());
+  RETURN_IF_ERROR(file_->Close());
+  file_.reset();
+  const std::string final_path = SnapshotPath(dir_, id_);
+  RETURN_IF_ERROR(fs_->Rename(PartPath(dir_, id_), final_path));
+  RETURN_IF_ERROR(fs_->SyncDir(dir_));
+  return final_path;
+}
+
+Status RemoveStaleParts(storage::FileSystem* fs, const std::string& dir) {
+  Result<std::vector<std::string>> names = fs->ListDir(dir);
+  if (!names.ok()) {
+    return names.status().code() == StatusCode::kNotFound ? Status::Ok() : names.status();
+  }
+  bool removed = false;
+  for (const std::string& n : *names) {
+    if (n.size() > 5 && n.compare(n.size() - 5, 5, ".part") == 0) {
+      RETURN_IF_ERROR(fs->RemoveFile(storage::JoinPath(dir, n)));
+      removed = true;
+    }
+  }
+  if (removed) RETURN_IF_ERROR(fs->SyncDir(dir));
+  return Status::Ok();
+}
+
+// ---- install ----
+
+Status InstallSnapshot(Store* store, storage::FileSystem* fs, const std::string& path) {
+  ASSIGN_OR_RETURN(std::string data, fs->ReadFile(path));
+  const uint64_t group = store->group();
+  rocksdb::WriteBatch wb;
+  wb.DeleteRange(keys::GroupPrefix(group), keys::GroupPrefix(group + 1));
+  std::string_view rest(data);
+  uint32_t seq = 0;
+  uint64_t records = 0;
+  uint64_t offset = 0;
+  bool last = false;
+  SnapshotId id;
+  while (!rest.empty()) {
+    if (last)
+      return Status::Corruption(
+          fmt::format("{} offset {}: data after the last chunk", path, offset));
+    if (rest.size() < 4) {
+      return Status::Corruption(fmt::format("{} offset {}: truncated chunk length", path, offset));
+    }
+    const uint32_t n = DecodeFixed32(rest.data());
+    if (n > rest.size() - 4) {
+      return Status::Corruption(
+          fmt::format("{} offset {}: chunk of {} bytes runs past the end", path, offset, n));
+    }
+    Result<SnapshotChunk> c = DecodeChunk(rest.substr(4, n));
+    if (!c.ok()) {
+      return Status::Corruption(
+          fmt::format("{} offset {}: {}", path, offset, c.status().message()));
+    }
+    if (seq == 0) id = c->id;
+    if (c->seq != seq || !(c->id == id) || c->id.group != group) {
+      return Status::Corruption(fmt::format("{} offset {}: chunk {} of group {} out of place", path,
+                                            offset, c->seq, c->id.group));
+    }
+    for (const auto& [k, v] : c->records) {
+      if (k.compare(0, 8, keys::GroupPrefix(group)) != 0) {
+        return Status::Corruption(
+            fmt::format("{} offset {}: record outside the group", path, offset));
+      }
+      wb.Put(k, v);
+    }
+    records += c->records.size();
+    last = c->last;
+    if (last && c->total_records != records) {
+      return Status::Corruption(fmt::format("{}: {} records but the snapshot declares {}", path,
+                                            records, c->total_records));
+    }
+    ++seq;
+    offset += 4 + n;
+    rest.remove_prefix(4 + n);
+  }
+  if (!last) return Status::Corruption(fmt::format("{}: the last chunk is missing", path));
+  wb.Put(keys::MetaKey(group, "applied_index"), [&] {
+    std::string s;
+    PutFixed64(&s, id.index);
+    return s;
+  }());
+  RETURN_IF_ERROR(store->ReplaceWith(&wb));
+  LOG_INFO("mvcc: installed snapshot group={} index={} term={} records={}", group, id.index,
+           id.term, records);
+  return Status::Ok();
+}
+
+}  // namespace conclave::mvcc

@@ -1,0 +1,116 @@
+// State machine snapshots of one group: produced from a Store as a stream of
+// self-checking chunks, received into a staging file, installed atomically
+// (docs/SNAPSHOT.md).
+//
+//   SnapshotWriter   reads a Store at one committed batch (a RocksDB
+//                    snapshot) and cuts its keyspace into chunks of about
+//                    chunk_bytes each, for the transport to stream.
+//   SnapshotReceiver checks each arriving chunk (checksum, order, identity)
+//                    and appends it to a staging file; Finish syncs it and
+//                    renames it into place, so a crash leaves either a whole
+//                    snapshot file or a part file that is discarded.
+//   InstallSnapshot  checks a whole snapshot file again and replaces the
+//                    group's keyspace with it in one RocksDB write batch: a
+//                    crash leaves the old state or the new, never a mix.
+//
+// Staging files go through storage::FileSystem, so tests can crash, tear and
+// corrupt them.
+//
+// Thread-safety: a writer or a receiver is used by one thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "mvcc/store.h"
+#include "storage/file_system.h"
+
+namespace rocksdb {
+class Snapshot;
+}
+
+namespace conclave::mvcc {
+
+// Identifies a snapshot: the group, and the Raft index and term of the last
+// entry applied to the state it holds.
+struct SnapshotId {
+  uint64_t group = 0;
+  uint64_t index = 0;
+  uint64_t term = 0;
+  bool operator==(const SnapshotId&) const = default;
+};
+
+struct SnapshotChunk {
+  SnapshotId id;
+  uint32_t seq = 0;
+  bool last = false;
+  uint64_t total_records = 0;  // last chunk only: records in the whole snapshot
+  std::vector<std::pair<std::string, std::string>> records;
+};
+
+std::string EncodeChunk(const SnapshotChunk& chunk);
+// Never crashes on arbitrary bytes: returns kCorruption with what was wrong.
+Result<SnapshotChunk> DecodeChunk(std::string_view bytes);
+
+class SnapshotWriter {
+ public:
+  // The store's state as of its last committed batch; `term` is the term of
+  // the entry at the store's applied index (the caller knows it from the log).
+  static Result<std::unique_ptr<SnapshotWriter>> Create(Store* store, uint64_t term,
+                                                        size_t chunk_bytes = 1 << 20);
+  ~SnapshotWriter();
+
+  const SnapshotId& id() const { return id_; }
+  // The next encoded chunk; false when the last one has been returned.
+  Result<bool> Next(std::string* chunk);
+
+ private:
+  SnapshotWriter(Store* store, SnapshotId id, size_t chunk_bytes);
+
+  Store* store_;
+  SnapshotId id_;
+  size_t chunk_bytes_;
+  const rocksdb::Snapshot* snapshot_ = nullptr;
+  std::unique_ptr<rocksdb::Iterator> it_;
+  uint32_t seq_ = 0;
+  uint64_t records_ = 0;
+  bool done_ = false;
+};
+
+class SnapshotReceiver {
+ public:
+  // Stages into `dir`; the finished file is SnapshotPath(dir, id).
+  SnapshotReceiver(storage::FileSystem* fs, std::string dir, SnapshotId id);
+  ~SnapshotReceiver();
+
+  // Checks and stages one chunk; chunks must arrive in order.
+  Status Add(std::string_view chunk);
+  bool complete() const { return complete_; }
+  // After the last chunk: syncs, renames into place, syncs the directory.
+  // Returns the snapshot file's path.
+  Result<std::string> Finish();
+
+ private:
+  storage::FileSystem* fs_;
+  std::string dir_;
+  SnapshotId id_;
+  std::unique_ptr<storage::WritableFile> file_;
+  uint32_t next_seq_ = 0;
+  uint64_t records_ = 0;
+  bool complete_ = false;
+  bool failed_ = false;
+};
+
+std::string SnapshotPath(const std::string& dir, const SnapshotId& id);
+// Removes part files left by receivers that did not finish (after a crash).
+Status RemoveStaleParts(storage::FileSystem* fs, const std::string& dir);
+
+// Verifies every chunk of the snapshot file and replaces the store's group
+// state with it, atomically. The store's applied index becomes id.index.
+Status InstallSnapshot(Store* store, storage::FileSystem* fs, const std::string& path);
+
+}  // namespace conclave::mvcc
