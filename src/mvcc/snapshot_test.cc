@@ -1,9 +1,14 @@
 #include "mvcc/snapshot.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include "base/random.h"
 #include "storage/fault_injection_file_system.h"
@@ -256,6 +261,98 @@ TEST_F(SnapshotTest, CrashConsistencyOfReceiveAndInstall) {
   EXPECT_GT(installed, 50);
   EXPECT_GT(discarded, 50);
   std::printf("crash points: %d installed, %d discarded\n", installed, discarded);
+}
+
+// The child half of the next test: installs a snapshot file into a store
+// when run with CONCLAVE_INSTALL_STORE and CONCLAVE_INSTALL_SNAPSHOT set; a
+// no-op otherwise.
+TEST(SnapshotInstallChild, Install) {
+  const char* store_dir = std::getenv("CONCLAVE_INSTALL_STORE");
+  const char* snap = std::getenv("CONCLAVE_INSTALL_SNAPSHOT");
+  if (store_dir == nullptr || snap == nullptr) GTEST_SKIP() << "helper for the kill test";
+  auto store = Store::Open(store_dir, StoreOptions{.group = 5});
+  ASSERT_TRUE(store.ok());
+  auto posix = storage::NewPosixFileSystem();
+  // Tell the parent the install starts now, so its kill lands inside it.
+  if (const char* fd = std::getenv("CONCLAVE_INSTALL_READY_FD")) {
+    ASSERT_EQ(write(std::atoi(fd), "go", 2), 2);
+  }
+  ASSERT_TRUE(InstallSnapshot(store->get(), posix.get(), snap).ok());
+}
+
+// Kills (SIGKILL) a process in the middle of installing a snapshot, at
+// random moments across the install: the store must afterwards hold either
+// its old state or exactly the snapshot's, never a mix.
+TEST_F(SnapshotTest, InstallKilledAtAnyPointLeavesOldOrNew) {
+  Populate(source_.get(), 3000, 21);
+  auto posix = storage::NewPosixFileSystem();
+  auto path = Stream(source_.get(), posix.get(), (root_ / "staging").string(), 64 << 10);
+  ASSERT_TRUE(path.ok()) << path.status().ToString();
+  const RangeResponse want = All(source_.get());
+  const std::string target_dir = (root_ / "target").string();
+
+  // Runs the child; kills it `kill_after` after it reports the install
+  // starting (never, if negative). Returns how long the install ran.
+  auto run_child = [&](std::chrono::microseconds kill_after) {
+    int pipe_fds[2];
+    CHECK(pipe(pipe_fds) == 0);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      close(pipe_fds[0]);
+      setenv("CONCLAVE_INSTALL_STORE", target_dir.c_str(), 1);
+      setenv("CONCLAVE_INSTALL_SNAPSHOT", path->c_str(), 1);
+      setenv("CONCLAVE_INSTALL_READY_FD", std::to_string(pipe_fds[1]).c_str(), 1);
+      execl("/proc/self/exe", "snapshot_test", "--gtest_filter=SnapshotInstallChild.Install",
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(pipe_fds[1]);
+    char buf[2];
+    const bool started = read(pipe_fds[0], buf, 2) == 2;
+    const auto start = std::chrono::steady_clock::now();
+    if (started && kill_after.count() >= 0) {
+      std::this_thread::sleep_for(kill_after);
+      kill(pid, SIGKILL);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    close(pipe_fds[0]);
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                                 start);
+  };
+
+  // How long an install takes, unkilled.
+  fs::remove_all(target_dir);
+  const auto whole = run_child(std::chrono::microseconds(-1));
+  {
+    auto target = OpenStore("target");
+    ExpectSameState(source_.get(), target.get());
+  }
+
+  SeededRandom rnd(5);
+  int old_state = 0;
+  int new_state = 0;
+  for (int i = 0; i < 24; ++i) {
+    fs::remove_all(target_dir);
+    RangeResponse before;
+    {
+      auto target = OpenStore("target");
+      Populate(target.get(), 40, 100 + i);
+      before = All(target.get());
+    }
+    (void)run_child(std::chrono::microseconds(rnd.Uniform(whole.count() + 1)));
+    auto target = OpenStore("target");
+    const RangeResponse after = All(target.get());
+    if (after.kvs == want.kvs) {
+      ExpectSameState(source_.get(), target.get());
+      ++new_state;
+    } else {
+      EXPECT_EQ(after.kvs, before.kvs) << "a mix of old and new state after kill " << i;
+      ++old_state;
+    }
+  }
+  std::printf("killed installs: %d old state, %d new state (whole run %lld us)\n", old_state,
+              new_state, static_cast<long long>(whole.count()));
 }
 
 }  // namespace
