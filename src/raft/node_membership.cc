@@ -16,31 +16,21 @@ Status Node::CheckConfChangeProposal(const Entry& e) const {
   ASSIGN_OR_RETURN(ConfChange cc, ConfChange::Decode(e.data));
   // Validate against the current configuration, which is the one the change
   // will be applied to: pending_conf_index_ <= applied guarantees that.
-  Changer changer(tracker_, log_.LastIndex());
-  bool auto_leave = false;
-  Result<ChangeResult> r = Status::Internal("unset");
-  if (cc.IsLeaveJoint()) {
-    r = changer.LeaveJoint();
-  } else if (cc.EntersJoint(&auto_leave)) {
-    r = changer.EnterJoint(auto_leave, cc.changes);
-  } else {
-    r = changer.Simple(cc.changes);
-  }
+  Result<ChangeResult> r = PlanConfChange(cc);
   if (!r.ok()) return Status::InvalidArgument("raft: " + r.status().message());
   return Status::Ok();
 }
 
-Result<ConfState> Node::ApplyConfChange(const ConfChange& cc) {
+Result<ChangeResult> Node::PlanConfChange(const ConfChange& cc) const {
   Changer changer(tracker_, log_.LastIndex());
   bool auto_leave = false;
-  Result<ChangeResult> r = Status::Internal("unset");
-  if (cc.IsLeaveJoint()) {
-    r = changer.LeaveJoint();
-  } else if (cc.EntersJoint(&auto_leave)) {
-    r = changer.EnterJoint(auto_leave, cc.changes);
-  } else {
-    r = changer.Simple(cc.changes);
-  }
+  if (cc.IsLeaveJoint()) return changer.LeaveJoint();
+  if (cc.EntersJoint(&auto_leave)) return changer.EnterJoint(auto_leave, cc.changes);
+  return changer.Simple(cc.changes);
+}
+
+Result<ConfState> Node::ApplyConfChange(const ConfChange& cc) {
+  Result<ChangeResult> r = PlanConfChange(cc);
   // Every member applies the same changes to the same configuration, so a
   // refusal here is the same everywhere and the configuration stays put.
   if (!r.ok()) return r.status();

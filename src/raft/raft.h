@@ -244,6 +244,8 @@ class Node {
 
   // node_membership.cc
   Status CheckConfChangeProposal(const Entry& e) const;
+  // The configuration `cc` would produce from the current one, or why not.
+  Result<ChangeResult> PlanConfChange(const ConfChange& cc) const;
   void SwitchToConfig(const ChangeResult& r);
   void HandleTransferLeader(const Message& m);
   void SendTimeoutNow(NodeId to);
