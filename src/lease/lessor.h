@@ -63,7 +63,7 @@ inline Status TTLTooLarge() {
   return Status::OutOfRange(std::string(kTTLTooLarge));
 }
 inline Status NotLeader() {
-  return Status::Unavailable(std::string(kNotLeader));
+  return Status::FailedPrecondition(std::string(kNotLeader));
 }
 }  // namespace errors
 
