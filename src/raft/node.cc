@@ -350,9 +350,12 @@ void Node::Advance(const Ready& rd) {
   }
   if (!rd.entries.empty()) log_.StableTo(rd.entries.back().index, rd.entries.back().term);
   if (!rd.committed_entries.empty()) {
+    // Only this leader's own entries were counted as uncommitted; entries of
+    // earlier terms that commit now must not shrink the count.
     uint64_t applied_bytes = 0;
-    for (const Entry& e : rd.committed_entries)
-      applied_bytes += e.PayloadBytes();
+    for (const Entry& e : rd.committed_entries) {
+      if (e.term == term_) applied_bytes += e.PayloadBytes();
+    }
     uncommitted_bytes_ =
         applied_bytes >= uncommitted_bytes_ ? 0 : uncommitted_bytes_ - applied_bytes;
     log_.AppliedTo(rd.committed_entries.back().index);
