@@ -30,28 +30,6 @@ struct SimFlags {
   double safety_seconds = 6;
 };
 
-bool SetBug(const std::string& name, sim::SimOptions* o) {
-  raft::PlantedBugs& b = o->bugs;
-  if (name.empty()) return true;
-  if (name == "vote_without_log_check")
-    b.vote_without_log_check = true;
-  else if (name == "commit_previous_term_by_counting")
-    b.commit_previous_term_by_counting = true;
-  else if (name == "skip_log_matching_check")
-    b.skip_log_matching_check = true;
-  else if (name == "read_index_without_heartbeat")
-    b.read_index_without_heartbeat = true;
-  else if (name == "lease_read_ignores_expiry")
-    b.lease_read_ignores_expiry = true;
-  else if (name == "vote_not_persisted")
-    b.vote_not_persisted = true;
-  else if (name == "send_before_persist")
-    o->driver_bugs.send_before_persist = true;
-  else
-    return false;
-  return true;
-}
-
 int RunSim(const SimFlags& f) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
@@ -68,7 +46,7 @@ int RunSim(const SimFlags& f) {
     o.read_mode = f.reads == "safe" ? 0 : f.reads == "lease" ? 1 : -1;
     o.safety_us = static_cast<int64_t>(f.safety_seconds * 1e6);
     o.print_trace = f.trace;
-    if (!SetBug(f.bug, &o)) {
+    if (!f.bug.empty() && !sim::PlantBug(f.bug, &o)) {
       fmt::print(stderr, "conclave sim: unknown --bug {}\n", f.bug);
       return 2;
     }

@@ -46,6 +46,16 @@ std::string MetaKey(uint64_t group, std::string_view name) {
   return s;
 }
 
+std::string EncodeMetaInt(int64_t v) {
+  std::string s;
+  PutFixed64(&s, static_cast<uint64_t>(v));
+  return s;
+}
+
+int64_t DecodeMetaInt(std::string_view bytes) {
+  return bytes.size() == 8 ? static_cast<int64_t>(DecodeFixed64(bytes.data())) : 0;
+}
+
 std::string VersionPrefix(uint64_t group, std::string_view user_key) {
   std::string s = GroupPrefix(group);
   s.push_back(kVersion);

@@ -27,6 +27,14 @@ namespace conclave::mvcc::keys {
 std::string GroupPrefix(uint64_t group);
 std::string MetaKey(uint64_t group, std::string_view name);
 
+// The metadata a group's store keeps, each an 8-byte little-endian integer.
+inline constexpr std::string_view kMetaAppliedIndex = "applied_index";
+inline constexpr std::string_view kMetaRevision = "revision";
+inline constexpr std::string_view kMetaCompacted = "compacted";
+std::string EncodeMetaInt(int64_t v);
+// 0 for anything that is not 8 bytes.
+int64_t DecodeMetaInt(std::string_view bytes);
+
 // The prefix shared by every version of `user_key`.
 std::string VersionPrefix(uint64_t group, std::string_view user_key);
 // The entry for `user_key` at `rev`.

@@ -97,12 +97,11 @@ Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::Create(Store* store, uin
   std::unique_ptr<SnapshotWriter> w(
       new SnapshotWriter(store, SnapshotId{store->group(), 0, term}, chunk_bytes));
   w->snapshot_ = store->db()->GetSnapshot();
+  // The applied index as of the RocksDB snapshot, not as of now.
+  ASSIGN_OR_RETURN(StoreMeta meta, store->MetaAt(w->snapshot_));
+  w->id_.index = meta.applied_index;
   rocksdb::ReadOptions ro;
   ro.snapshot = w->snapshot_;
-  // The applied index as of the RocksDB snapshot, not as of now.
-  std::string v;
-  rocksdb::Status s = store->db()->Get(ro, keys::MetaKey(store->group(), "applied_index"), &v);
-  if (s.ok() && v.size() == 8) w->id_.index = DecodeFixed64(v.data());
   w->it_.reset(store->db()->NewIterator(ro));
   w->it_->Seek(keys::GroupPrefix(store->group()));
   return w;
@@ -276,12 +275,7 @@ Status InstallSnapshot(Store* store, storage::FileSystem* fs, const std::string&
     rest.remove_prefix(4 + n);
   }
   if (!last) return Status::Corruption(fmt::format("{}: the last chunk is missing", path));
-  wb.Put(keys::MetaKey(group, "applied_index"), [&] {
-    std::string s;
-    PutFixed64(&s, id.index);
-    return s;
-  }());
-  RETURN_IF_ERROR(store->ReplaceWith(&wb));
+  RETURN_IF_ERROR(store->ReplaceWith(&wb, id.index));
   LOG_INFO("mvcc: installed snapshot group={} index={} term={} records={}", group, id.index,
            id.term, records);
   return Status::Ok();

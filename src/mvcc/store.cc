@@ -8,25 +8,10 @@
 
 #include <algorithm>
 
-#include "base/coding.h"
 #include "mvcc/keys.h"
 
 namespace conclave::mvcc {
 namespace {
-
-constexpr char kMetaApplied[] = "applied_index";
-constexpr char kMetaRevision[] = "revision";
-constexpr char kMetaCompacted[] = "compacted";
-
-std::string EncodeInt(int64_t v) {
-  std::string s;
-  PutFixed64(&s, static_cast<uint64_t>(v));
-  return s;
-}
-
-int64_t DecodeInt(const std::string& s) {
-  return s.size() == 8 ? static_cast<int64_t>(DecodeFixed64(s.data())) : 0;
-}
 
 Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   if (s.ok()) return Status::Ok();
@@ -209,69 +194,67 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreO
   return store;
 }
 
-Status Store::LoadMeta() {
-  const uint64_t g = options_.group;
-  std::string v;
-  auto read = [&](const char* name, auto* out) -> Status {
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), keys::MetaKey(g, name), &v);
+Result<StoreMeta> Store::MetaAt(const rocksdb::Snapshot* snapshot) const {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  // Reads one integer into *out, leaving the default when it was never written.
+  auto read = [&](std::string_view name, int64_t* out) -> Status {
+    std::string v;
+    rocksdb::Status s = db_->Get(ro, keys::MetaKey(options_.group, name), &v);
     if (s.IsNotFound()) return Status::Ok();
     RETURN_IF_ERROR(FromRocks(s, "mvcc: read meta"));
-    out->store(static_cast<std::remove_reference_t<decltype(out->load())>>(DecodeInt(v)));
+    *out = keys::DecodeMetaInt(v);
     return Status::Ok();
   };
-  RETURN_IF_ERROR(read(kMetaApplied, &applied_index_));
-  RETURN_IF_ERROR(read(kMetaRevision, &current_rev_));
-  RETURN_IF_ERROR(read(kMetaCompacted, &compact_rev_));
-  if (current_rev_.load() < 1) current_rev_.store(1);
+  StoreMeta meta;
+  int64_t applied = 0;
+  RETURN_IF_ERROR(read(keys::kMetaRevision, &meta.revision));
+  RETURN_IF_ERROR(read(keys::kMetaCompacted, &meta.compacted));
+  RETURN_IF_ERROR(read(keys::kMetaAppliedIndex, &applied));
+  meta.revision = std::max<int64_t>(meta.revision, 1);
+  meta.applied_index = static_cast<uint64_t>(applied);
+  return meta;
+}
+
+Status Store::LoadMeta() {
+  ASSIGN_OR_RETURN(StoreMeta meta, MetaAt(nullptr));
+  current_rev_.store(meta.revision);
+  compact_rev_.store(meta.compacted);
+  applied_index_.store(meta.applied_index);
   return Status::Ok();
 }
 
-Status Store::ReplaceWith(rocksdb::WriteBatch* wb) {
+Status Store::ReplaceWith(rocksdb::WriteBatch* wb, uint64_t applied_index) {
   CHECK_MSG(!batch_open_, "mvcc: snapshot install while an apply batch is open");
+  wb->Put(keys::MetaKey(options_.group, keys::kMetaAppliedIndex),
+          keys::EncodeMetaInt(static_cast<int64_t>(applied_index)));
   rocksdb::WriteOptions wo;
   wo.sync = true;
   RETURN_IF_ERROR(FromRocks(db_->Write(wo, wb), "mvcc: install snapshot"));
-  current_rev_.store(1);
-  compact_rev_.store(0);
-  applied_index_.store(0);
   return LoadMeta();
 }
 
 Result<RangeResponse> Store::Range(const RangeRequest& r) const {
   RETURN_IF_ERROR(ValidateRange(r));
-  const rocksdb::Snapshot* snap = db_->GetSnapshot();
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap;
+  rocksdb::ManagedSnapshot snap(db_.get());
   // Revisions as of the snapshot, not as of now.
-  std::string v;
-  int64_t current = 1;
-  int64_t compacted = 0;
-  if (db_->Get(ro, keys::MetaKey(options_.group, kMetaRevision), &v).ok()) current = DecodeInt(v);
-  if (db_->Get(ro, keys::MetaKey(options_.group, kMetaCompacted), &v).ok()) {
-    compacted = DecodeInt(v);
-  }
-  current = std::max<int64_t>(current, 1);
+  ASSIGN_OR_RETURN(StoreMeta meta, MetaAt(snap.snapshot()));
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap.snapshot();
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
-  Result<RangeResponse> out = RangeOver(it.get(), options_.group, r, current, compacted);
-  it.reset();
-  db_->ReleaseSnapshot(snap);
-  return out;
+  return RangeOver(it.get(), options_.group, r, meta.revision, meta.compacted);
 }
 
 Result<std::vector<Event>> Store::Events(int64_t from, int64_t to, size_t limit) const {
   // One snapshot for the compaction check and the scan, so that a compaction
   // committed meanwhile cannot silently cut the front off the answer.
   rocksdb::ManagedSnapshot snap(db_.get());
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap.snapshot();
-  std::string v;
-  int64_t compacted = 0;
-  if (db_->Get(ro, keys::MetaKey(options_.group, kMetaCompacted), &v).ok()) {
-    compacted = DecodeInt(v);
-  }
+  ASSIGN_OR_RETURN(StoreMeta meta, MetaAt(snap.snapshot()));
   // History at the compacted revision itself is kept (a watch may start
   // there, as with etcd); below it, it is gone.
-  if (from < compacted) return errors::Compacted();
+  if (from < meta.compacted) return errors::Compacted();
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap.snapshot();
   std::vector<Event> out;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
   const std::string end = keys::EventSpaceEnd(options_.group);
@@ -302,9 +285,10 @@ Status Store::Commit(std::unique_ptr<ApplyBatch> batch) {
   CHECK(batch && batch->store_ == this);
   const uint64_t g = options_.group;
   rocksdb::WriteBatch* wb = batch->wb_->GetWriteBatch();
-  wb->Put(keys::MetaKey(g, kMetaRevision), EncodeInt(batch->current_rev_));
-  wb->Put(keys::MetaKey(g, kMetaCompacted), EncodeInt(batch->compact_rev_));
-  wb->Put(keys::MetaKey(g, kMetaApplied), EncodeInt(static_cast<int64_t>(batch->applied_index_)));
+  wb->Put(keys::MetaKey(g, keys::kMetaRevision), keys::EncodeMetaInt(batch->current_rev_));
+  wb->Put(keys::MetaKey(g, keys::kMetaCompacted), keys::EncodeMetaInt(batch->compact_rev_));
+  wb->Put(keys::MetaKey(g, keys::kMetaAppliedIndex),
+          keys::EncodeMetaInt(static_cast<int64_t>(batch->applied_index_)));
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
   Status s = FromRocks(db_->Write(wo, wb), "mvcc: commit");

@@ -36,6 +36,7 @@
 
 namespace rocksdb {
 class DB;
+class Snapshot;
 class WriteBatch;
 class WriteBatchWithIndex;
 class Iterator;
@@ -51,6 +52,13 @@ struct StoreOptions {
 };
 
 class ApplyBatch;
+
+// A store's metadata as of one committed batch.
+struct StoreMeta {
+  int64_t revision = 1;
+  int64_t compacted = 0;
+  uint64_t applied_index = 0;
+};
 
 class Store {
  public:
@@ -71,9 +79,11 @@ class Store {
   Status Commit(std::unique_ptr<ApplyBatch> batch);
 
   // Replaces the group's state with what `wb` writes (it must begin by
-  // deleting the group's keyspace), durably and atomically. For snapshot
-  // install; no ApplyBatch may be open.
-  Status ReplaceWith(rocksdb::WriteBatch* wb);
+  // deleting the group's keyspace) and sets the applied index, durably and
+  // atomically. For snapshot install; no ApplyBatch may be open.
+  Status ReplaceWith(rocksdb::WriteBatch* wb, uint64_t applied_index);
+  // The metadata as of a RocksDB snapshot (nullptr: the latest state).
+  Result<StoreMeta> MetaAt(const rocksdb::Snapshot* snapshot) const;
 
   int64_t CurrentRevision() const { return current_rev_.load(std::memory_order_acquire); }
   int64_t CompactRevision() const { return compact_rev_.load(std::memory_order_acquire); }

@@ -166,7 +166,8 @@ struct Event {
   uint64_t seq;
   EventType type;
   NodeId node = 0;
-  uint64_t incarnation = 0;
+  // kTick, kSyncDone, kCrash: the node incarnation the event belongs to;
+  // otherwise event-specific (client, op, fault kind, partition, outcome).
   uint64_t aux = 0;
   std::shared_ptr<Message> msg;
 };
@@ -257,7 +258,7 @@ class World {
   void ServeReads(SimNode& n);
   void SendAll(SimNode& n, std::vector<Message>& msgs);
   void Send(const Message& m);
-  void ReportLost(const Message& m);
+  void ReportLost(const std::shared_ptr<Message>& m);
   void Crash(SimNode& n);
 
   // ---- faults ----
@@ -395,11 +396,7 @@ void World::StartRaft(SimNode& n) {
 
 void World::Schedule(int64_t at, EventType type, NodeId node, uint64_t aux,
                      std::shared_ptr<Message> msg) {
-  Event e{at, seq_++, type, node, 0, aux, std::move(msg)};
-  if (type == EventType::kTick || type == EventType::kSyncDone || type == EventType::kCrash) {
-    e.incarnation = aux;
-  }
-  events_.push(std::move(e));
+  events_.push(Event{at, seq_++, type, node, aux, std::move(msg)});
 }
 
 void World::Trace(std::string text) {
@@ -477,7 +474,7 @@ void World::Handle(const Event& e) {
   switch (e.type) {
     case EventType::kTick: {
       auto it = nodes_.find(e.node);
-      if (it == nodes_.end() || !it->second.up || it->second.incarnation != e.incarnation) return;
+      if (it == nodes_.end() || !it->second.up || it->second.incarnation != e.aux) return;
       OnTick(it->second);
       return;
     }
@@ -486,7 +483,7 @@ void World::Handle(const Event& e) {
       return;
     case EventType::kSyncDone: {
       auto it = nodes_.find(e.node);
-      if (it == nodes_.end() || !it->second.up || it->second.incarnation != e.incarnation) return;
+      if (it == nodes_.end() || !it->second.up || it->second.incarnation != e.aux) return;
       FinishReady(it->second);
       Pump(it->second);
       return;
@@ -508,8 +505,7 @@ void World::Handle(const Event& e) {
       return;
     case EventType::kCrash: {
       auto it = nodes_.find(e.node);
-      if (healed_ || it == nodes_.end() || !it->second.up ||
-          it->second.incarnation != e.incarnation) {
+      if (healed_ || it == nodes_.end() || !it->second.up || it->second.incarnation != e.aux) {
         return;
       }
       Crash(it->second);
@@ -537,7 +533,7 @@ void World::OnDeliver(const Event& e) {
   const Message& m = *e.msg;
   auto it = nodes_.find(m.to);
   if (it == nodes_.end() || !it->second.up || LinkBlocked(m.from, m.to)) {
-    ReportLost(m);
+    ReportLost(e.msg);
     return;
   }
   SimNode& n = it->second;
@@ -622,7 +618,7 @@ void World::Send(const Message& m) {
   ++result_.stats.messages;
   auto msg = std::make_shared<Message>(m);
   if (LinkBlocked(m.from, m.to) || (!healed_ && rnd_.Bernoulli(profile_.drop))) {
-    ReportLost(*msg);
+    ReportLost(msg);
     return;
   }
   Schedule(now_ + rnd_.Range(profile_.delay_min_us, profile_.delay_max_us), EventType::kDeliver,
@@ -635,10 +631,9 @@ void World::Send(const Message& m) {
 
 // The transport tells the sender when a snapshot did not arrive, as the
 // real one does when its stream fails.
-void World::ReportLost(const Message& m) {
-  if (m.type != MessageType::kSnapshot) return;
-  Schedule(now_ + profile_.delay_max_us, EventType::kSnapshotReport, m.from, 0,
-           std::make_shared<Message>(m));
+void World::ReportLost(const std::shared_ptr<Message>& m) {
+  if (m->type != MessageType::kSnapshot) return;
+  Schedule(now_ + profile_.delay_max_us, EventType::kSnapshotReport, m->from, 0, m);
 }
 
 void World::ApplyEntries(SimNode& n, const std::vector<Entry>& entries) {
@@ -1156,6 +1151,36 @@ bool World::CheckLiveness() {
 }
 
 }  // namespace
+
+const std::vector<std::string>& PlantableBugs() {
+  static const std::vector<std::string> names = {
+      "vote_without_log_check",       "commit_previous_term_by_counting", "skip_log_matching_check",
+      "read_index_without_heartbeat", "lease_read_ignores_expiry",        "vote_not_persisted",
+      "send_before_persist"};
+  return names;
+}
+
+bool PlantBug(std::string_view name, SimOptions* o) {
+  raft::PlantedBugs& b = o->bugs;
+  if (name == "vote_without_log_check") {
+    b.vote_without_log_check = true;
+  } else if (name == "commit_previous_term_by_counting") {
+    b.commit_previous_term_by_counting = true;
+  } else if (name == "skip_log_matching_check") {
+    b.skip_log_matching_check = true;
+  } else if (name == "read_index_without_heartbeat") {
+    b.read_index_without_heartbeat = true;
+  } else if (name == "lease_read_ignores_expiry") {
+    b.lease_read_ignores_expiry = true;
+  } else if (name == "vote_not_persisted") {
+    b.vote_not_persisted = true;
+  } else if (name == "send_before_persist") {
+    o->driver_bugs.send_before_persist = true;
+  } else {
+    return false;
+  }
+  return true;
+}
 
 SimResult RunSimulation(const SimOptions& options) {
   World world(options);

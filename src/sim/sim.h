@@ -30,6 +30,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "raft/raft.h"
@@ -111,5 +112,11 @@ struct SimResult {
 };
 
 SimResult RunSimulation(const SimOptions& options);
+
+// The planted bugs by name (raft::PlantedBugs and DriverBugs), for the
+// command line and the checker's own tests.
+const std::vector<std::string>& PlantableBugs();
+// Turns on the named bug in `o`; false if there is no such bug.
+bool PlantBug(std::string_view name, SimOptions* o);
 
 }  // namespace conclave::sim

@@ -93,52 +93,42 @@ TEST(SimCoverageTest, FaultsAndWorkloadHappen) {
   EXPECT_GT(total.leaders_elected, 20u);
 }
 
-struct PlantedBug {
-  const char* name;
-  void (*plant)(SimOptions*);
-};
-
-void PrintTo(const PlantedBug& b, std::ostream* os) {
-  *os << b.name;
-}
-
-class PlantedBugTest : public ::testing::TestWithParam<PlantedBug> {};
+class PlantedBugTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(PlantedBugTest, CaughtWithinSeedBudget) {
-  const PlantedBug& bug = GetParam();
+  const std::string& bug = GetParam();
   for (uint64_t seed = 0; seed < kBugSeedBudget; ++seed) {
     SimOptions o;
     o.seed = seed;
-    bug.plant(&o);
+    ASSERT_TRUE(PlantBug(bug, &o)) << bug;
     SimResult r = RunSimulation(o);
     if (!r.ok) {
       // Caught. The same seed must replay to the same violation.
       SimResult again = RunSimulation(o);
       EXPECT_FALSE(again.ok);
       EXPECT_EQ(again.violation, r.violation);
-      std::printf("%s caught at seed %llu: %s\n", bug.name, static_cast<unsigned long long>(seed),
-                  r.violation.c_str());
+      std::printf("%s caught at seed %llu: %s\n", bug.c_str(),
+                  static_cast<unsigned long long>(seed), r.violation.c_str());
       return;
     }
   }
-  FAIL() << "planted bug " << bug.name << " survived " << kBugSeedBudget << " seeds";
+  FAIL() << "planted bug " << bug << " survived " << kBugSeedBudget << " seeds";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Bugs, PlantedBugTest,
-    ::testing::Values(
-        PlantedBug{"vote_without_log_check",
-                   [](SimOptions* o) { o->bugs.vote_without_log_check = true; }},
-        PlantedBug{"skip_log_matching_check",
-                   [](SimOptions* o) { o->bugs.skip_log_matching_check = true; }},
-        PlantedBug{"read_index_without_heartbeat",
-                   [](SimOptions* o) { o->bugs.read_index_without_heartbeat = true; }},
-        PlantedBug{"lease_read_ignores_expiry",
-                   [](SimOptions* o) { o->bugs.lease_read_ignores_expiry = true; }},
-        PlantedBug{"vote_not_persisted", [](SimOptions* o) { o->bugs.vote_not_persisted = true; }},
-        PlantedBug{"send_before_persist",
-                   [](SimOptions* o) { o->driver_bugs.send_before_persist = true; }}),
-    [](const ::testing::TestParamInfo<PlantedBug>& info) { return std::string(info.param.name); });
+// Every planted bug but the Figure 8 one, which the random schedule does not
+// reach within the budget (docs/SIMULATION.md); paper_test proves that rule.
+std::vector<std::string> BugsUnderTest() {
+  std::vector<std::string> bugs;
+  for (const std::string& b : PlantableBugs()) {
+    if (b != "commit_previous_term_by_counting") bugs.push_back(b);
+  }
+  return bugs;
+}
+
+INSTANTIATE_TEST_SUITE_P(Bugs, PlantedBugTest, ::testing::ValuesIn(BugsUnderTest()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
 
 }  // namespace
 }  // namespace conclave::sim
