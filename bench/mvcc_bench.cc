@@ -40,7 +40,7 @@ void Fill(Store* store, uint64_t keys, size_t value_bytes, uint64_t batch_size) 
     for (uint64_t j = 0; j < batch_size && i < keys; ++j, ++i) {
       CHECK(batch->Put(PutRequest{.key = Key(i), .value = value}).ok());
     }
-    batch->SetAppliedIndex(++index);
+    batch->SetApplied(++index, 7);
     CHECK(store->Commit(std::move(batch)).ok());
   }
 }
@@ -58,7 +58,7 @@ void BM_Put(benchmark::State& state) {
     for (uint64_t j = 0; j < per_batch; ++j) {
       CHECK(batch->Put(PutRequest{.key = Key(rnd.Uniform(100000)), .value = value}).ok());
     }
-    batch->SetAppliedIndex(++index);
+    batch->SetApplied(++index, 7);
     CHECK(store->Commit(std::move(batch)).ok());
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * per_batch));
@@ -100,7 +100,7 @@ void BM_Snapshot1M(benchmark::State& state) {
   uint64_t bytes = 0;
   for (auto _ : state) {
     auto target = OpenFresh(dst_dir);
-    auto writer = std::move(SnapshotWriter::Create(source.get(), 1, 4 << 20)).value();
+    auto writer = std::move(SnapshotWriter::Create(source.get(), 4 << 20)).value();
     SnapshotReceiver receiver(posix.get(), staging, writer->id());
     std::string chunk;
     bytes = 0;

@@ -1,16 +1,57 @@
 #!/usr/bin/env bash
-# `make run`: starts Conclave's main job on sensible defaults.
+# `make run`: starts a local three-member Conclave cluster on loopback and
+# keeps it in the foreground; Ctrl-C stops all three.
 #
-# The network server is not built yet. What exists is the Raft core and its
-# deterministic whole-cluster simulator, so this runs the simulator over new
-# seeds (3- and 5-node clusters under every fault profile) until Ctrl-C.
+# Data lives under $CONCLAVE_RUN_DIR (default: ./run-data); a second run
+# reuses it, so the cluster restarts with its data. Remove the directory for
+# a fresh cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=build/release/conclave
+BIN=${CONCLAVE_BIN:-build/release/conclave}
+DIR=${CONCLAVE_RUN_DIR:-$PWD/run-data}
+mkdir -p "$DIR"
+
+names=(m1 m2 m3)
+client_ports=(2379 22379 32379)
+peer_ports=(2380 22380 32380)
+metrics_ports=(2381 22381 32381)
+cluster=""
+for i in 0 1 2; do
+  cluster+="${cluster:+,}${names[$i]}=http://127.0.0.1:${peer_ports[$i]}"
+done
+
+pids=()
+stop() {
+  trap - INT TERM
+  echo
+  echo "stopping the cluster..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait || true
+  echo "stopped; data kept in $DIR"
+}
+trap stop INT TERM
+
+for i in 0 1 2; do
+  "$BIN" serve --name "${names[$i]}" --data-dir "$DIR/${names[$i]}" \
+    --listen-client-urls "http://127.0.0.1:${client_ports[$i]}" \
+    --advertise-client-urls "http://127.0.0.1:${client_ports[$i]}" \
+    --listen-peer-urls "http://127.0.0.1:${peer_ports[$i]}" \
+    --initial-advertise-peer-urls "http://127.0.0.1:${peer_ports[$i]}" \
+    --listen-metrics-urls "http://127.0.0.1:${metrics_ports[$i]}" \
+    --initial-cluster "$cluster" --initial-cluster-token conclave-run \
+    --initial-cluster-state new "$@" >"$DIR/${names[$i]}.log" 2>&1 &
+  pids+=($!)
+done
+
+endpoints="127.0.0.1:${client_ports[0]},127.0.0.1:${client_ports[1]},127.0.0.1:${client_ports[2]}"
 cat <<MSG
-Conclave: the server is not built yet; running the deterministic cluster simulator.
-  seeds run one after another; every 500 a progress line; Ctrl-C stops and prints the totals.
-  replay any seed:   $BIN sim --seed N --seeds 1 --trace
-  other profiles:    $BIN sim --help
+Conclave: a 3-member cluster is running (logs and data in $DIR).
+  client endpoints: $endpoints
+  metrics/health:   http://127.0.0.1:${metrics_ports[0]}/metrics  http://127.0.0.1:${metrics_ports[0]}/health
+  try:              ETCDCTL_API=3 etcdctl --endpoints=$endpoints put greeting hello
+                    ETCDCTL_API=3 etcdctl --endpoints=$endpoints get greeting
+  Ctrl-C stops all three.
 MSG
-exec "$BIN" sim --forever "$@"
+wait -n "${pids[@]}" || true
+echo "a member exited; see its log in $DIR" >&2
+stop

@@ -20,6 +20,11 @@ Result<spdlog::level::level_enum> ParseLogLevel(std::string_view name) {
 }
 
 void InitLogging(spdlog::level::level_enum level) {
+  // Calling again only changes the level (a subcommand may set its own).
+  if (auto existing = spdlog::get("conclave")) {
+    existing->set_level(level);
+    return;
+  }
   auto logger = spdlog::stderr_color_mt("conclave");
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %^%l%$ %v", spdlog::pattern_time_type::utc);
   logger->set_level(level);

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "base/logging.h"
+#include "cli/serve_command.h"
 #include "cli/sim_command.h"
 
 namespace {
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
 
   CLI::App* version = app.add_subcommand("version", "print the version and exit");
   auto run_sim = conclave::cli::AddSimCommand(app);
+  auto run_serve = conclave::cli::AddServeCommand(app);
 
   CLI11_PARSE(app, argc, argv);
 
@@ -33,6 +35,7 @@ int main(int argc, char** argv) {
   conclave::InitLogging(*level);
 
   if (int rc = run_sim(); rc >= 0) return rc;
+  if (int rc = run_serve(); rc >= 0) return rc;
   if (version->parsed() || app.get_subcommands().empty()) {
     std::printf("conclave %s\n", kVersion);
     return 0;

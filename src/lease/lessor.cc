@@ -87,6 +87,22 @@ void Lessor::Detach(const std::string& key) {
   key_lease_.erase(old);
 }
 
+void Lessor::Reset(const std::vector<Restored>& leases) {
+  std::lock_guard<std::mutex> lock(mu_);
+  leases_.clear();
+  key_lease_.clear();
+  highest_granted_ = 0;
+  for (const Restored& r : leases) {
+    Lease lease;
+    lease.ttl_seconds = r.ttl_seconds;
+    lease.remaining_ttl_seconds = r.remaining_ttl_seconds;
+    const int64_t left = r.remaining_ttl_seconds > 0 ? r.remaining_ttl_seconds : r.ttl_seconds;
+    if (primary_) lease.deadline = Now() + std::chrono::seconds(left) + options_.promote_extend;
+    highest_granted_ = std::max(highest_granted_, r.id);
+    leases_.emplace(r.id, std::move(lease));
+  }
+}
+
 void Lessor::Promote() {
   std::lock_guard<std::mutex> lock(mu_);
   const Duration now = Now();

@@ -21,8 +21,9 @@
 // same apply batch, so the revocation and the deletions are one atomic
 // change (and one revision) for readers and watchers.
 //
-// Not yet here: persisting the replicated state in the store (it is rebuilt
-// by replaying the log today) and snapshots of it.
+// The server keeps the replicated state in its store as well (one record per
+// lease, written in the same apply batch as the command) and rebuilds a
+// Lessor from it with Reset after a restart or a snapshot install.
 //
 // Thread-safety: every method is thread-safe (one internal mutex, never held
 // while calling out). The apply thread calls the command methods, the
@@ -125,6 +126,15 @@ class Lessor {
   Status Attach(LeaseId id, const std::string& key);
   // Takes `key` off whatever lease holds it (no-op when none does).
   void Detach(const std::string& key);
+
+  // Replaces the replicated state: these leases with no keys (the caller
+  // re-attaches keys with Attach). Deadlines restart as on Promote if primary.
+  struct Restored {
+    LeaseId id = 0;
+    int64_t ttl_seconds = 0;
+    int64_t remaining_ttl_seconds = 0;
+  };
+  void Reset(const std::vector<Restored>& leases);
 
   // --- Leader-local decisions (driver thread) ---
 

@@ -31,6 +31,10 @@ std::string MetaKey(uint64_t group, std::string_view name);
 inline constexpr std::string_view kMetaAppliedIndex = "applied_index";
 inline constexpr std::string_view kMetaRevision = "revision";
 inline constexpr std::string_view kMetaCompacted = "compacted";
+inline constexpr std::string_view kMetaAppliedTerm = "applied_term";
+// Names the application keeps through ApplyBatch::PutMeta start with this, so
+// they can never collide with the store's own.
+inline constexpr std::string_view kAppMetaPrefix = "app/";
 std::string EncodeMetaInt(int64_t v);
 // 0 for anything that is not 8 bytes.
 int64_t DecodeMetaInt(std::string_view bytes);

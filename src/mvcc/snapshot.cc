@@ -92,14 +92,14 @@ SnapshotWriter::~SnapshotWriter() {
   if (snapshot_ != nullptr) store_->db()->ReleaseSnapshot(snapshot_);
 }
 
-Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::Create(Store* store, uint64_t term,
-                                                               size_t chunk_bytes) {
+Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::Create(Store* store, size_t chunk_bytes) {
   std::unique_ptr<SnapshotWriter> w(
-      new SnapshotWriter(store, SnapshotId{store->group(), 0, term}, chunk_bytes));
+      new SnapshotWriter(store, SnapshotId{store->group(), 0, 0}, chunk_bytes));
   w->snapshot_ = store->db()->GetSnapshot();
   // The applied index as of the RocksDB snapshot, not as of now.
   ASSIGN_OR_RETURN(StoreMeta meta, store->MetaAt(w->snapshot_));
   w->id_.index = meta.applied_index;
+  w->id_.term = meta.applied_term;
   rocksdb::ReadOptions ro;
   ro.snapshot = w->snapshot_;
   w->it_.reset(store->db()->NewIterator(ro));

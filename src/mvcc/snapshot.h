@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,13 +59,16 @@ Result<SnapshotChunk> DecodeChunk(std::string_view bytes);
 
 class SnapshotWriter {
  public:
-  // The store's state as of its last committed batch; `term` is the term of
-  // the entry at the store's applied index (the caller knows it from the log).
-  static Result<std::unique_ptr<SnapshotWriter>> Create(Store* store, uint64_t term,
-                                                        size_t chunk_bytes = 1 << 20);
+  // The store's state as of its last committed batch, identified by the
+  // applied index and term that batch recorded.
+  static Result<std::unique_ptr<SnapshotWriter>> Create(Store* store, size_t chunk_bytes = 1 << 20);
   ~SnapshotWriter();
 
   const SnapshotId& id() const { return id_; }
+  // Application metadata (Store::GetMeta) as of the image.
+  Result<std::optional<std::string>> GetMeta(std::string_view name) const {
+    return store_->GetMeta(name, snapshot_);
+  }
   // The next encoded chunk; false when the last one has been returned.
   Result<bool> Next(std::string* chunk);
 

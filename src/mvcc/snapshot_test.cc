@@ -51,12 +51,12 @@ class SnapshotTest : public ::testing::Test {
           ASSERT_TRUE(batch->Put(PutRequest{.key = key, .value = value}).ok());
         }
       }
-      batch->SetAppliedIndex(++index);
+      batch->SetApplied(++index, 7);
       ASSERT_TRUE(store->Commit(std::move(batch)).ok());
     }
     auto batch = store->NewBatch();
     ASSERT_TRUE(batch->Compact(CompactionRequest{.revision = store->CurrentRevision() - 5}).ok());
-    batch->SetAppliedIndex(++index);
+    batch->SetApplied(++index, 7);
     ASSERT_TRUE(store->Commit(std::move(batch)).ok());
   }
 
@@ -91,7 +91,7 @@ class SnapshotTest : public ::testing::Test {
   static Result<std::string> Stream(Store* source, storage::FileSystem* fsys,
                                     const std::string& dir, size_t chunk_bytes,
                                     int crash_after_chunks = -1) {
-    ASSIGN_OR_RETURN(auto writer, SnapshotWriter::Create(source, 7, chunk_bytes));
+    ASSIGN_OR_RETURN(auto writer, SnapshotWriter::Create(source, chunk_bytes));
     SnapshotReceiver receiver(fsys, dir, writer->id());
     std::string chunk;
     int sent = 0;
@@ -158,7 +158,7 @@ TEST_F(SnapshotTest, StreamInstallAndContinue) {
   for (Store* s : {source_.get(), target.get()}) {
     auto b = s->NewBatch();
     ASSERT_TRUE(b->Put(PutRequest{.key = "after", .value = "tail"}).ok());
-    b->SetAppliedIndex(s->AppliedIndex() + 1);
+    b->SetApplied(s->AppliedIndex() + 1, 7);
     ASSERT_TRUE(s->Commit(std::move(b)).ok());
   }
   ExpectSameState(source_.get(), target.get());

@@ -208,12 +208,45 @@ Result<StoreMeta> Store::MetaAt(const rocksdb::Snapshot* snapshot) const {
   };
   StoreMeta meta;
   int64_t applied = 0;
+  int64_t applied_term = 0;
+  RETURN_IF_ERROR(read(keys::kMetaAppliedTerm, &applied_term));
   RETURN_IF_ERROR(read(keys::kMetaRevision, &meta.revision));
   RETURN_IF_ERROR(read(keys::kMetaCompacted, &meta.compacted));
   RETURN_IF_ERROR(read(keys::kMetaAppliedIndex, &applied));
   meta.revision = std::max<int64_t>(meta.revision, 1);
   meta.applied_index = static_cast<uint64_t>(applied);
+  meta.applied_term = static_cast<uint64_t>(applied_term);
   return meta;
+}
+
+Result<std::optional<std::string>> Store::GetMeta(std::string_view name,
+                                                  const rocksdb::Snapshot* snapshot) const {
+  std::string v;
+  const std::string key = keys::MetaKey(options_.group, std::string(keys::kAppMetaPrefix) += name);
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  rocksdb::Status s = db_->Get(ro, key, &v);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  RETURN_IF_ERROR(FromRocks(s, "mvcc: read meta"));
+  return std::optional<std::string>(std::move(v));
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> Store::ScanMeta(
+    std::string_view prefix) const {
+  const std::string start =
+      keys::MetaKey(options_.group, std::string(keys::kAppMetaPrefix) += prefix);
+  const size_t name_offset = keys::MetaKey(options_.group, keys::kAppMetaPrefix).size();
+  std::vector<std::pair<std::string, std::string>> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(start); it->Valid() && it->key().starts_with(start); it->Next()) {
+    out.emplace_back(it->key().ToString().substr(name_offset), it->value().ToString());
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "mvcc: scan meta"));
+  return out;
+}
+
+Status Store::Sync() {
+  return FromRocks(db_->SyncWAL(), "mvcc: sync");
 }
 
 Status Store::LoadMeta() {
@@ -221,6 +254,7 @@ Status Store::LoadMeta() {
   current_rev_.store(meta.revision);
   compact_rev_.store(meta.compacted);
   applied_index_.store(meta.applied_index);
+  applied_term_.store(meta.applied_term);
   return Status::Ok();
 }
 
@@ -289,6 +323,8 @@ Status Store::Commit(std::unique_ptr<ApplyBatch> batch) {
   wb->Put(keys::MetaKey(g, keys::kMetaCompacted), keys::EncodeMetaInt(batch->compact_rev_));
   wb->Put(keys::MetaKey(g, keys::kMetaAppliedIndex),
           keys::EncodeMetaInt(static_cast<int64_t>(batch->applied_index_)));
+  wb->Put(keys::MetaKey(g, keys::kMetaAppliedTerm),
+          keys::EncodeMetaInt(static_cast<int64_t>(batch->applied_term_)));
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
   Status s = FromRocks(db_->Write(wo, wb), "mvcc: commit");
@@ -297,6 +333,7 @@ Status Store::Commit(std::unique_ptr<ApplyBatch> batch) {
   current_rev_.store(batch->current_rev_, std::memory_order_release);
   compact_rev_.store(batch->compact_rev_, std::memory_order_release);
   applied_index_.store(batch->applied_index_, std::memory_order_release);
+  applied_term_.store(batch->applied_term_, std::memory_order_release);
   return Status::Ok();
 }
 
@@ -307,7 +344,17 @@ ApplyBatch::ApplyBatch(Store* store)
       wb_(std::make_unique<rocksdb::WriteBatchWithIndex>(rocksdb::BytewiseComparator(), 0, true)),
       current_rev_(store->CurrentRevision()),
       compact_rev_(store->CompactRevision()),
-      applied_index_(store->AppliedIndex()) {}
+      applied_index_(store->AppliedIndex()),
+      applied_term_(store->AppliedTerm()) {}
+
+void ApplyBatch::PutMeta(std::string_view name, std::string_view value) {
+  wb_->Put(keys::MetaKey(store_->group(), std::string(keys::kAppMetaPrefix) += name),
+           rocksdb::Slice(value.data(), value.size()));
+}
+
+void ApplyBatch::DeleteMeta(std::string_view name) {
+  wb_->Delete(keys::MetaKey(store_->group(), std::string(keys::kAppMetaPrefix) += name));
+}
 
 ApplyBatch::~ApplyBatch() {
   // Dropped without Commit: nothing of it reaches the store.

@@ -27,7 +27,10 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -58,6 +61,7 @@ struct StoreMeta {
   int64_t revision = 1;
   int64_t compacted = 0;
   uint64_t applied_index = 0;
+  uint64_t applied_term = 0;  // term of the entry at applied_index
 };
 
 class Store {
@@ -84,10 +88,21 @@ class Store {
   Status ReplaceWith(rocksdb::WriteBatch* wb, uint64_t applied_index);
   // The metadata as of a RocksDB snapshot (nullptr: the latest state).
   Result<StoreMeta> MetaAt(const rocksdb::Snapshot* snapshot) const;
+  // Application metadata written with ApplyBatch::PutMeta (its raft
+  // configuration, its leases): one value, or every name with a prefix.
+  // Travels in snapshots with the rest of the group's state.
+  // `snapshot` (nullptr: the latest state) as in MetaAt.
+  Result<std::optional<std::string>> GetMeta(std::string_view name,
+                                             const rocksdb::Snapshot* snapshot = nullptr) const;
+  Result<std::vector<std::pair<std::string, std::string>>> ScanMeta(std::string_view prefix) const;
+  // Makes every committed batch durable (the store commits without syncing
+  // when the Raft log provides durability; call this before releasing log).
+  Status Sync();
 
   int64_t CurrentRevision() const { return current_rev_.load(std::memory_order_acquire); }
   int64_t CompactRevision() const { return compact_rev_.load(std::memory_order_acquire); }
   uint64_t AppliedIndex() const { return applied_index_.load(std::memory_order_acquire); }
+  uint64_t AppliedTerm() const { return applied_term_.load(std::memory_order_acquire); }
   uint64_t group() const { return options_.group; }
   rocksdb::DB* db() { return db_.get(); }
 
@@ -101,6 +116,7 @@ class Store {
   std::atomic<int64_t> current_rev_{1};
   std::atomic<int64_t> compact_rev_{0};
   std::atomic<uint64_t> applied_index_{0};
+  std::atomic<uint64_t> applied_term_{0};
   bool batch_open_ = false;
 };
 
@@ -116,7 +132,14 @@ class ApplyBatch {
   Result<TxnResponse> Txn(const TxnRequest& r);
   // Returns the revision the store is at.
   Result<int64_t> Compact(const CompactionRequest& r);
-  void SetAppliedIndex(uint64_t index) { applied_index_ = index; }
+  // The last log entry this batch applies: its index and term.
+  void SetApplied(uint64_t index, uint64_t term) {
+    applied_index_ = index;
+    applied_term_ = term;
+  }
+  // Application metadata (see Store::GetMeta), committed with the batch.
+  void PutMeta(std::string_view name, std::string_view value);
+  void DeleteMeta(std::string_view name);
 
   // The changes made so far, in revision order, for the watch hub.
   const std::vector<Event>& events() const { return events_; }
@@ -149,6 +172,7 @@ class ApplyBatch {
   int64_t current_rev_;
   int64_t compact_rev_;
   uint64_t applied_index_;
+  uint64_t applied_term_;
   // Within a write request: its main revision and the next sub revision.
   int64_t pending_main_ = 0;
   int64_t next_sub_ = 0;

@@ -113,7 +113,7 @@ class StoreTest : public ::testing::Test {
   auto Apply(Fn fn) {
     auto batch = store_->NewBatch();
     auto result = fn(*batch);
-    batch->SetAppliedIndex(++index_);
+    batch->SetApplied(++index_, 7);
     EXPECT_TRUE(store_->Commit(std::move(batch)).ok());
     return result;
   }
@@ -1379,7 +1379,7 @@ TEST_F(StoreTest, CommandsInOneBatchSeeEachOther) {
   EXPECT_TRUE(Get({.key = "a", .range_end = "z"}).kvs.empty());
   EXPECT_EQ(Get({.key = "a"}).revision, 1);
   EXPECT_EQ(store_->CurrentRevision(), 1);
-  batch->SetAppliedIndex(1);
+  batch->SetApplied(1, 7);
   ASSERT_TRUE(store_->Commit(std::move(batch)).ok());
   EXPECT_EQ(store_->CurrentRevision(), 6);
   EXPECT_EQ(Get({.key = "a", .range_end = "z"}).kvs.size(), 2u);
@@ -1390,14 +1390,14 @@ TEST_F(StoreTest, AppliedIndexIsPersistedWithTheBatch) {
   auto batch = store_->NewBatch();
   ASSERT_TRUE(batch->Put({.key = "a", .value = "1"}).ok());
   ASSERT_TRUE(batch->Put({.key = "b", .value = "1"}).ok());
-  batch->SetAppliedIndex(10);
+  batch->SetApplied(10, 7);
   ASSERT_TRUE(store_->Commit(std::move(batch)).ok());
   EXPECT_EQ(store_->AppliedIndex(), 10u);
 
   // A batch of entries that change nothing still moves the applied index.
   batch = store_->NewBatch();
   ASSERT_TRUE(batch->DeleteRange({.key = "zzz"}).ok());
-  batch->SetAppliedIndex(11);
+  batch->SetApplied(11, 7);
   ASSERT_TRUE(store_->Commit(std::move(batch)).ok());
 
   Reopen();
@@ -1413,7 +1413,7 @@ TEST_F(StoreTest, BatchDroppedWithoutCommitLeavesNothing) {
     ASSERT_TRUE(batch->Put({.key = "a", .value = "lost"}).ok());
     ASSERT_TRUE(batch->Put({.key = "b", .value = "lost"}).ok());
     ASSERT_TRUE(batch->Compact({.revision = 3}).ok());
-    batch->SetAppliedIndex(99);
+    batch->SetApplied(99, 7);
   }
   auto check = [&] {
     EXPECT_EQ(store_->CurrentRevision(), 2);

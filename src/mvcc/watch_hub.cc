@@ -307,6 +307,23 @@ void WatchHub::Notify(int64_t revision, const std::vector<Event>& events) {
   Wake(wake);
 }
 
+void WatchHub::Resync(int64_t revision) {
+  Wakeups wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [sid, s] : streams_) {
+      for (auto& [id, w] : s->watchers) {
+        if (!w->synced) continue;
+        w->synced = false;
+        w->next_revision = std::max(revision_ + 1, w->min_revision);
+      }
+      if (!s->watchers.empty()) wake.push_back(s->ready);
+    }
+    revision_ = std::max(revision_, revision);
+  }
+  Wake(wake);
+}
+
 std::vector<WatchHub::CatchUp> WatchHub::PlanCatchUp(StreamId stream, int64_t* to) {
   std::lock_guard<std::mutex> lock(mu_);
   *to = revision_;

@@ -146,6 +146,11 @@ class WatchHub {
   // (ApplyBatch::events()) and the store's revision after it.
   void Notify(int64_t revision, const std::vector<Event>& events);
 
+  // After the store's state was replaced wholesale (a snapshot install):
+  // the hub moves to `revision` and every synced watcher becomes unsynced at
+  // its next revision, so it catches up from the new state's history.
+  void Resync(int64_t revision);
+
   // Catches up the stream's unsynced watchers by one bounded step each, then
   // returns up to `responses_max` queued responses with prev_kv filled in
   // and large responses fragmented. Empty for an unknown stream.

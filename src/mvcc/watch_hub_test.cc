@@ -56,7 +56,7 @@ class WatchHubTest : public ::testing::Test {
   void Apply(Fn fn) {
     auto batch = store_->NewBatch();
     fn(*batch);
-    batch->SetAppliedIndex(++index_);
+    batch->SetApplied(++index_, 7);
     std::vector<Event> events = batch->events();
     ASSERT_TRUE(store_->Commit(std::move(batch)).ok());
     hub_->Notify(store_->CurrentRevision(), events);

@@ -1,0 +1,135 @@
+#include "server/http_status.h"
+
+#include <civetweb.h>
+#include <fmt/format.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include <utility>
+
+#include "base/logging.h"
+
+namespace conclave::server {
+
+namespace {
+
+prometheus::MetricFamily Family(std::string name, std::string help, prometheus::MetricType type,
+                                double value) {
+  prometheus::MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  prometheus::ClientMetric m;
+  if (type == prometheus::MetricType::Counter) {
+    m.counter.value = value;
+  } else {
+    m.gauge.value = value;
+  }
+  f.metric.push_back(std::move(m));
+  return f;
+}
+
+int Reply(mg_connection* conn, int code, const char* type, const std::string& body) {
+  mg_printf(conn,
+            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+            "Connection: close\r\n\r\n",
+            code, code == 200 ? "OK" : "Service Unavailable", type, body.size());
+  mg_write(conn, body.data(), body.size());
+  return code;
+}
+
+int HandleMetrics(mg_connection* conn, void* data) {
+  auto* self = static_cast<HttpStatusServer*>(data);
+  return Reply(conn, 200, "text/plain; version=0.0.4", self->MetricsText());
+}
+
+int HandleHealth(mg_connection* conn, void* data) {
+  auto* self = static_cast<HttpStatusServer*>(data);
+  const bool ok = self->Healthy();
+  return Reply(conn, ok ? 200 : 503, "application/json",
+               ok ? R"({"health":"true"})" : R"({"health":"false"})");
+}
+
+}  // namespace
+
+HttpStatusServer::HttpStatusServer(Node* node, Transport* transport)
+    : node_(node), transport_(transport) {}
+
+HttpStatusServer::~HttpStatusServer() {
+  Stop();
+}
+
+Status HttpStatusServer::Start(const std::vector<std::string>& urls) {
+  if (urls.empty()) return Status::Ok();
+  std::string ports;
+  for (const std::string& url : urls) {
+    ASSIGN_OR_RETURN(std::string target, GrpcTarget(url));
+    if (!ports.empty()) ports += ",";
+    ports += target;
+  }
+  const char* options[] = {"listening_ports", ports.c_str(), "num_threads", "2", nullptr};
+  mg_callbacks callbacks{};
+  ctx_ = mg_start(&callbacks, nullptr, options);
+  if (ctx_ == nullptr) {
+    return Status::InvalidArgument("--listen-metrics-urls: cannot listen on " + ports);
+  }
+  mg_set_request_handler(ctx_, "/metrics$", HandleMetrics, this);
+  mg_set_request_handler(ctx_, "/health$", HandleHealth, this);
+  LOG_INFO("serving /metrics and /health on {}", ports);
+  return Status::Ok();
+}
+
+void HttpStatusServer::Stop() {
+  if (ctx_ != nullptr) mg_stop(ctx_);
+  ctx_ = nullptr;
+}
+
+bool HttpStatusServer::Healthy() const {
+  return node_->leader() != 0;
+}
+
+std::string HttpStatusServer::MetricsText() const {
+  using prometheus::MetricType;
+  const NodeStats s = node_->stats();
+  std::vector<prometheus::MetricFamily> families;
+  families.push_back(Family("conclave_server_has_leader", "1 if the member knows a leader",
+                            MetricType::Gauge, s.leader != 0 ? 1 : 0));
+  families.push_back(Family("conclave_server_is_leader", "1 if the member is the leader",
+                            MetricType::Gauge, node_->is_leader() ? 1 : 0));
+  families.push_back(Family("conclave_server_leader_changes_seen_total",
+                            "Leader changes seen by this member", MetricType::Counter,
+                            static_cast<double>(s.leader_changes)));
+  families.push_back(
+      Family("conclave_server_term", "Raft term", MetricType::Gauge, static_cast<double>(s.term)));
+  families.push_back(Family("conclave_server_commit_index", "Raft commit index", MetricType::Gauge,
+                            static_cast<double>(s.commit_index)));
+  families.push_back(Family("conclave_server_applied_index", "Applied index", MetricType::Gauge,
+                            static_cast<double>(s.applied_index)));
+  families.push_back(Family("conclave_server_proposals_committed_total",
+                            "Proposals from this member applied", MetricType::Counter,
+                            static_cast<double>(s.proposals_committed)));
+  families.push_back(Family("conclave_server_proposals_failed_total",
+                            "Proposals from this member that failed", MetricType::Counter,
+                            static_cast<double>(s.proposals_failed)));
+  families.push_back(Family("conclave_server_snapshots_sent_total", "Snapshots sent",
+                            MetricType::Counter, static_cast<double>(s.snapshots_sent)));
+  families.push_back(Family("conclave_server_snapshots_installed_total",
+                            "Snapshots received and installed", MetricType::Counter,
+                            static_cast<double>(s.snapshots_installed)));
+  families.push_back(Family("conclave_wal_syncs_total", "Write-ahead log syncs",
+                            MetricType::Counter, static_cast<double>(s.wal_syncs)));
+  families.push_back(Family("conclave_mvcc_revision", "Current store revision", MetricType::Gauge,
+                            static_cast<double>(node_->store()->CurrentRevision())));
+  families.push_back(Family("conclave_mvcc_compact_revision", "Compacted revision",
+                            MetricType::Gauge,
+                            static_cast<double>(node_->store()->CompactRevision())));
+  families.push_back(Family("conclave_network_messages_sent_total", "Raft messages sent to peers",
+                            MetricType::Counter, static_cast<double>(transport_->messages_sent())));
+  families.push_back(Family("conclave_network_messages_dropped_total",
+                            "Raft messages dropped (peer unreachable or queue full)",
+                            MetricType::Counter,
+                            static_cast<double>(transport_->messages_dropped())));
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+}  // namespace conclave::server

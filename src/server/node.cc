@@ -1,0 +1,602 @@
+// Node: opening, recovery and the driver thread. The apply thread is in
+// node_apply.cc.
+#include "server/node.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "base/assert.h"
+#include "base/coding.h"
+#include "base/logging.h"
+#include "mvcc/snapshot.h"
+#include "server/raft_codec.h"
+
+namespace conclave::server {
+
+namespace {
+
+constexpr std::string_view kConfStateMeta = "raft/conf_state";
+
+Status Stopped() {
+  return Status::Unavailable("etcdserver: server stopped");
+}
+
+std::string ReadContext(uint64_t id) {
+  std::string out;
+  PutFixed64(&out, id);
+  return out;
+}
+
+uint64_t DecodeReadContext(const std::string& s) {
+  Decoder d(s);
+  uint64_t id = 0;
+  if (!d.ReadFixed64(&id)) return 0;
+  return id;
+}
+
+}  // namespace
+
+Status RequestTimedOut() {
+  return Status::DeadlineExceeded("etcdserver: request timed out");
+}
+
+bool Node::Waiter::Complete(Result<ApplyResult> r) {
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (result) return false;
+    result.emplace(std::move(r));
+  }
+  cv.notify_all();
+  return true;
+}
+
+bool Node::Waiter::done() {
+  std::lock_guard<std::mutex> lock(mu);
+  return result.has_value();
+}
+
+Result<ApplyResult> Node::Waiter::Wait() {
+  std::unique_lock<std::mutex> lock(mu);
+  if (!cv.wait_until(lock, deadline, [&] { return result.has_value(); })) {
+    result.emplace(RequestTimedOut());
+  }
+  return *result;
+}
+
+Node::Node(const NodeOptions& options, Clock& clock) : options_(options), clock_(clock) {}
+
+Node::~Node() {
+  Stop();
+}
+
+std::string Node::snapshot_dir() const {
+  return storage::JoinPath(options_.data_dir, "snap");
+}
+
+Result<std::unique_ptr<Node>> Node::Open(const NodeOptions& options, Clock& clock) {
+  if (options.member_id == 0) return Status::InvalidArgument("node: member id 0");
+  std::unique_ptr<Node> node(new Node(options, clock));
+  RETURN_IF_ERROR(node->Recover());
+  return node;
+}
+
+Status Node::Recover() {
+  fs_ = storage::NewPosixFileSystem();
+  RETURN_IF_ERROR(fs_->CreateDirs(options_.data_dir));
+  ASSIGN_OR_RETURN(wal_,
+                   storage::Wal::Open(fs_.get(), storage::JoinPath(options_.data_dir, "wal")));
+  storage::WalReplay replay = wal_->Replay();
+  ASSIGN_OR_RETURN(store_, mvcc::Store::Open(storage::JoinPath(options_.data_dir, "db"),
+                                             mvcc::StoreOptions{.group = kGroup, .sync = false}));
+  RETURN_IF_ERROR(fs_->CreateDirs(snapshot_dir()));
+  RETURN_IF_ERROR(mvcc::RemoveStaleParts(fs_.get(), snapshot_dir()));
+
+  lease::LessorOptions lessor_options;
+  lessor_options.min_ttl_seconds = options_.lease_min_ttl_seconds;
+  lessor_ = std::make_unique<lease::Lessor>(clock_, lessor_options);
+
+  auto group = replay.groups.find(kGroup);
+  const bool fresh = group == replay.groups.end() && store_->AppliedIndex() == 0;
+  if (fresh && !options_.initial_voters.empty()) {
+    RETURN_IF_ERROR(Bootstrap());
+    replay = storage::WalReplay{};
+    replay.groups[kGroup].snapshot_index = 1;
+    replay.groups[kGroup].snapshot_term = 1;
+    replay.groups[kGroup].hard_state = raft::HardState{1, raft::kNoNode, 1};
+    group = replay.groups.find(kGroup);
+  }
+  if (group != replay.groups.end()) {
+    const storage::WalGroupState& gs = group->second;
+    if (gs.snapshot_index > store_->AppliedIndex()) {
+      // A crash after the snapshot marker was logged but before the image
+      // was installed: the image is on disk; install it now.
+      const std::string path = mvcc::SnapshotPath(
+          snapshot_dir(), mvcc::SnapshotId{kGroup, gs.snapshot_index, gs.snapshot_term});
+      LOG_INFO("node: installing snapshot {} left by an interrupted install", path);
+      RETURN_IF_ERROR(mvcc::InstallSnapshot(store_.get(), fs_.get(), path));
+    }
+    const uint64_t applied = store_->AppliedIndex();
+    ASSIGN_OR_RETURN(std::optional<std::string> cs_bytes, store_->GetMeta(kConfStateMeta));
+    raftpb::ConfState cs_pb;
+    if (!cs_bytes || !cs_pb.ParseFromString(*cs_bytes)) {
+      return Status::Corruption("node: the store has no raft configuration at index " +
+                                std::to_string(applied));
+    }
+    conf_state_ = DecodeConfState(cs_pb);
+    RETURN_IF_ERROR(log_.ApplySnapshot(
+        raft::Snapshot{raft::SnapshotMetadata{applied, store_->AppliedTerm(), conf_state_}, ""}));
+    std::vector<raft::Entry> tail;
+    for (const raft::Entry& e : gs.entries) {
+      if (e.index > applied) tail.push_back(e);
+    }
+    if (!tail.empty() && tail.front().index != applied + 1) {
+      return Status::Corruption(
+          fmt::format("node: the log resumes at index {} but the store has applied only up to {}",
+                      tail.front().index, applied));
+    }
+    if (!tail.empty()) log_.Append(tail);
+    raft::HardState hs = gs.hard_state;
+    hs.commit = std::max(hs.commit, applied);
+    log_.SetHardState(hs);
+    last_compact_index_ = applied;
+  }
+  applied_index_.store(store_->AppliedIndex());
+  RETURN_IF_ERROR(ReloadLessor());
+  hub_ = std::make_unique<mvcc::WatchHub>(store_.get(), mvcc::WatchHubOptions{});
+
+  raft::Config config;
+  config.id = options_.member_id;
+  config.group = kGroup;
+  config.election_ticks = options_.election_ticks;
+  config.heartbeat_ticks = options_.heartbeat_ticks;
+  config.applied = store_->AppliedIndex();
+  config.pre_vote = true;
+  config.check_quorum = true;
+  config.random_seed =
+      options_.member_id ^ static_cast<uint64_t>(SteadyClock::now().time_since_epoch().count());
+  ASSIGN_OR_RETURN(raft_, raft::Node::Create(config, &log_));
+  term_.store(raft_->term());
+  commit_index_.store(log_.InitialHardState().commit);
+  LOG_INFO("node {:x}: recovered at applied index {}, revision {}, last log index {}, term {}",
+           options_.member_id, store_->AppliedIndex(), store_->CurrentRevision(), log_.LastIndex(),
+           raft_->term());
+  return Status::Ok();
+}
+
+Status Node::Bootstrap() {
+  raft::ConfState cs;
+  cs.voters = options_.initial_voters;
+  std::sort(cs.voters.begin(), cs.voters.end());
+  raftpb::ConfState cs_pb;
+  EncodeConfState(cs, &cs_pb);
+  // The store first: if we crash before the WAL has the marker, the next
+  // start sees an empty WAL and a store at index 1, and finishes the job.
+  if (store_->AppliedIndex() == 0) {
+    auto batch = store_->NewBatch();
+    batch->PutMeta(kConfStateMeta, cs_pb.SerializeAsString());
+    batch->SetApplied(1, 1);
+    RETURN_IF_ERROR(store_->Commit(std::move(batch)));
+    RETURN_IF_ERROR(store_->Sync());
+  }
+  storage::WalBatch wb;
+  wb.AddSnapshotMarker(kGroup, 1, 1);
+  wb.SetHardState(kGroup, raft::HardState{1, raft::kNoNode, 1});
+  RETURN_IF_ERROR(wal_->Append(wb));
+  LOG_INFO("node {:x}: bootstrapped a new cluster with voters {}", options_.member_id,
+           cs.ToString());
+  return Status::Ok();
+}
+
+void Node::Start(MessageSender* sender) {
+  CHECK(!started_);
+  started_ = true;
+  sender_ = sender;
+  applier_ = std::thread([this] { ApplyLoop(); });
+  driver_ = std::thread([this] { DriverLoop(); });
+}
+
+void Node::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  inbox_cv_.notify_all();
+  if (driver_.joinable()) driver_.join();
+  {
+    std::lock_guard<std::mutex> lock(apply_mu_);
+    apply_stopping_ = true;
+  }
+  apply_cv_.notify_all();
+  if (applier_.joinable()) applier_.join();
+  FailAll(Stopped());
+}
+
+void Node::FailAll(const Status& status) {
+  std::map<uint64_t, std::shared_ptr<Waiter>> waiters;
+  {
+    std::lock_guard<std::mutex> lock(waiters_mu_);
+    waiters.swap(waiters_);
+  }
+  for (auto& [id, w] : waiters)
+    w->Complete(status);
+  std::vector<std::shared_ptr<Waiter>> reads;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    reads.swap(inbox_reads_);
+  }
+  for (auto& [ctx, batch] : reads_in_flight_)
+    reads.insert(reads.end(), batch->waiters.begin(), batch->waiters.end());
+  reads_in_flight_.clear();
+  {
+    std::lock_guard<std::mutex> lock(apply_mu_);
+    for (PendingRead& p : pending_reads_)
+      reads.insert(reads.end(), p.waiters.begin(), p.waiters.end());
+    pending_reads_.clear();
+  }
+  for (auto& w : reads)
+    w->Complete(status);
+}
+
+// ---- requests from gRPC threads ----
+
+Result<ApplyResult> Node::Propose(serverpb::Command command) {
+  auto w = std::make_shared<Waiter>();
+  w->request_id = next_request_id_.fetch_add(1);
+  command.set_proposer(options_.member_id);
+  command.set_request_id(w->request_id);
+  w->data = command.SerializeAsString();
+  w->deadline = SteadyClock::now() + options_.request_timeout;
+  {
+    std::lock_guard<std::mutex> lock(waiters_mu_);
+    waiters_[w->request_id] = w;
+  }
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    Status refused;
+    if (stopping_) {
+      refused = Stopped();
+    } else if (inbox_proposals_.size() >= options_.proposals_pending_max) {
+      refused = Status::ResourceExhausted("etcdserver: too many requests");
+    }
+    if (!refused.ok()) {
+      std::lock_guard<std::mutex> wl(waiters_mu_);
+      waiters_.erase(w->request_id);
+      proposals_failed_.fetch_add(1);
+      return refused;
+    }
+    inbox_proposals_.push_back(w);
+  }
+  inbox_cv_.notify_one();
+  Result<ApplyResult> r = w->Wait();
+  {
+    std::lock_guard<std::mutex> lock(waiters_mu_);
+    waiters_.erase(w->request_id);
+  }
+  if (!r.ok()) proposals_failed_.fetch_add(1);
+  return r;
+}
+
+Status Node::ReadBarrier() {
+  auto w = std::make_shared<Waiter>();
+  w->deadline = SteadyClock::now() + options_.request_timeout;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    if (stopping_) return Stopped();
+    inbox_reads_.push_back(w);
+  }
+  inbox_cv_.notify_one();
+  return w->Wait().status();
+}
+
+Result<int64_t> Node::RenewLease(lease::LeaseId id) {
+  return lessor_->Renew(id);
+}
+
+Result<lease::TimeToLiveResult> Node::LeaseTimeToLive(lease::LeaseId id, bool with_keys) {
+  if (!lessor_->primary()) return lease::errors::NotLeader();
+  return lessor_->TimeToLive(id, with_keys);
+}
+
+void Node::Receive(raft::Message m) {
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    if (stopping_) return;
+    inbox_messages_.push_back(std::move(m));
+  }
+  inbox_cv_.notify_one();
+}
+
+void Node::ReportUnreachable(uint64_t peer) {
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    inbox_unreachable_.push_back(peer);
+  }
+  inbox_cv_.notify_one();
+}
+
+void Node::ReportSnapshot(uint64_t peer, bool ok) {
+  if (ok) snapshots_sent_.fetch_add(1);
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    inbox_snapshot_reports_.emplace_back(peer, ok);
+  }
+  inbox_cv_.notify_one();
+}
+
+NodeStats Node::stats() const {
+  NodeStats s;
+  s.term = term();
+  s.leader = leader();
+  s.commit_index = commit_index_.load();
+  s.applied_index = applied_index_.load();
+  s.proposals_committed = proposals_committed_.load();
+  s.proposals_failed = proposals_failed_.load();
+  s.leader_changes = leader_changes_.load();
+  s.snapshots_sent = snapshots_sent_.load();
+  s.snapshots_installed = snapshots_installed_.load();
+  s.wal_syncs = wal_->stats().syncs;
+  return s;
+}
+
+// ---- the driver thread ----
+
+void Node::DriverLoop() {
+  const auto tick = options_.tick_interval;
+  auto next_tick = SteadyClock::now() + tick;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(inbox_mu_);
+      inbox_cv_.wait_until(lock, next_tick, [&] {
+        return stopping_ || !inbox_messages_.empty() || !inbox_proposals_.empty() ||
+               !inbox_reads_.empty() || !inbox_snapshot_reports_.empty() ||
+               !inbox_unreachable_.empty();
+      });
+      if (stopping_) break;
+    }
+    DrainInbox();
+    const auto now = SteadyClock::now();
+    if (now >= next_tick) {
+      raft_->Tick();
+      next_tick += tick;
+      if (next_tick <= now) next_tick = now + tick;
+      TickHousekeeping();
+    }
+    while (raft_->HasReady())
+      HandleReady();
+    MaybeCompactLog();
+  }
+}
+
+void Node::DrainInbox() {
+  std::vector<raft::Message> messages;
+  std::deque<std::shared_ptr<Waiter>> proposals;
+  std::vector<std::shared_ptr<Waiter>> reads;
+  std::vector<std::pair<uint64_t, bool>> reports;
+  std::vector<uint64_t> unreachable;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    messages.swap(inbox_messages_);
+    proposals.swap(inbox_proposals_);
+    reads.swap(inbox_reads_);
+    reports.swap(inbox_snapshot_reports_);
+    unreachable.swap(inbox_unreachable_);
+  }
+  for (raft::Message& m : messages) {
+    Status s = raft_->Step(std::move(m));
+    if (!s.ok()) LOG_DEBUG("node: step: {}", s.ToString());
+  }
+  for (auto& [peer, ok] : reports)
+    raft_->ReportSnapshot(peer, ok);
+  for (uint64_t peer : unreachable)
+    raft_->ReportUnreachable(peer);
+  for (auto& w : proposals)
+    unproposed_.push_back(std::move(w));
+  ProposePending();
+  if (!reads.empty()) {
+    auto batch = std::make_shared<ReadBatch>();
+    batch->waiters = std::move(reads);
+    const uint64_t ctx = next_read_context_++;
+    reads_in_flight_[ctx] = batch;
+    batch->issued = SteadyClock::now();
+    Status s = raft_->ReadIndex(ReadContext(ctx));
+    // Without a leader the round is retried by IssueReads on the next tick.
+    if (!s.ok()) batch->issued = SteadyClock::time_point{};
+  }
+}
+
+void Node::ProposePending() {
+  const auto now = SteadyClock::now();
+  while (!unproposed_.empty()) {
+    std::shared_ptr<Waiter>& w = unproposed_.front();
+    if (w->done() || now >= w->deadline) {
+      unproposed_.pop_front();
+      continue;
+    }
+    Status s = raft_->Propose(w->data);
+    if (s.code() == StatusCode::kUnavailable) break;  // no leader yet: retry on the next tick
+    if (!s.ok()) w->Complete(s);
+    unproposed_.pop_front();
+  }
+}
+
+void Node::IssueReads() {
+  // A round that got no answer within an election timeout is lost (the
+  // leader changed, a message was dropped): issue it again.
+  const auto now = SteadyClock::now();
+  const auto retry_after = options_.tick_interval * options_.election_ticks;
+  std::vector<uint64_t> stale;
+  for (auto& [ctx, batch] : reads_in_flight_) {
+    std::erase_if(batch->waiters, [&](const auto& w) { return now >= w->deadline || w->done(); });
+    if (batch->waiters.empty() || now - batch->issued >= retry_after) stale.push_back(ctx);
+  }
+  for (uint64_t ctx : stale) {
+    auto batch = reads_in_flight_[ctx];
+    reads_in_flight_.erase(ctx);
+    if (batch->waiters.empty()) continue;
+    const uint64_t fresh = next_read_context_++;
+    reads_in_flight_[fresh] = batch;
+    batch->issued = now;
+    if (!raft_->ReadIndex(ReadContext(fresh)).ok()) batch->issued = SteadyClock::time_point{};
+  }
+}
+
+void Node::TickHousekeeping() {
+  term_.store(raft_->term(), std::memory_order_release);
+  ProposePending();
+  IssueReads();
+  if (raft_->role() != raft::Role::kLeader || !lessor_->primary()) return;
+  for (lease::LeaseId id : lessor_->ExpiredLeases(64)) {
+    serverpb::Command c;
+    c.mutable_lease_revoke()->set_id(id);
+    ProposeInternal(std::move(c));
+  }
+  const Duration now = clock_.Monotonic();
+  if (now >= next_checkpoint_) {
+    next_checkpoint_ = now + options_.lease_checkpoint_interval;
+    std::vector<lease::Checkpoint> cps =
+        lessor_->Checkpoints(options_.lease_checkpoint_leases_max, /*all=*/true);
+    if (!cps.empty()) {
+      serverpb::Command c;
+      for (const lease::Checkpoint& cp : cps) {
+        etcdserverpb::LeaseCheckpoint* pc = c.mutable_lease_checkpoints()->add_checkpoints();
+        pc->set_id(cp.id);
+        pc->set_remaining_ttl(cp.remaining_ttl_seconds);
+      }
+      ProposeInternal(std::move(c));
+    }
+  }
+}
+
+void Node::ProposeInternal(serverpb::Command command) {
+  Status s = raft_->Propose(command.SerializeAsString());
+  if (!s.ok()) LOG_DEBUG("node: internal proposal refused: {}", s.ToString());
+}
+
+void Node::OnSoftState(const raft::SoftState& ss) {
+  const bool was_leader = soft_state_.role == raft::Role::kLeader;
+  const bool is_leader = ss.role == raft::Role::kLeader;
+  if (ss.leader != soft_state_.leader) {
+    leader_changes_.fetch_add(1);
+    LOG_INFO("node {:x}: leader is now {:x} at term {}", options_.member_id, ss.leader,
+             raft_->term());
+  }
+  soft_state_ = ss;
+  leader_.store(ss.leader, std::memory_order_release);
+  term_.store(raft_->term(), std::memory_order_release);
+  if (is_leader && !was_leader) {
+    lessor_->Promote();
+    next_checkpoint_ = clock_.Monotonic() + options_.lease_checkpoint_interval;
+  } else if (was_leader && !is_leader) {
+    lessor_->Demote();
+  }
+}
+
+void Node::HandleReady() {
+  raft::Ready rd = raft_->GetReady();
+  if (rd.soft_state) OnSoftState(*rd.soft_state);
+  Status persisted = Persist(rd);
+  // The log is the node's memory: without it nothing may be acknowledged.
+  CHECK_MSG(persisted.ok(), "node: persisting the raft log failed: {}", persisted.ToString());
+
+  std::vector<raft::Message> messages;
+  messages.reserve(rd.messages.size());
+  for (raft::Message& m : rd.messages) {
+    if (m.type == raft::MessageType::kSnapshot) {
+      sender_->SendSnapshot(std::move(m));
+    } else {
+      messages.push_back(std::move(m));
+    }
+  }
+  if (!messages.empty()) sender_->Send(std::move(messages));
+
+  ApplyItem item;
+  if (rd.snapshot) item.snapshot = *rd.snapshot;
+  for (const raft::Entry& e : rd.committed_entries) {
+    if (e.type != raft::EntryType::kConfChange) continue;
+    auto cc = raft::ConfChange::Decode(e.data);
+    CHECK_MSG(cc.ok(), "node: committed conf change {} does not decode", e.index);
+    auto cs = raft_->ApplyConfChange(*cc);
+    if (cs.ok()) {
+      conf_state_ = *cs;
+      item.conf_states[e.index] = *cs;
+    } else {
+      LOG_WARN("node: conf change at {} not applied: {}", e.index, cs.status().ToString());
+      item.conf_states[e.index] = conf_state_;
+    }
+  }
+  item.entries = rd.committed_entries;  // Advance reads them too
+  if (rd.hard_state) commit_index_.store(rd.hard_state->commit, std::memory_order_release);
+
+  std::vector<PendingRead> reads;
+  for (const raft::ReadState& rs : rd.read_states) {
+    auto it = reads_in_flight_.find(DecodeReadContext(rs.request_context));
+    if (it == reads_in_flight_.end()) continue;
+    reads.push_back(PendingRead{rs.index, std::move(it->second->waiters)});
+    reads_in_flight_.erase(it);
+  }
+  if (item.snapshot || !item.entries.empty() || !reads.empty()) {
+    {
+      std::lock_guard<std::mutex> lock(apply_mu_);
+      if (item.snapshot || !item.entries.empty()) apply_queue_.push_back(std::move(item));
+      for (PendingRead& r : reads) {
+        auto pos =
+            std::upper_bound(pending_reads_.begin(), pending_reads_.end(), r.index,
+                             [](uint64_t index, const PendingRead& p) { return index < p.index; });
+        pending_reads_.insert(pos, std::move(r));
+      }
+    }
+    apply_cv_.notify_one();
+    // Reads whose index is already applied go now; the apply thread
+    // releases the rest as it catches up.
+    if (!reads.empty()) ReleaseReads(applied_index_.load(std::memory_order_acquire));
+  }
+  raft_->Advance(rd);
+}
+
+Status Node::Persist(const raft::Ready& rd) {
+  storage::WalBatch batch;
+  if (rd.snapshot) {
+    const raft::SnapshotMetadata& md = rd.snapshot->metadata;
+    batch.AddSnapshotMarker(kGroup, md.index, md.term);
+    batch.TruncateFrom(kGroup, md.index + 1);
+  }
+  if (!rd.entries.empty()) batch.AddEntries(kGroup, rd.entries);
+  if (rd.hard_state) batch.SetHardState(kGroup, *rd.hard_state);
+  if (!batch.empty()) RETURN_IF_ERROR(wal_->Append(batch));
+  if (rd.snapshot) RETURN_IF_ERROR(log_.ApplySnapshot(*rd.snapshot));
+  if (!rd.entries.empty()) log_.Append(rd.entries);
+  if (rd.hard_state) log_.SetHardState(*rd.hard_state);
+  return Status::Ok();
+}
+
+void Node::MaybeCompactLog() {
+  const uint64_t applied = applied_index_.load(std::memory_order_acquire);
+  if (applied < last_compact_index_ + options_.snapshot_count) return;
+  // The store must hold everything up to the point the log forgets.
+  Status synced = store_->Sync();
+  auto meta = store_->MetaAt(nullptr);
+  if (!synced.ok() || !meta.ok()) {
+    LOG_WARN("node: log compaction postponed: {}",
+             synced.ok() ? meta.status().ToString() : synced.ToString());
+    return;
+  }
+  const uint64_t index = std::min(meta->applied_index, log_.LastIndex());
+  if (index <= log_.LatestSnapshot().metadata.index) return;
+  Status s = log_.CreateSnapshot(index, conf_state_, "");
+  if (s.ok() && index > options_.snapshot_catchup_entries) {
+    const uint64_t compact_to = index - options_.snapshot_catchup_entries;
+    if (compact_to > log_.FirstIndex()) s = log_.Compact(compact_to);
+  }
+  if (s.ok()) s = wal_->ReleaseTo(kGroup, index, meta->applied_term);
+  if (!s.ok()) {
+    LOG_WARN("node: log compaction at {} failed: {}", index, s.ToString());
+    return;
+  }
+  last_compact_index_ = index;
+  LOG_INFO("node: log compacted at index {} (first kept {})", index, log_.FirstIndex());
+}
+
+}  // namespace conclave::server

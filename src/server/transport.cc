@@ -1,0 +1,408 @@
+#include "server/transport.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "base/assert.h"
+#include "base/logging.h"
+#include "mvcc/snapshot.h"
+#include "server/raft_codec.h"
+
+namespace conclave::server {
+
+namespace {
+
+grpc::Status ToGrpc(const Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  const int code = static_cast<int>(s.code());
+  return grpc::Status(static_cast<grpc::StatusCode>(code <= 16 ? code : grpc::INTERNAL),
+                      s.message());
+}
+
+Status FromGrpc(const grpc::Status& s) {
+  if (s.ok()) return Status::Ok();
+  return Status(static_cast<StatusCode>(s.error_code()), s.error_message());
+}
+
+}  // namespace
+
+Result<std::string> GrpcTarget(const std::string& url) {
+  std::string rest = url;
+  if (rest.starts_with("https://") || rest.starts_with("unixs://")) {
+    return Status::InvalidArgument("TLS URLs are not supported yet: " + url);
+  }
+  if (rest.starts_with("http://")) rest = rest.substr(7);
+  while (!rest.empty() && rest.back() == '/')
+    rest.pop_back();
+  const size_t colon = rest.rfind(':');
+  if (rest.empty() || colon == std::string::npos || colon + 1 == rest.size() ||
+      rest.find('/') != std::string::npos) {
+    return Status::InvalidArgument("not a host:port URL: " + url);
+  }
+  return rest;
+}
+
+// ---- per-peer sender ----
+
+struct Transport::Peer {
+  uint64_t id = 0;
+  std::string target;
+  std::shared_ptr<grpc::Channel> channel;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<raft::Message> queue;  // guarded by mu
+  std::thread thread;
+};
+
+// ---- services ----
+
+class Transport::PeerServiceImpl final : public raftpb::Peer::Service {
+ public:
+  explicit PeerServiceImpl(Node* node) : node_(node) {}
+
+  grpc::Status Stream(
+      grpc::ServerContext* /*context*/,
+      grpc::ServerReaderWriter<raftpb::StreamAck, raftpb::MessageBatch>* stream) override {
+    raftpb::MessageBatch batch;
+    while (stream->Read(&batch)) {
+      if (batch.cluster_id() != node_->cluster_id()) {
+        return grpc::Status(grpc::FAILED_PRECONDITION,
+                            fmt::format("peer: cluster id {:x} is not this cluster's ({:x})",
+                                        batch.cluster_id(), node_->cluster_id()));
+      }
+      if (batch.to_node() != node_->member_id()) {
+        return grpc::Status(grpc::FAILED_PRECONDITION,
+                            fmt::format("peer: batch for member {:x} reached member {:x}",
+                                        batch.to_node(), node_->member_id()));
+      }
+      for (const raftpb::Message& pm : batch.messages()) {
+        auto m = DecodeMessage(pm);
+        if (!m.ok()) {
+          LOG_WARN("peer: dropping a message from {:x}: {}", batch.from_node(),
+                   m.status().ToString());
+          continue;
+        }
+        node_->Receive(std::move(*m));
+      }
+      raftpb::StreamAck ack;
+      ack.set_sequence(batch.sequence());
+      if (!stream->Write(ack)) break;
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  Node* node_;
+};
+
+class Transport::MemberServiceImpl final : public serverpb::Member::Service {
+ public:
+  explicit MemberServiceImpl(Node* node) : node_(node) {}
+
+  grpc::Status LeaseRenew(grpc::ServerContext* /*context*/,
+                          const etcdserverpb::LeaseKeepAliveRequest* req,
+                          etcdserverpb::LeaseKeepAliveResponse* resp) override {
+    auto ttl = node_->RenewLease(req->id());
+    if (!ttl.ok()) return ToGrpc(ttl.status());
+    resp->set_id(req->id());
+    resp->set_ttl(*ttl);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status LeaseTimeToLive(grpc::ServerContext* /*context*/,
+                               const etcdserverpb::LeaseTimeToLiveRequest* req,
+                               etcdserverpb::LeaseTimeToLiveResponse* resp) override {
+    auto r = node_->LeaseTimeToLive(req->id(), req->keys());
+    if (!r.ok()) return ToGrpc(r.status());
+    resp->set_id(r->id);
+    resp->set_ttl(r->ttl_seconds);
+    resp->set_grantedttl(r->granted_ttl_seconds);
+    for (const std::string& k : r->keys)
+      resp->add_keys(k);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Snapshot(grpc::ServerContext* /*context*/,
+                        grpc::ServerReader<serverpb::SnapshotPart>* reader,
+                        serverpb::SnapshotAck* /*ack*/) override {
+    serverpb::SnapshotPart part;
+    if (!reader->Read(&part) || !part.has_header()) {
+      return grpc::Status(grpc::INVALID_ARGUMENT, "snapshot: the stream must open with a header");
+    }
+    if (part.header().cluster_id() != node_->cluster_id()) {
+      return grpc::Status(grpc::FAILED_PRECONDITION, "snapshot: from another cluster");
+    }
+    auto m = DecodeMessage(part.header().message());
+    if (!m.ok()) return ToGrpc(m.status());
+    if (m->type != raft::MessageType::kSnapshot || !m->snapshot || m->to != node_->member_id()) {
+      return grpc::Status(grpc::INVALID_ARGUMENT, "snapshot: header is not a snapshot for us");
+    }
+    const mvcc::SnapshotId id{m->group, m->snapshot->metadata.index, m->snapshot->metadata.term};
+    mvcc::SnapshotReceiver receiver(node_->fs(), node_->snapshot_dir(), id);
+    while (reader->Read(&part)) {
+      if (part.part_case() != serverpb::SnapshotPart::kChunk) {
+        return grpc::Status(grpc::INVALID_ARGUMENT, "snapshot: a second header");
+      }
+      Status s = receiver.Add(part.chunk());
+      if (!s.ok()) return ToGrpc(s);
+    }
+    if (!receiver.complete()) {
+      return grpc::Status(grpc::INVALID_ARGUMENT, "snapshot: the stream ended before the image");
+    }
+    auto path = receiver.Finish();
+    if (!path.ok()) return ToGrpc(path.status());
+    auto snap = std::make_shared<raft::Snapshot>(*m->snapshot);
+    snap->data = *path;
+    m->snapshot = std::move(snap);
+    LOG_INFO("snapshot: received index {} term {} from {:x}", id.index, id.term, m->from);
+    node_->Receive(std::move(*m));
+    return grpc::Status::OK;
+  }
+
+ private:
+  Node* node_;
+};
+
+// ---- Transport ----
+
+Transport::Transport(Node* node, std::map<uint64_t, std::string> peers, TransportOptions options)
+    : node_(node),
+      options_(options),
+      peer_service_(std::make_unique<PeerServiceImpl>(node)),
+      member_service_(std::make_unique<MemberServiceImpl>(node)) {
+  for (auto& [id, target] : peers) {
+    auto p = std::make_unique<Peer>();
+    p->id = id;
+    p->target = target;
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(options_.receive_message_bytes_max);
+    args.SetMaxSendMessageSize(options_.receive_message_bytes_max);
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+                static_cast<int>(options_.backoff_min.count()));
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_max.count()));
+    p->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+    peers_.emplace(id, std::move(p));
+  }
+}
+
+Transport::~Transport() {
+  Stop();
+}
+
+grpc::Service* Transport::peer_service() {
+  return peer_service_.get();
+}
+
+grpc::Service* Transport::member_service() {
+  return member_service_.get();
+}
+
+void Transport::Start() {
+  for (auto& [id, p] : peers_) {
+    Peer* peer = p.get();
+    peer->thread = std::thread([this, peer] { SenderLoop(peer); });
+  }
+}
+
+void Transport::Stop() {
+  if (stopping_.exchange(true)) return;
+  for (auto& [id, p] : peers_) {
+    p->cv.notify_all();
+  }
+  for (auto& [id, p] : peers_) {
+    if (p->thread.joinable()) p->thread.join();
+  }
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    threads.swap(snapshot_threads_);
+  }
+  for (auto& t : threads)
+    t.join();
+}
+
+Transport::Peer* Transport::FindPeer(uint64_t id) {
+  auto it = peers_.find(id);
+  return it == peers_.end() ? nullptr : it->second.get();
+}
+
+void Transport::Send(std::vector<raft::Message> messages) {
+  for (raft::Message& m : messages) {
+    Peer* p = FindPeer(m.to);
+    if (p == nullptr) {
+      messages_dropped_.fetch_add(1);
+      continue;
+    }
+    {
+      std::lock_guard<std::mutex> lock(p->mu);
+      if (p->queue.size() >= options_.queue_messages_max) {
+        p->queue.pop_front();
+        messages_dropped_.fetch_add(1);
+      }
+      p->queue.push_back(std::move(m));
+    }
+    p->cv.notify_one();
+  }
+}
+
+void Transport::Drop(Peer* peer, size_t count) {
+  messages_dropped_.fetch_add(count);
+  node_->ReportUnreachable(peer->id);
+}
+
+void Transport::SenderLoop(Peer* peer) {
+  auto backoff = options_.backoff_min;
+  while (!stopping_.load()) {
+    {
+      // Connect lazily: only when there is something to send.
+      std::unique_lock<std::mutex> lock(peer->mu);
+      peer->cv.wait_for(lock, std::chrono::milliseconds(500),
+                        [&] { return stopping_.load() || !peer->queue.empty(); });
+      if (stopping_.load()) return;
+      if (peer->queue.empty()) continue;
+    }
+    auto stub = raftpb::Peer::NewStub(peer->channel);
+    grpc::ClientContext context;
+    auto stream = stub->Stream(&context);
+    // Acks only need draining; reading them keeps flow control moving.
+    std::thread acks([&] {
+      raftpb::StreamAck ack;
+      while (stream->Read(&ack)) {
+      }
+    });
+    const auto opened = std::chrono::steady_clock::now();
+    Pump(peer, stream.get());
+    context.TryCancel();
+    acks.join();
+    grpc::Status s = stream->Finish();
+    if (stopping_.load()) return;
+    // A stream that lived a while was healthy: start the backoff afresh.
+    if (std::chrono::steady_clock::now() - opened > options_.backoff_max) {
+      backoff = options_.backoff_min;
+    }
+    LOG_DEBUG("peer {:x}: stream closed ({}); retrying in {} ms", peer->id, s.error_message(),
+              backoff.count());
+    std::unique_lock<std::mutex> lock(peer->mu);
+    peer->cv.wait_for(lock, backoff, [&] { return stopping_.load(); });
+    backoff = std::min(backoff * 2, options_.backoff_max);
+  }
+}
+
+void Transport::Pump(Peer* peer,
+                     grpc::ClientReaderWriter<raftpb::MessageBatch, raftpb::StreamAck>* stream) {
+  uint64_t sequence = 0;
+  while (!stopping_.load()) {
+    std::vector<raft::Message> messages;
+    {
+      std::unique_lock<std::mutex> lock(peer->mu);
+      peer->cv.wait_for(lock, std::chrono::milliseconds(500),
+                        [&] { return stopping_.load() || !peer->queue.empty(); });
+      if (stopping_.load()) return;
+      size_t bytes = 0;
+      while (!peer->queue.empty() && (messages.empty() || bytes < options_.batch_bytes_max)) {
+        for (const raft::Entry& e : peer->queue.front().entries)
+          bytes += e.data.size() + 24;
+        bytes += 64;
+        messages.push_back(std::move(peer->queue.front()));
+        peer->queue.pop_front();
+      }
+    }
+    if (messages.empty()) continue;
+    raftpb::MessageBatch batch;
+    batch.set_cluster_id(node_->cluster_id());
+    batch.set_from_node(node_->member_id());
+    batch.set_to_node(peer->id);
+    batch.set_sequence(++sequence);
+    for (const raft::Message& m : messages)
+      EncodeMessage(m, batch.add_messages());
+    if (!stream->Write(batch)) {
+      Drop(peer, messages.size());
+      return;
+    }
+    messages_sent_.fetch_add(messages.size());
+  }
+}
+
+void Transport::SendSnapshot(raft::Message m) {
+  if (stopping_.load()) return;
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  snapshot_threads_.emplace_back([this, m = std::move(m)]() mutable { RunSnapshot(std::move(m)); });
+}
+
+void Transport::RunSnapshot(raft::Message m) {
+  const uint64_t to = m.to;
+  Status s = StreamSnapshot(m);
+  if (!s.ok()) LOG_WARN("snapshot to {:x} failed: {}", to, s.ToString());
+  node_->ReportSnapshot(to, s.ok());
+}
+
+Status Transport::StreamSnapshot(const raft::Message& m) {
+  Peer* peer = FindPeer(m.to);
+  if (peer == nullptr) return Status::NotFound(fmt::format("no peer {:x}", m.to));
+  ASSIGN_OR_RETURN(auto writer,
+                   mvcc::SnapshotWriter::Create(node_->store(), options_.snapshot_chunk_bytes));
+  ASSIGN_OR_RETURN(std::optional<std::string> cs_bytes, writer->GetMeta("raft/conf_state"));
+  raftpb::ConfState cs;
+  if (!cs_bytes || !cs.ParseFromString(*cs_bytes)) {
+    return Status::Corruption("snapshot: the image has no raft configuration");
+  }
+  serverpb::SnapshotPart header;
+  header.mutable_header()->set_cluster_id(node_->cluster_id());
+  raftpb::Message* pm = header.mutable_header()->mutable_message();
+  EncodeMessage(m, pm);
+  // The image is the store as it is now, which is at or past the index the
+  // core asked for; its metadata says which.
+  raftpb::SnapshotMetadata* md = pm->mutable_snapshot()->mutable_metadata();
+  md->set_index(writer->id().index);
+  md->set_term(writer->id().term);
+  *md->mutable_conf_state() = cs;
+
+  auto stub = serverpb::Member::NewStub(peer->channel);
+  grpc::ClientContext context;
+  serverpb::SnapshotAck ack;
+  auto stream = stub->Snapshot(&context, &ack);
+  bool ok = stream->Write(header);
+  std::string chunk;
+  while (ok && !stopping_.load()) {
+    ASSIGN_OR_RETURN(bool more, writer->Next(&chunk));
+    if (!more) break;
+    serverpb::SnapshotPart part;
+    part.set_chunk(std::move(chunk));
+    ok = stream->Write(part);
+  }
+  stream->WritesDone();
+  grpc::Status s = stream->Finish();
+  if (!s.ok()) return FromGrpc(s);
+  if (!ok) return Status::Unavailable("snapshot: stream broken");
+  LOG_INFO("snapshot: sent index {} to {:x}", writer->id().index, m.to);
+  return Status::Ok();
+}
+
+Result<int64_t> Transport::ForwardLeaseRenew(uint64_t leader, lease::LeaseId id) {
+  Peer* peer = FindPeer(leader);
+  if (peer == nullptr) return Status::Unavailable("etcdserver: no leader");
+  auto stub = serverpb::Member::NewStub(peer->channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + options_.forward_timeout);
+  etcdserverpb::LeaseKeepAliveRequest req;
+  req.set_id(id);
+  etcdserverpb::LeaseKeepAliveResponse resp;
+  grpc::Status s = stub->LeaseRenew(&context, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return resp.ttl();
+}
+
+Status Transport::ForwardLeaseTimeToLive(uint64_t leader,
+                                         const etcdserverpb::LeaseTimeToLiveRequest& req,
+                                         etcdserverpb::LeaseTimeToLiveResponse* resp) {
+  Peer* peer = FindPeer(leader);
+  if (peer == nullptr) return Status::Unavailable("etcdserver: no leader");
+  auto stub = serverpb::Member::NewStub(peer->channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + options_.forward_timeout);
+  return FromGrpc(stub->LeaseTimeToLive(&context, req, resp));
+}
+
+}  // namespace conclave::server

@@ -1,0 +1,112 @@
+// Transport: Raft messages, snapshots and leader-bound calls between the
+// members of a cluster, over gRPC (proto/conclave/raftpb/raft.proto and
+// proto/conclave/serverpb/server.proto).
+//
+// Sending. One sender thread per peer keeps one Peer.Stream open and writes
+// whatever is queued for that peer as one MessageBatch (up to
+// batch_bytes_max), so a burst of messages costs one write. A failed stream
+// is reopened after a backoff that doubles from backoff_min to backoff_max;
+// messages that cannot be sent are dropped and the peer is reported
+// unreachable to the node (Raft retransmits what matters). A peer's queue is
+// bounded (queue_messages_max); when it is full the oldest message is
+// dropped. Snapshots go on their own Member.Snapshot stream, one thread per
+// transfer, and their outcome is reported to the node.
+//
+// Receiving. The Peer and Member services are registered on the node's peer
+// listener. Batches from another cluster or for another member are refused;
+// every message is decoded strictly (raft_codec.h) and handed to the node.
+//
+// Leases. Keep-alives and TTL queries must reach the leader; a follower's
+// api layer calls ForwardLeaseRenew / ForwardLeaseTimeToLive.
+//
+// Thread-safety: every public method is thread-safe.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/status.h"
+#include "conclave/raftpb/raft.grpc.pb.h"
+#include "conclave/serverpb/server.grpc.pb.h"
+#include "lease/lessor.h"
+#include "server/node.h"
+
+namespace conclave::server {
+
+struct TransportOptions {
+  size_t batch_bytes_max = 4 << 20;
+  size_t queue_messages_max = 4096;
+  std::chrono::milliseconds backoff_min{50};
+  std::chrono::milliseconds backoff_max{1000};
+  size_t snapshot_chunk_bytes = 1 << 20;
+  // Largest message a peer may send us (entries are bounded by the client
+  // request limit; batches by batch_bytes_max).
+  int receive_message_bytes_max = 64 << 20;
+  std::chrono::milliseconds forward_timeout{3000};
+};
+
+// "http://host:port" (or "host:port") -> "host:port". kInvalidArgument for
+// https (no TLS yet) and for anything without a port.
+Result<std::string> GrpcTarget(const std::string& url);
+
+class Transport final : public MessageSender {
+ public:
+  // `peers`: every other member's id and peer URL.
+  Transport(Node* node, std::map<uint64_t, std::string> peers, TransportOptions options = {});
+  ~Transport() override;
+
+  void Start();
+  void Stop();
+
+  void Send(std::vector<raft::Message> messages) override;
+  void SendSnapshot(raft::Message m) override;
+
+  // The services to register on the peer listener.
+  grpc::Service* peer_service();
+  grpc::Service* member_service();
+
+  Result<int64_t> ForwardLeaseRenew(uint64_t leader, lease::LeaseId id);
+  Status ForwardLeaseTimeToLive(uint64_t leader, const etcdserverpb::LeaseTimeToLiveRequest& req,
+                                etcdserverpb::LeaseTimeToLiveResponse* resp);
+
+  uint64_t messages_sent() const { return messages_sent_.load(); }
+  uint64_t messages_dropped() const { return messages_dropped_.load(); }
+
+ private:
+  struct Peer;
+  class PeerServiceImpl;
+  class MemberServiceImpl;
+
+  void SenderLoop(Peer* peer);
+  // Writes batches on one open stream until it fails or the transport stops.
+  void Pump(Peer* peer, grpc::ClientReaderWriter<raftpb::MessageBatch, raftpb::StreamAck>* stream);
+  void Drop(Peer* peer, size_t count);
+  void RunSnapshot(raft::Message m);
+  Status StreamSnapshot(const raft::Message& m);
+  Peer* FindPeer(uint64_t id);
+
+  Node* node_;
+  const TransportOptions options_;
+  std::map<uint64_t, std::unique_ptr<Peer>> peers_;
+  std::unique_ptr<PeerServiceImpl> peer_service_;
+  std::unique_ptr<MemberServiceImpl> member_service_;
+
+  std::mutex snapshot_mu_;
+  std::vector<std::thread> snapshot_threads_;  // guarded by snapshot_mu_
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> messages_sent_{0};
+  std::atomic<uint64_t> messages_dropped_{0};
+};
+
+}  // namespace conclave::server
