@@ -371,25 +371,37 @@ class EtcdServices::LeaseImpl final : public etcdserverpb::Lease::Service {
 class EtcdServices::ClusterImpl final : public etcdserverpb::Cluster::Service {
  public:
   ClusterImpl(server::Node* node, const ServiceOptions& options)
-      : options_(options), headers_(node) {}
+      : node_(node), options_(options), headers_(node) {}
 
   grpc::Status MemberList(grpc::ServerContext* /*context*/,
-                          const etcdserverpb::MemberListRequest* /*req*/,
+                          const etcdserverpb::MemberListRequest* req,
                           etcdserverpb::MemberListResponse* resp) override {
+    if (req->linearizable()) {
+      if (Status s = node_->ReadBarrier(); !s.ok()) return ToGrpc(s);
+    }
+    // Client URLs are what each member published through the log; a member
+    // that has not published yet shows none (etcd: "unstarted").
+    auto published = node_->PublishedMembers();
+    if (!published.ok()) return ToGrpc(published.status());
     for (const MemberInfo& m : options_.members) {
       etcdserverpb::Member* out = resp->add_members();
       out->set_id(m.id);
       out->set_name(m.name);
       for (const std::string& u : m.peer_urls)
         out->add_peerurls(u);
-      for (const std::string& u : m.client_urls)
-        out->add_clienturls(u);
+      for (const serverpb::MemberAttributes& p : *published) {
+        if (p.id() != m.id) continue;
+        out->set_name(p.name());
+        for (const std::string& u : p.client_urls())
+          out->add_clienturls(u);
+      }
     }
     headers_.Fill(resp->mutable_header(), 0);
     return grpc::Status::OK;
   }
 
  private:
+  server::Node* node_;
   const ServiceOptions& options_;
   Headers headers_;
 };

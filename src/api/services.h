@@ -34,7 +34,8 @@ struct MemberInfo {
   uint64_t id = 0;
   std::string name;
   std::vector<std::string> peer_urls;
-  std::vector<std::string> client_urls;  // known for this member only, for now
+  // Names and peer URLs come from --initial-cluster; client URLs from what
+  // each member publishes through the log once it runs.
 };
 
 struct ServiceOptions {

@@ -4,9 +4,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "api/services.h"
@@ -79,10 +81,8 @@ int Serve(const std::vector<std::string>& args) {
   for (const auto& [name, urls] : config.initial_cluster) {
     const uint64_t id = server::MemberId(urls, config.initial_cluster_token);
     voters.push_back(id);
-    api::MemberInfo info{id, name, urls, {}};
-    if (id == member_id) {
-      info.client_urls = config.advertise_client_urls;
-    } else {
+    api::MemberInfo info{id, name, urls};
+    if (id != member_id) {
       auto target = server::GrpcTarget(urls.front());
       if (!target.ok()) return Fail("--initial-cluster: " + target.status().message());
       peers[id] = *target;
@@ -99,6 +99,9 @@ int Serve(const std::vector<std::string>& args) {
   options.election_ticks = static_cast<int>(server::ElectionTicks(config));
   options.heartbeat_ticks = static_cast<int>(server::HeartbeatTicks(config));
   options.snapshot_count = config.snapshot_count;
+  // Entries kept behind a compaction for followers that lag a little: etcd
+  // keeps 5,000; a small --snapshot-count keeps proportionally fewer.
+  options.snapshot_catchup_entries = std::min<uint64_t>(5'000, config.snapshot_count);
   options.max_txn_ops = static_cast<size_t>(config.max_txn_ops);
   // A lease must outlive an election (etcd: 1.5 election timeouts, rounded up).
   options.lease_min_ttl_seconds =
@@ -133,13 +136,32 @@ int Serve(const std::vector<std::string>& args) {
   LOG_INFO("conclave member {} ({:x}) of cluster {:x} serving clients on {}", config.name,
            member_id, cluster_id, fmt::join(config.listen_client_urls, ","));
 
+  // Publish how clients reach this member, through the log (as etcd does),
+  // retrying until it is applied or the member stops.
+  std::atomic<bool> stopping{false};
+  std::thread publisher([&] {
+    serverpb::Command c;
+    serverpb::MemberAttributes* a = c.mutable_member_attributes();
+    a->set_id(member_id);
+    a->set_name(config.name);
+    for (const std::string& u : config.advertise_client_urls)
+      a->add_client_urls(u);
+    while (!stopping.load()) {
+      auto r = (*node)->Propose(c);
+      if (r.ok() && r->status.ok()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  });
+
   int sig = 0;
   sigwait(&signals, &sig);
+  stopping.store(true);
   LOG_INFO("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
   const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
   (*client_server)->Shutdown(deadline);
   http.Stop();
   (*node)->Stop();
+  publisher.join();
   (*peer_server)->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   transport.Stop();
   LOG_INFO("stopped");

@@ -196,7 +196,7 @@ Result<TimeToLiveResult> Lessor::TimeToLive(LeaseId id, bool with_keys) const {
   TimeToLiveResult out{.id = id, .granted_ttl_seconds = lease.ttl_seconds};
   if (primary_) {
     const Duration left = lease.deadline - Now();
-    out.ttl_seconds = left.count() <= 0 ? -1 : SecondsCeil(left);
+    out.ttl_seconds = left.count() <= 0 ? 0 : SecondsCeil(left);
   } else {
     out.ttl_seconds =
         lease.remaining_ttl_seconds > 0 ? lease.remaining_ttl_seconds : lease.ttl_seconds;

@@ -90,7 +90,9 @@ struct TimeToLiveResult {
   LeaseId id = 0;
   int64_t granted_ttl_seconds = 0;
   // Seconds left, rounded up. On a primary, from the deadline; elsewhere the
-  // checkpointed remaining TTL or the granted TTL. -1 once expired.
+  // checkpointed remaining TTL or the granted TTL. 0 once the deadline has
+  // passed and until the revocation is applied (as etcd); the api layer
+  // answers -1 only for a lease that is gone.
   int64_t ttl_seconds = 0;
   std::vector<std::string> keys;  // sorted; filled only when asked for
 };

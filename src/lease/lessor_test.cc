@@ -236,7 +236,8 @@ TEST_F(LessorTest, TimeToLiveOnPrimaryCountsDown) {
   EXPECT_EQ(t->granted_ttl_seconds, 10);
   EXPECT_EQ(t->ttl_seconds, 8);  // 7.5 s rounded up
   clock_.Advance(seconds(8));
-  EXPECT_EQ(lessor_.TimeToLive(1, false)->ttl_seconds, -1);
+  // Expired but not yet revoked: 0, until the revocation is applied.
+  EXPECT_EQ(lessor_.TimeToLive(1, false)->ttl_seconds, 0);
 }
 
 }  // namespace

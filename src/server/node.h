@@ -163,6 +163,10 @@ class Node {
   Result<lease::TimeToLiveResult> LeaseTimeToLive(lease::LeaseId id, bool with_keys);
   std::vector<lease::LeaseId> Leases() const { return lessor_->Leases(); }
 
+  // The attributes members have published (MemberAttributes commands), as
+  // this member has applied them.
+  Result<std::vector<serverpb::MemberAttributes>> PublishedMembers() const;
+
   // From the transport.
   void Receive(raft::Message m);
   void ReportUnreachable(uint64_t peer);

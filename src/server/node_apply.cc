@@ -19,6 +19,7 @@ namespace {
 
 constexpr std::string_view kConfStateMeta = "raft/conf_state";
 constexpr std::string_view kLeaseMetaPrefix = "lease/";
+constexpr std::string_view kMemberMetaPrefix = "member/";
 
 std::string LeaseMetaName(lease::LeaseId id) {
   return fmt::format("{}{:016x}", kLeaseMetaPrefix, static_cast<uint64_t>(id));
@@ -236,11 +237,27 @@ ApplyResult Node::ApplyCommand(mvcc::ApplyBatch* batch, const serverpb::Command&
       }
       break;
     }
+    case serverpb::Command::kMemberAttributes: {
+      const auto& m = command.member_attributes();
+      batch->PutMeta(fmt::format("{}{:016x}", kMemberMetaPrefix, m.id()), m.SerializeAsString());
+      break;
+    }
     case serverpb::Command::OP_NOT_SET:
       return fail(Status::InvalidArgument("conclave: empty command"));
   }
   TrackLeaseAttachments(batch->events(), events_before);
   out.revision = batch->revision();
+  return out;
+}
+
+Result<std::vector<serverpb::MemberAttributes>> Node::PublishedMembers() const {
+  ASSIGN_OR_RETURN(auto records, store_->ScanMeta(kMemberMetaPrefix));
+  std::vector<serverpb::MemberAttributes> out;
+  for (const auto& [name, value] : records) {
+    serverpb::MemberAttributes m;
+    if (!m.ParseFromString(value)) return Status::Corruption("node: member record " + name);
+    out.push_back(std::move(m));
+  }
   return out;
 }
 
