@@ -451,7 +451,7 @@ void Node::TickHousekeeping() {
   for (lease::LeaseId id : lessor_->ExpiredLeases(64)) {
     serverpb::Command c;
     c.mutable_lease_revoke()->set_id(id);
-    ProposeInternal(std::move(c));
+    ProposeInternal(c);
   }
   const Duration now = clock_.Monotonic();
   if (now >= next_checkpoint_) {
@@ -465,12 +465,12 @@ void Node::TickHousekeeping() {
         pc->set_id(cp.id);
         pc->set_remaining_ttl(cp.remaining_ttl_seconds);
       }
-      ProposeInternal(std::move(c));
+      ProposeInternal(c);
     }
   }
 }
 
-void Node::ProposeInternal(serverpb::Command command) {
+void Node::ProposeInternal(const serverpb::Command& command) {
   Status s = raft_->Propose(command.SerializeAsString());
   if (!s.ok()) LOG_DEBUG("node: internal proposal refused: {}", s.ToString());
 }

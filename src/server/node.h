@@ -236,7 +236,7 @@ class Node {
   Status Persist(const raft::Ready& rd);
   void MaybeCompactLog();
   void OnSoftState(const raft::SoftState& ss);
-  void ProposeInternal(serverpb::Command command);
+  void ProposeInternal(const serverpb::Command& command);
   void FailAll(const Status& status);
 
   // node_apply.cc: the apply thread.

@@ -167,7 +167,8 @@ class Transport::MemberServiceImpl final : public serverpb::Member::Service {
 
 // ---- Transport ----
 
-Transport::Transport(Node* node, std::map<uint64_t, std::string> peers, TransportOptions options)
+Transport::Transport(Node* node, const std::map<uint64_t, std::string>& peers,
+                     TransportOptions options)
     : node_(node),
       options_(options),
       peer_service_(std::make_unique<PeerServiceImpl>(node)),
@@ -328,10 +329,10 @@ void Transport::Pump(Peer* peer,
 void Transport::SendSnapshot(raft::Message m) {
   if (stopping_.load()) return;
   std::lock_guard<std::mutex> lock(snapshot_mu_);
-  snapshot_threads_.emplace_back([this, m = std::move(m)]() mutable { RunSnapshot(std::move(m)); });
+  snapshot_threads_.emplace_back([this, m = std::move(m)] { RunSnapshot(m); });
 }
 
-void Transport::RunSnapshot(raft::Message m) {
+void Transport::RunSnapshot(const raft::Message& m) {
   const uint64_t to = m.to;
   Status s = StreamSnapshot(m);
   if (!s.ok()) LOG_WARN("snapshot to {:x} failed: {}", to, s.ToString());

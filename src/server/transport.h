@@ -63,7 +63,8 @@ Result<std::string> GrpcTarget(const std::string& url);
 class Transport final : public MessageSender {
  public:
   // `peers`: every other member's id and peer URL.
-  Transport(Node* node, std::map<uint64_t, std::string> peers, TransportOptions options = {});
+  Transport(Node* node, const std::map<uint64_t, std::string>& peers,
+            TransportOptions options = {});
   ~Transport() override;
 
   void Start();
@@ -92,7 +93,7 @@ class Transport final : public MessageSender {
   // Writes batches on one open stream until it fails or the transport stops.
   void Pump(Peer* peer, grpc::ClientReaderWriter<raftpb::MessageBatch, raftpb::StreamAck>* stream);
   void Drop(Peer* peer, size_t count);
-  void RunSnapshot(raft::Message m);
+  void RunSnapshot(const raft::Message& m);
   Status StreamSnapshot(const raft::Message& m);
   Peer* FindPeer(uint64_t id);
 
