@@ -255,7 +255,7 @@ class EtcdServices::LeaseImpl final : public etcdserverpb::Lease::Service {
   grpc::Status LeaseGrant(grpc::ServerContext* /*context*/,
                           const etcdserverpb::LeaseGrantRequest* req,
                           etcdserverpb::LeaseGrantResponse* resp) override {
-    if (req->ttl() > 9'000'000'000) return ToGrpc(lease::errors::TTLTooLarge());
+    if (Status s = node_->ValidateLeaseGrant(req->ttl()); !s.ok()) return ToGrpc(s);
     serverpb::Command c;
     *c.mutable_lease_grant() = *req;
     // The proposer picks the id, so applying the grant is deterministic.

@@ -102,7 +102,6 @@ int Serve(const std::vector<std::string>& args) {
   // Entries kept behind a compaction for followers that lag a little: etcd
   // keeps 5,000; a small --snapshot-count keeps proportionally fewer.
   options.snapshot_catchup_entries = std::min<uint64_t>(5'000, config.snapshot_count);
-  options.max_txn_ops = static_cast<size_t>(config.max_txn_ops);
   // A lease must outlive an election (etcd: 1.5 election timeouts, rounded up).
   options.lease_min_ttl_seconds =
       std::max<int64_t>(2, (config.election_timeout_ms * 3 + 1999) / 2000);

@@ -17,8 +17,6 @@ namespace conclave::server {
 
 namespace {
 
-constexpr std::string_view kConfStateMeta = "raft/conf_state";
-
 Status Stopped() {
   return Status::Unavailable("etcdserver: server stopped");
 }
@@ -398,13 +396,17 @@ void Node::DrainInbox() {
   if (!reads.empty()) {
     auto batch = std::make_shared<ReadBatch>();
     batch->waiters = std::move(reads);
-    const uint64_t ctx = next_read_context_++;
-    reads_in_flight_[ctx] = batch;
-    batch->issued = SteadyClock::now();
-    Status s = raft_->ReadIndex(ReadContext(ctx));
-    // Without a leader the round is retried by IssueReads on the next tick.
-    if (!s.ok()) batch->issued = SteadyClock::time_point{};
+    StartReadRound(std::move(batch));
   }
+}
+
+void Node::StartReadRound(std::shared_ptr<ReadBatch> batch) {
+  const uint64_t ctx = next_read_context_++;
+  batch->issued = SteadyClock::now();
+  // Without a leader the core refuses; the zero issue time makes IssueReads
+  // retry the round on the next tick.
+  if (!raft_->ReadIndex(ReadContext(ctx)).ok()) batch->issued = SteadyClock::time_point{};
+  reads_in_flight_[ctx] = std::move(batch);
 }
 
 void Node::ProposePending() {
@@ -433,13 +435,9 @@ void Node::IssueReads() {
     if (batch->waiters.empty() || now - batch->issued >= retry_after) stale.push_back(ctx);
   }
   for (uint64_t ctx : stale) {
-    auto batch = reads_in_flight_[ctx];
+    auto batch = std::move(reads_in_flight_[ctx]);
     reads_in_flight_.erase(ctx);
-    if (batch->waiters.empty()) continue;
-    const uint64_t fresh = next_read_context_++;
-    reads_in_flight_[fresh] = batch;
-    batch->issued = now;
-    if (!raft_->ReadIndex(ReadContext(fresh)).ok()) batch->issued = SteadyClock::time_point{};
+    if (!batch->waiters.empty()) StartReadRound(std::move(batch));
   }
 }
 

@@ -69,6 +69,13 @@ namespace conclave::server {
 
 inline constexpr raft::GroupId kGroup = 1;
 
+// What the member keeps in its store as application metadata
+// (mvcc::ApplyBatch::PutMeta), so that restarts and snapshots carry it: the
+// group's Raft configuration, one record per lease, one per published member.
+inline constexpr std::string_view kConfStateMeta = "raft/conf_state";
+inline constexpr std::string_view kLeaseMetaPrefix = "lease/";
+inline constexpr std::string_view kMemberMetaPrefix = "member/";
+
 struct NodeOptions {
   std::string data_dir;
   uint64_t member_id = 0;
@@ -83,7 +90,6 @@ struct NodeOptions {
   uint64_t snapshot_count = 100'000;
   // Entries kept behind a compaction for slightly lagging followers.
   uint64_t snapshot_catchup_entries = 5'000;
-  size_t max_txn_ops = 128;
   // A request not applied by then fails with "etcdserver: request timed out".
   std::chrono::milliseconds request_timeout{7000};
   // Lease checkpoints: every interval the leader records the remaining TTL
@@ -124,8 +130,6 @@ struct NodeStats {
   uint64_t applied_index = 0;
   uint64_t proposals_committed = 0;
   uint64_t proposals_failed = 0;
-  uint64_t proposals_pending = 0;
-  uint64_t reads_pending = 0;
   uint64_t leader_changes = 0;
   uint64_t snapshots_sent = 0;
   uint64_t snapshots_installed = 0;
@@ -162,6 +166,9 @@ class Node {
   Result<int64_t> RenewLease(lease::LeaseId id);
   Result<lease::TimeToLiveResult> LeaseTimeToLive(lease::LeaseId id, bool with_keys);
   std::vector<lease::LeaseId> Leases() const { return lessor_->Leases(); }
+  Status ValidateLeaseGrant(int64_t ttl_seconds) const {
+    return lessor_->ValidateGrant(ttl_seconds);
+  }
 
   // The attributes members have published (MemberAttributes commands), as
   // this member has applied them.
@@ -231,6 +238,8 @@ class Node {
   void DrainInbox();
   void ProposePending();
   void IssueReads();
+  // Starts a ReadIndex round for `batch` under a fresh context.
+  void StartReadRound(std::shared_ptr<ReadBatch> batch);
   void TickHousekeeping();
   void HandleReady();
   Status Persist(const raft::Ready& rd);

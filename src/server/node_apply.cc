@@ -17,10 +17,6 @@ namespace conclave::server {
 
 namespace {
 
-constexpr std::string_view kConfStateMeta = "raft/conf_state";
-constexpr std::string_view kLeaseMetaPrefix = "lease/";
-constexpr std::string_view kMemberMetaPrefix = "member/";
-
 std::string LeaseMetaName(lease::LeaseId id) {
   return fmt::format("{}{:016x}", kLeaseMetaPrefix, static_cast<uint64_t>(id));
 }

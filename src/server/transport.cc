@@ -344,7 +344,7 @@ Status Transport::StreamSnapshot(const raft::Message& m) {
   if (peer == nullptr) return Status::NotFound(fmt::format("no peer {:x}", m.to));
   ASSIGN_OR_RETURN(auto writer,
                    mvcc::SnapshotWriter::Create(node_->store(), options_.snapshot_chunk_bytes));
-  ASSIGN_OR_RETURN(std::optional<std::string> cs_bytes, writer->GetMeta("raft/conf_state"));
+  ASSIGN_OR_RETURN(std::optional<std::string> cs_bytes, writer->GetMeta(kConfStateMeta));
   raftpb::ConfState cs;
   if (!cs_bytes || !cs.ParseFromString(*cs_bytes)) {
     return Status::Corruption("snapshot: the image has no raft configuration");
@@ -381,29 +381,32 @@ Status Transport::StreamSnapshot(const raft::Message& m) {
   return Status::Ok();
 }
 
-Result<int64_t> Transport::ForwardLeaseRenew(uint64_t leader, lease::LeaseId id) {
-  Peer* peer = FindPeer(leader);
+template <typename Call>
+Status Transport::CallMember(uint64_t member, const Call& call) {
+  Peer* peer = FindPeer(member);
   if (peer == nullptr) return Status::Unavailable("etcdserver: no leader");
   auto stub = serverpb::Member::NewStub(peer->channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + options_.forward_timeout);
+  return FromGrpc(call(stub.get(), &context));
+}
+
+Result<int64_t> Transport::ForwardLeaseRenew(uint64_t leader, lease::LeaseId id) {
   etcdserverpb::LeaseKeepAliveRequest req;
   req.set_id(id);
   etcdserverpb::LeaseKeepAliveResponse resp;
-  grpc::Status s = stub->LeaseRenew(&context, req, &resp);
-  if (!s.ok()) return FromGrpc(s);
+  RETURN_IF_ERROR(CallMember(leader, [&](serverpb::Member::Stub* stub, grpc::ClientContext* ctx) {
+    return stub->LeaseRenew(ctx, req, &resp);
+  }));
   return resp.ttl();
 }
 
 Status Transport::ForwardLeaseTimeToLive(uint64_t leader,
                                          const etcdserverpb::LeaseTimeToLiveRequest& req,
                                          etcdserverpb::LeaseTimeToLiveResponse* resp) {
-  Peer* peer = FindPeer(leader);
-  if (peer == nullptr) return Status::Unavailable("etcdserver: no leader");
-  auto stub = serverpb::Member::NewStub(peer->channel);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + options_.forward_timeout);
-  return FromGrpc(stub->LeaseTimeToLive(&context, req, resp));
+  return CallMember(leader, [&](serverpb::Member::Stub* stub, grpc::ClientContext* ctx) {
+    return stub->LeaseTimeToLive(ctx, req, resp);
+  });
 }
 
 }  // namespace conclave::server

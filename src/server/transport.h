@@ -96,6 +96,9 @@ class Transport final : public MessageSender {
   void RunSnapshot(const raft::Message& m);
   Status StreamSnapshot(const raft::Message& m);
   Peer* FindPeer(uint64_t id);
+  // One unary Member call to `member`, with the forward timeout.
+  template <typename Call>
+  Status CallMember(uint64_t member, const Call& call);
 
   Node* node_;
   const TransportOptions options_;
