@@ -186,7 +186,61 @@ void ToWire(const mvcc::DeleteRangeResponse& r, etcdserverpb::DeleteRangeRespons
     ToWire(kv, out->add_prev_kvs());
 }
 
-void ToWire(const mvcc::TxnResponse& r, etcdserverpb::TxnResponse* out) {
+namespace {
+
+// Whether the txn (nested ones included) changed the store.
+bool Changes(const mvcc::TxnResponse& r) {
+  for (const mvcc::ResponseOp& op : r.responses) {
+    if (std::holds_alternative<mvcc::PutResponse>(op.op)) return true;
+    if (const auto* del = std::get_if<mvcc::DeleteRangeResponse>(&op.op)) {
+      if (del->deleted > 0) return true;
+    }
+    if (const auto* txn = std::get_if<std::shared_ptr<mvcc::TxnResponse>>(&op.op)) {
+      if (*txn && Changes(**txn)) return true;
+    }
+  }
+  return false;
+}
+
+// The revision each inner response reports, in op order: a read sees the
+// revision before the txn, or the txn's own once it has changed anything; a
+// put reports the txn's revision; a delete the txn's once anything changed.
+// Nested txn responses carry an empty header.
+void FillInnerHeaders(const mvcc::TxnResponse& r, int64_t before, bool* changed,
+                      etcdserverpb::TxnResponse* out) {
+  for (size_t i = 0; i < r.responses.size(); ++i) {
+    const mvcc::ResponseOp& op = r.responses[i];
+    etcdserverpb::ResponseOp* o = out->mutable_responses(static_cast<int>(i));
+    if (std::holds_alternative<mvcc::RangeResponse>(op.op)) {
+      o->mutable_response_range()->mutable_header()->set_revision(before + (*changed ? 1 : 0));
+    } else if (std::holds_alternative<mvcc::PutResponse>(op.op)) {
+      *changed = true;
+      o->mutable_response_put()->mutable_header()->set_revision(before + 1);
+    } else if (const auto* del = std::get_if<mvcc::DeleteRangeResponse>(&op.op)) {
+      if (del->deleted > 0) *changed = true;
+      o->mutable_response_delete_range()->mutable_header()->set_revision(before +
+                                                                         (*changed ? 1 : 0));
+    } else if (const auto* txn = std::get_if<std::shared_ptr<mvcc::TxnResponse>>(&op.op)) {
+      o->mutable_response_txn()->mutable_header();
+      if (*txn) FillInnerHeaders(**txn, before, changed, o->mutable_response_txn());
+    }
+  }
+}
+
+void ToWireNested(const mvcc::TxnResponse& r, etcdserverpb::TxnResponse* out);
+
+}  // namespace
+
+void ToWire(const mvcc::TxnResponse& r, int64_t revision, etcdserverpb::TxnResponse* out) {
+  ToWireNested(r, out);
+  const bool changes = Changes(r);
+  bool changed = false;
+  FillInnerHeaders(r, revision - (changes ? 1 : 0), &changed, out);
+}
+
+namespace {
+
+void ToWireNested(const mvcc::TxnResponse& r, etcdserverpb::TxnResponse* out) {
   out->set_succeeded(r.succeeded);
   for (const mvcc::ResponseOp& op : r.responses) {
     etcdserverpb::ResponseOp* o = out->add_responses();
@@ -197,10 +251,12 @@ void ToWire(const mvcc::TxnResponse& r, etcdserverpb::TxnResponse* out) {
     } else if (const auto* del = std::get_if<mvcc::DeleteRangeResponse>(&op.op)) {
       ToWire(*del, o->mutable_response_delete_range());
     } else if (const auto* txn = std::get_if<std::shared_ptr<mvcc::TxnResponse>>(&op.op)) {
-      if (*txn) ToWire(**txn, o->mutable_response_txn());
+      if (*txn) ToWireNested(**txn, o->mutable_response_txn());
     }
   }
 }
+
+}  // namespace
 
 void ToWire(const mvcc::WatchResponse& r, etcdserverpb::WatchResponse* out) {
   out->set_watch_id(r.watch_id);

@@ -36,8 +36,11 @@ void ToWire(const mvcc::Event& e, mvccpb::Event* out);
 void ToWire(const mvcc::RangeResponse& r, etcdserverpb::RangeResponse* out);
 void ToWire(const mvcc::PutResponse& r, etcdserverpb::PutResponse* out);
 void ToWire(const mvcc::DeleteRangeResponse& r, etcdserverpb::DeleteRangeResponse* out);
-// Nested responses get no headers of their own (as etcd sends them).
-void ToWire(const mvcc::TxnResponse& r, etcdserverpb::TxnResponse* out);
+// `revision` is the store's revision after the txn. Each inner response
+// gets a header holding only the revision etcd reports for it (the
+// revision before the txn for reads ahead of its first change, the txn's
+// own after it); nested txn responses get an empty header, as etcd's.
+void ToWire(const mvcc::TxnResponse& r, int64_t revision, etcdserverpb::TxnResponse* out);
 // A watch response: id, created/canceled, compact_revision, cancel_reason,
 // fragment and events with their prev_kv. The header is the caller's.
 void ToWire(const mvcc::WatchResponse& r, etcdserverpb::WatchResponse* out);

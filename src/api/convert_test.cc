@@ -501,7 +501,7 @@ TEST(DeleteRangeResponseToWireTest, MapsDeletedAndPrevKvs) {
   EXPECT_EQ(none.prev_kvs_size(), 0);
 }
 
-TEST(TxnResponseToWireTest, MapsEveryKindInOrderNestedTwoDeepWithoutHeaders) {
+TEST(TxnResponseToWireTest, MapsEveryKindInOrderNestedTwoDeepWithRevisionHeaders) {
   auto innermost = std::make_shared<mvcc::TxnResponse>();
   innermost->succeeded = true;
   innermost->responses.push_back(
@@ -517,30 +517,33 @@ TEST(TxnResponseToWireTest, MapsEveryKindInOrderNestedTwoDeepWithoutHeaders) {
   r.responses.push_back({mvcc::DeleteRangeResponse{.revision = 9, .deleted = 4}});
   r.responses.push_back({inner});
 
+  // The txn took the store from revision 8 to 9.
   etcdserverpb::TxnResponse w;
-  ToWire(r, &w);
+  ToWire(r, 9, &w);
   EXPECT_FALSE(w.has_header());
   EXPECT_TRUE(w.succeeded());
   ASSERT_EQ(w.responses_size(), 4);
 
   ASSERT_TRUE(w.responses(0).has_response_range());
   const etcdserverpb::RangeResponse& range = w.responses(0).response_range();
-  EXPECT_FALSE(range.has_header());
+  EXPECT_EQ(range.header().revision(), 8);  // read before the txn changed anything
+  EXPECT_EQ(range.header().cluster_id(), 0u);
   ASSERT_EQ(range.kvs_size(), 1);
   ExpectKv(range.kvs(0), Kv("a", 2));
   EXPECT_EQ(range.count(), 1);
 
   ASSERT_TRUE(w.responses(1).has_response_put());
-  EXPECT_FALSE(w.responses(1).response_put().has_header());
+  EXPECT_EQ(w.responses(1).response_put().header().revision(), 9);
   EXPECT_FALSE(w.responses(1).response_put().has_prev_kv());
 
   ASSERT_TRUE(w.responses(2).has_response_delete_range());
-  EXPECT_FALSE(w.responses(2).response_delete_range().has_header());
+  EXPECT_EQ(w.responses(2).response_delete_range().header().revision(), 9);
   EXPECT_EQ(w.responses(2).response_delete_range().deleted(), 4);
 
   ASSERT_TRUE(w.responses(3).has_response_txn());
   const etcdserverpb::TxnResponse& in = w.responses(3).response_txn();
-  EXPECT_FALSE(in.has_header());
+  EXPECT_TRUE(in.has_header());
+  EXPECT_EQ(in.header().revision(), 0);
   EXPECT_FALSE(in.succeeded());
   ASSERT_EQ(in.responses_size(), 2);
   ASSERT_TRUE(in.responses(0).has_response_delete_range());
@@ -548,18 +551,40 @@ TEST(TxnResponseToWireTest, MapsEveryKindInOrderNestedTwoDeepWithoutHeaders) {
   ASSERT_TRUE(in.responses(1).has_response_txn());
 
   const etcdserverpb::TxnResponse& most = in.responses(1).response_txn();
-  EXPECT_FALSE(most.has_header());
+  EXPECT_TRUE(most.has_header());
   EXPECT_TRUE(most.succeeded());
   ASSERT_EQ(most.responses_size(), 1);
   ASSERT_TRUE(most.responses(0).has_response_put());
-  EXPECT_FALSE(most.responses(0).response_put().has_header());
+  EXPECT_EQ(most.responses(0).response_put().header().revision(), 9);
   ASSERT_TRUE(most.responses(0).response_put().has_prev_kv());
   ExpectKv(most.responses(0).response_put().prev_kv(), Kv("deep", 8));
 }
 
+TEST(TxnResponseToWireTest, ReadOnlyAndNoOpDeleteReportTheRevisionBefore) {
+  mvcc::TxnResponse r{.revision = 5, .succeeded = true};
+  r.responses.push_back({mvcc::RangeResponse{.revision = 5}});
+  r.responses.push_back({mvcc::DeleteRangeResponse{.revision = 5, .deleted = 0}});
+  etcdserverpb::TxnResponse w;
+  ToWire(r, 5, &w);
+  EXPECT_EQ(w.responses(0).response_range().header().revision(), 5);
+  EXPECT_EQ(w.responses(1).response_delete_range().header().revision(), 5);
+}
+
+TEST(TxnResponseToWireTest, ReadAfterAWriteSeesTheTxnRevision) {
+  mvcc::TxnResponse r{.revision = 7, .succeeded = true};
+  r.responses.push_back({mvcc::DeleteRangeResponse{.revision = 7, .deleted = 0}});
+  r.responses.push_back({mvcc::PutResponse{.revision = 7}});
+  r.responses.push_back({mvcc::RangeResponse{.revision = 7}});
+  etcdserverpb::TxnResponse w;
+  ToWire(r, 7, &w);
+  EXPECT_EQ(w.responses(0).response_delete_range().header().revision(), 6);
+  EXPECT_EQ(w.responses(1).response_put().header().revision(), 7);
+  EXPECT_EQ(w.responses(2).response_range().header().revision(), 7);
+}
+
 TEST(TxnResponseToWireTest, EmptyTxnHasNoResponses) {
   etcdserverpb::TxnResponse w;
-  ToWire(mvcc::TxnResponse{.revision = 1, .succeeded = false}, &w);
+  ToWire(mvcc::TxnResponse{.revision = 1, .succeeded = false}, 1, &w);
   EXPECT_FALSE(w.succeeded());
   EXPECT_EQ(w.responses_size(), 0);
   EXPECT_FALSE(w.has_header());

@@ -72,6 +72,7 @@ constexpr std::array kEtcdErrors = {
     EtcdError{kUnavailable,
               "etcdserver: request timed out, possibly due to previous leader failure", ""},
     EtcdError{kUnavailable, "etcdserver: request timed out, possibly due to connection lost", ""},
+    EtcdError{kUnavailable, "etcdserver: request timed out, leader transfer took too long", ""},
     EtcdError{kUnavailable, "etcdserver: unhealthy cluster", ""},
     EtcdError{kDataLoss, "etcdserver: corrupt cluster", ""},
     EtcdError{kUnavailable, "etcdserver: rpc not supported for learner", ""},

@@ -125,7 +125,7 @@ TEST(EtcdErrorsTest, TableIsWellFormed) {
     EXPECT_LE(e.grpc_code, kUnauthenticated);
     EXPECT_EQ(ToWire(Status::Internal(std::string(e.message))).message, e.message);
   }
-  EXPECT_EQ(EtcdErrors().size(), 50u);
+  EXPECT_EQ(EtcdErrors().size(), 51u);
 }
 
 }  // namespace

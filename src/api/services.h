@@ -1,6 +1,5 @@
-// The etcd v3 gRPC services of one member: KV, Watch, Lease, and the parts
-// of Cluster and Maintenance that clients call on their own (MemberList,
-// Status).
+// The etcd v3 gRPC services of one member: KV, Watch, Lease, Cluster,
+// Maintenance, and the Lock and Election recipes served on top of them.
 //
 // Each handler translates the wire request (convert.h), checks it without
 // state (size, limits, fields), then either proposes it through the node and
@@ -30,19 +29,10 @@
 
 namespace conclave::api {
 
-struct MemberInfo {
-  uint64_t id = 0;
-  std::string name;
-  std::vector<std::string> peer_urls;
-  // Names and peer URLs come from --initial-cluster; client URLs from what
-  // each member publishes through the log once it runs.
-};
-
 struct ServiceOptions {
   int64_t max_request_bytes = 1'572'864;
   size_t max_txn_ops = 128;
   int64_t quota_backend_bytes = int64_t{2} << 30;
-  std::vector<MemberInfo> members;
 };
 
 // The etcd API version these services speak, reported by Status.
@@ -57,18 +47,8 @@ class EtcdServices {
   void Register(grpc::ServerBuilder* builder);
 
  private:
-  class KvImpl;
-  class WatchImpl;
-  class LeaseImpl;
-  class ClusterImpl;
-  class MaintenanceImpl;
-
   ServiceOptions options_;  // the services keep references into it
-  std::unique_ptr<KvImpl> kv_;
-  std::unique_ptr<WatchImpl> watch_;
-  std::unique_ptr<LeaseImpl> lease_;
-  std::unique_ptr<ClusterImpl> cluster_;
-  std::unique_ptr<MaintenanceImpl> maintenance_;
+  std::vector<std::unique_ptr<grpc::Service>> services_;
 };
 
 }  // namespace conclave::api

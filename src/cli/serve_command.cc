@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <memory>
@@ -15,9 +16,12 @@
 #include "base/clock.h"
 #include "base/logging.h"
 #include "server/config.h"
+#include "server/data_dir.h"
 #include "server/http_status.h"
+#include "server/membership.h"
 #include "server/node.h"
 #include "server/transport.h"
+#include "storage/file_system.h"
 
 extern char** environ;
 
@@ -32,6 +36,67 @@ constexpr int kGrpcOverheadBytes = 512 * 1024;
 int Fail(const std::string& what) {
   std::fprintf(stderr, "conclave serve: %s\n", what.c_str());
   return 2;
+}
+
+struct Identified : server::Identity {
+  std::vector<serverpb::MemberRecord> members;  // who to dial before any are recorded
+};
+
+// Which member of which cluster this is: what the data directory recorded;
+// for a new cluster, what the flags say; for a member joining an existing
+// cluster, what the cluster says (it was added with `member add`, which
+// chose its id), found by this member's peer URLs.
+Result<Identified> Identify(const server::ServerConfig& config) {
+  Identified out;
+  out.members = server::InitialMembers(config);
+  ASSIGN_OR_RETURN(std::optional<server::Identity> saved, server::LoadIdentity(config.data_dir));
+  if (saved) {
+    static_cast<server::Identity&>(out) = *saved;
+    return out;
+  }
+  auto fs = storage::NewPosixFileSystem();
+  ASSIGN_OR_RETURN(bool has_log, fs->Exists(storage::JoinPath(config.data_dir, "wal")));
+  if (config.initial_cluster_state == server::ClusterState::kNew || has_log) {
+    out.member_id = server::LocalMemberId(config);
+    out.cluster_id = server::LocalClusterId(config);
+  } else {
+    std::vector<std::string> targets;
+    const auto& mine = config.initial_advertise_peer_urls;
+    for (const serverpb::MemberRecord& m : out.members) {
+      for (const std::string& u : m.peer_urls()) {
+        if (std::find(mine.begin(), mine.end(), u) != mine.end()) continue;
+        if (auto t = server::GrpcTarget(u); t.ok()) targets.push_back(*t);
+      }
+    }
+    // Ask until a member answers with a membership that holds this member
+    // (one that has not applied the `member add` yet may answer first).
+    Result<serverpb::ClusterInfoResponse> info = Status::Unavailable("no answer");
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (out.member_id == 0 && std::chrono::steady_clock::now() < deadline) {
+      info = server::FetchClusterInfo(targets, std::chrono::seconds(2));
+      if (info.ok()) {
+        for (const serverpb::MemberRecord& m : info->members()) {
+          for (const std::string& u : m.peer_urls()) {
+            if (std::find(mine.begin(), mine.end(), u) != mine.end()) out.member_id = m.id();
+          }
+        }
+      }
+      if (out.member_id == 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    if (!info.ok())
+      return Status::Unavailable("joining: no member of --initial-cluster answered: " +
+                                 info.status().message());
+    if (out.member_id == 0) {
+      return Status::NotFound(
+          "joining: no member of the cluster has this member's peer URLs; add it with "
+          "`member add` first");
+    }
+    out.cluster_id = info->cluster_id();
+    out.members.assign(info->members().begin(), info->members().end());
+    LOG_INFO("joining cluster {:x} as member {:x}", out.cluster_id, out.member_id);
+  }
+  RETURN_IF_ERROR(server::SaveIdentity(config.data_dir, out));
+  return out;
 }
 
 // Builds and starts a gRPC server on `urls` with `register_services`.
@@ -70,31 +135,21 @@ int Serve(const std::vector<std::string>& args) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  const uint64_t member_id = server::LocalMemberId(config);
-  const uint64_t cluster_id = server::LocalClusterId(config);
-  std::vector<uint64_t> voters;
-  std::map<uint64_t, std::string> peers;
+  auto identity = Identify(config);
+  if (!identity.ok()) return Fail(identity.status().message());
+  const uint64_t member_id = identity->member_id;
+  const uint64_t cluster_id = identity->cluster_id;
   api::ServiceOptions service_options;
   service_options.max_request_bytes = config.max_request_bytes;
   service_options.max_txn_ops = static_cast<size_t>(config.max_txn_ops);
   service_options.quota_backend_bytes = config.quota_backend_bytes;
-  for (const auto& [name, urls] : config.initial_cluster) {
-    const uint64_t id = server::MemberId(urls, config.initial_cluster_token);
-    voters.push_back(id);
-    api::MemberInfo info{id, name, urls};
-    if (id != member_id) {
-      auto target = server::GrpcTarget(urls.front());
-      if (!target.ok()) return Fail("--initial-cluster: " + target.status().message());
-      peers[id] = *target;
-    }
-    service_options.members.push_back(std::move(info));
-  }
 
   server::NodeOptions options;
   options.data_dir = config.data_dir;
   options.member_id = member_id;
   options.cluster_id = cluster_id;
-  if (config.initial_cluster_state == server::ClusterState::kNew) options.initial_voters = voters;
+  if (config.initial_cluster_state == server::ClusterState::kNew)
+    options.initial_members = InitialMembers(config);
   options.tick_interval = std::chrono::milliseconds(server::TickIntervalMs(config));
   options.election_ticks = static_cast<int>(server::ElectionTicks(config));
   options.heartbeat_ticks = static_cast<int>(server::HeartbeatTicks(config));
@@ -104,13 +159,41 @@ int Serve(const std::vector<std::string>& args) {
   options.snapshot_catchup_entries = std::min<uint64_t>(5'000, config.snapshot_count);
   // A lease must outlive an election (etcd: 1.5 election timeouts, rounded up).
   options.lease_min_ttl_seconds =
-      std::max<int64_t>(2, (config.election_timeout_ms * 3 + 1999) / 2000);
+      std::max<int64_t>(1, (config.election_timeout_ms * 3 + 1999) / 2000);
   options.request_timeout = std::chrono::milliseconds(5000 + 2 * config.election_timeout_ms);
 
   RealClock clock;
   auto node = server::Node::Open(options, clock);
   if (!node.ok()) return Fail("opening " + config.data_dir + ": " + node.status().ToString());
-  server::Transport transport(node->get(), peers);
+  // Peers: the recorded members once there are any; before that (a new
+  // cluster, or a member joining that has not received its snapshot) the
+  // ones the flags or the cluster told us about.
+  auto recorded = (*node)->Members();
+  if (!recorded.ok()) return Fail("reading members: " + recorded.status().ToString());
+  std::map<uint64_t, std::string> peers = server::PeerTargets(identity->members, member_id);
+  if (!recorded->empty()) peers = server::PeerTargets(*recorded, member_id);
+  server::TransportOptions transport_options;
+  // A forwarded membership change may wait for the previous one and then
+  // for its own: give it two request timeouts.
+  transport_options.membership_forward_timeout = 2 * options.request_timeout;
+  // Members that missed their own removal learn it from the others' refusal.
+  transport_options.on_removed = [] {
+    LOG_WARN("the other members refuse this member: it was removed from the cluster");
+    kill(getpid(), SIGTERM);
+  };
+  server::Transport transport(node->get(), peers, transport_options);
+  // Follow membership changes: dial new members, drop removed ones, and
+  // stop once this member has been removed.
+  std::atomic<bool> removed{false};
+  (*node)->SetMembershipObserver([&, member_id] {
+    auto members = (*node)->Members();
+    if (members.ok() && !members->empty())
+      transport.SetPeers(server::PeerTargets(*members, member_id));
+    if ((*node)->IsRemoved(member_id) && !removed.exchange(true)) {
+      LOG_WARN("this member has been permanently removed from the cluster; shutting down");
+      kill(getpid(), SIGTERM);
+    }
+  });
 
   auto peer_server = StartGrpc(
       config.listen_peer_urls, 64 << 20,

@@ -155,6 +155,7 @@ inline constexpr std::string_view kValueProvided = "etcdserver: value is provide
 inline constexpr std::string_view kLeaseProvided = "etcdserver: lease is provided";
 inline constexpr std::string_view kDuplicateKey = "etcdserver: duplicate key given in txn request";
 inline constexpr std::string_view kTooManyOps = "etcdserver: too many operations in txn request";
+inline constexpr std::string_view kNoSpace = "mvcc: database space exceeded";
 
 inline Status Compacted() {
   return Status::OutOfRange(std::string(kCompacted));
@@ -164,6 +165,10 @@ inline Status FutureRevision() {
 }
 inline Status KeyNotFound() {
   return Status::InvalidArgument(std::string(kKeyNotFound));
+}
+// Writes refused while the NOSPACE alarm is raised (the quota was exceeded).
+inline Status NoSpace() {
+  return Status::ResourceExhausted(std::string(kNoSpace));
 }
 }  // namespace errors
 

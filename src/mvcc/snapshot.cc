@@ -7,6 +7,7 @@
 #include "base/coding.h"
 #include "base/crc32c.h"
 #include "base/logging.h"
+#include "base/sha256.h"
 #include "mvcc/keys.h"
 
 namespace conclave::mvcc {
@@ -279,6 +280,38 @@ Status InstallSnapshot(Store* store, storage::FileSystem* fs, const std::string&
   LOG_INFO("mvcc: installed snapshot group={} index={} term={} records={}", group, id.index,
            id.term, records);
   return Status::Ok();
+}
+
+std::string SavedSnapshotPadding(uint64_t image_bytes) {
+  return std::string(
+      (kSavedSnapshotAlign - image_bytes % kSavedSnapshotAlign) % kSavedSnapshotAlign, '\0');
+}
+
+Result<std::string> DecodeSavedSnapshot(std::string_view file) {
+  if (file.size() < Sha256::kDigestBytes ||
+      file.size() % kSavedSnapshotAlign != Sha256::kDigestBytes) {
+    return Status::Corruption(
+        fmt::format("snapshot file: {} bytes is not a saved snapshot (no checksum)", file.size()));
+  }
+  const std::string_view body = file.substr(0, file.size() - Sha256::kDigestBytes);
+  if (Sha256Digest(body) != file.substr(body.size()))
+    return Status::Corruption("snapshot file: SHA-256 checksum mismatch");
+  // Walk the length-prefixed chunks; what follows the last one is padding.
+  size_t offset = 0;
+  while (offset + 4 <= body.size()) {
+    const uint32_t n = DecodeFixed32(body.data() + offset);
+    if (n == 0) break;
+    if (n > body.size() - offset - 4)
+      return Status::Corruption(
+          fmt::format("snapshot file: chunk at {} runs past the end", offset));
+    offset += 4 + n;
+  }
+  for (size_t i = offset; i < body.size(); ++i) {
+    if (body[i] != '\0')
+      return Status::Corruption(fmt::format("snapshot file: stray byte at {}", i));
+  }
+  if (offset == 0) return Status::Corruption("snapshot file: no image");
+  return std::string(body.substr(0, offset));
 }
 
 }  // namespace conclave::mvcc

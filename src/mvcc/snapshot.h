@@ -117,4 +117,15 @@ Status RemoveStaleParts(storage::FileSystem* fs, const std::string& dir);
 // state with it, atomically. The store's applied index becomes id.index.
 Status InstallSnapshot(Store* store, storage::FileSystem* fs, const std::string& path);
 
+// A snapshot saved by a client (Maintenance.Snapshot, `snapshot save`): the
+// image as in a .snap file (length-prefixed chunks), zero bytes up to a
+// multiple of 512, then the SHA-256 of everything before it (so a saved file
+// is 32 bytes past a multiple of 512, which etcd's tools check for).
+inline constexpr size_t kSavedSnapshotAlign = 512;
+// The zero padding to append after `image_bytes` bytes of image.
+std::string SavedSnapshotPadding(uint64_t image_bytes);
+// Checks the digest and the padding of a saved file's contents and returns
+// the image (a .snap file's contents). kCorruption with the reason.
+Result<std::string> DecodeSavedSnapshot(std::string_view file);
+
 }  // namespace conclave::mvcc

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "base/crc32c.h"
 #include "mvcc/keys.h"
 
 namespace conclave::mvcc {
@@ -219,6 +220,63 @@ Result<StoreMeta> Store::MetaAt(const rocksdb::Snapshot* snapshot) const {
   return meta;
 }
 
+Result<KvHash> Store::HashKV(int64_t revision) const {
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  struct Release {
+    rocksdb::DB* db;
+    const rocksdb::Snapshot* s;
+    ~Release() { db->ReleaseSnapshot(s); }
+  } release{db_.get(), snap};
+  ASSIGN_OR_RETURN(StoreMeta meta, MetaAt(snap));
+  if (revision <= 0) revision = meta.revision;
+  if (revision > meta.revision) return errors::FutureRevision();
+  if (revision < meta.compacted) return errors::Compacted();
+  KvHash out;
+  out.revision = revision;
+  out.compact_revision = meta.compacted;
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  const std::string end = keys::VersionSpaceEnd(options_.group);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  uint32_t crc = 0;
+  for (it->Seek(keys::VersionSpaceStart(options_.group)); it->Valid(); it->Next()) {
+    const rocksdb::Slice k = it->key();
+    if (k.compare(end) >= 0) break;
+    auto decoded = keys::DecodeVersionKey(std::string_view(k.data(), k.size()));
+    if (!decoded) return Status::Corruption("mvcc: malformed version key");
+    if (decoded->rev.main > revision) continue;
+    crc = Crc32cExtend(crc, k.data(), k.size());
+    crc = Crc32cExtend(crc, it->value().data(), it->value().size());
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "mvcc: hash"));
+  out.hash = crc;
+  return out;
+}
+
+Result<uint32_t> Store::Hash() const {
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  struct Release {
+    rocksdb::DB* db;
+    const rocksdb::Snapshot* s;
+    ~Release() { db->ReleaseSnapshot(s); }
+  } release{db_.get(), snap};
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  const std::string meta_start = keys::MetaKey(options_.group, "");
+  const std::string group_end = keys::GroupPrefix(options_.group + 1);
+  uint32_t crc = 0;
+  for (it->Seek(keys::GroupPrefix(options_.group)); it->Valid(); it->Next()) {
+    const rocksdb::Slice k = it->key();
+    if (k.compare(group_end) >= 0) break;
+    if (k.starts_with(meta_start)) continue;
+    crc = Crc32cExtend(crc, k.data(), k.size());
+    crc = Crc32cExtend(crc, it->value().data(), it->value().size());
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "mvcc: hash"));
+  return crc;
+}
+
 Result<std::optional<std::string>> Store::GetMeta(std::string_view name,
                                                   const rocksdb::Snapshot* snapshot) const {
   std::string v;
@@ -354,6 +412,30 @@ void ApplyBatch::PutMeta(std::string_view name, std::string_view value) {
 
 void ApplyBatch::DeleteMeta(std::string_view name) {
   wb_->Delete(keys::MetaKey(store_->group(), std::string(keys::kAppMetaPrefix) += name));
+}
+
+Result<std::optional<std::string>> ApplyBatch::GetMeta(std::string_view name) {
+  std::string v;
+  rocksdb::Status s = wb_->GetFromBatchAndDB(
+      store_->db_.get(), rocksdb::ReadOptions(),
+      keys::MetaKey(store_->group(), std::string(keys::kAppMetaPrefix) += name), &v);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  RETURN_IF_ERROR(FromRocks(s, "mvcc: read meta"));
+  return std::optional<std::string>(std::move(v));
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> ApplyBatch::ScanMeta(
+    std::string_view prefix) {
+  const std::string start =
+      keys::MetaKey(store_->group(), std::string(keys::kAppMetaPrefix) += prefix);
+  const size_t name_offset = keys::MetaKey(store_->group(), keys::kAppMetaPrefix).size();
+  std::vector<std::pair<std::string, std::string>> out;
+  std::unique_ptr<rocksdb::Iterator> it = NewIterator();
+  for (it->Seek(start); it->Valid() && it->key().starts_with(start); it->Next()) {
+    out.emplace_back(it->key().ToString().substr(name_offset), it->value().ToString());
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "mvcc: scan meta"));
+  return out;
 }
 
 ApplyBatch::~ApplyBatch() {

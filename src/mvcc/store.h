@@ -56,6 +56,13 @@ struct StoreOptions {
 
 class ApplyBatch;
 
+// A checksum of the key-value history at one revision (HashKV).
+struct KvHash {
+  uint32_t hash = 0;
+  int64_t revision = 0;          // the revision hashed
+  int64_t compact_revision = 0;  // the compaction it was taken after
+};
+
 // A store's metadata as of one committed batch.
 struct StoreMeta {
   int64_t revision = 1;
@@ -77,6 +84,15 @@ class Store {
   // the answer can pass `limit` by the rest of its last revision.
   // kOutOfRange (compacted) when `from` is below the compacted revision.
   Result<std::vector<Event>> Events(int64_t from, int64_t to, size_t limit) const;
+
+  // CRC-32C over every key version with revision <= `revision` (0: the
+  // current one) that compaction has kept, in key order: equal on members
+  // that applied the same log, whatever their timing. kOutOfRange for a
+  // compacted or future revision, as Range.
+  Result<KvHash> HashKV(int64_t revision) const;
+  // CRC-32C over the group's versions and watch history (not its metadata,
+  // which records member-local progress such as the applied index).
+  Result<uint32_t> Hash() const;
 
   std::unique_ptr<ApplyBatch> NewBatch();
   // Writes the batch atomically; afterwards readers see it.
@@ -140,6 +156,11 @@ class ApplyBatch {
   // Application metadata (see Store::GetMeta), committed with the batch.
   void PutMeta(std::string_view name, std::string_view value);
   void DeleteMeta(std::string_view name);
+  // Metadata as this batch leaves it (its own writes over the store's):
+  // what commands applied in this batch must read, so that where batches
+  // are cut never changes a result.
+  Result<std::optional<std::string>> GetMeta(std::string_view name);
+  Result<std::vector<std::pair<std::string, std::string>>> ScanMeta(std::string_view prefix);
 
   // The changes made so far, in revision order, for the watch hub.
   const std::vector<Event>& events() const { return events_; }

@@ -97,7 +97,7 @@ Status Node::Recover() {
 
   auto group = replay.groups.find(kGroup);
   const bool fresh = group == replay.groups.end() && store_->AppliedIndex() == 0;
-  if (fresh && !options_.initial_voters.empty()) {
+  if (fresh && !options_.initial_members.empty()) {
     RETURN_IF_ERROR(Bootstrap());
     replay = storage::WalReplay{};
     replay.groups[kGroup].snapshot_index = 1;
@@ -123,6 +123,7 @@ Status Node::Recover() {
                                 std::to_string(applied));
     }
     conf_state_ = DecodeConfState(cs_pb);
+    PublishConfState();
     RETURN_IF_ERROR(log_.ApplySnapshot(
         raft::Snapshot{raft::SnapshotMetadata{applied, store_->AppliedTerm(), conf_state_}, ""}));
     std::vector<raft::Entry> tail;
@@ -142,6 +143,8 @@ Status Node::Recover() {
   }
   applied_index_.store(store_->AppliedIndex());
   RETURN_IF_ERROR(ReloadLessor());
+  RETURN_IF_ERROR(ReloadAlarms());
+  RETURN_IF_ERROR(ReloadRemoved());
   hub_ = std::make_unique<mvcc::WatchHub>(store_.get(), mvcc::WatchHubOptions{});
 
   raft::Config config;
@@ -165,7 +168,8 @@ Status Node::Recover() {
 
 Status Node::Bootstrap() {
   raft::ConfState cs;
-  cs.voters = options_.initial_voters;
+  for (const serverpb::MemberRecord& m : options_.initial_members)
+    cs.voters.push_back(m.id());
   std::sort(cs.voters.begin(), cs.voters.end());
   raftpb::ConfState cs_pb;
   EncodeConfState(cs, &cs_pb);
@@ -174,6 +178,8 @@ Status Node::Bootstrap() {
   if (store_->AppliedIndex() == 0) {
     auto batch = store_->NewBatch();
     batch->PutMeta(kConfStateMeta, cs_pb.SerializeAsString());
+    for (const serverpb::MemberRecord& m : options_.initial_members)
+      batch->PutMeta(MemberMetaName(m.id()), m.SerializeAsString());
     batch->SetApplied(1, 1);
     RETURN_IF_ERROR(store_->Commit(std::move(batch)));
     RETURN_IF_ERROR(store_->Sync());
@@ -200,6 +206,7 @@ void Node::Stop() {
     std::lock_guard<std::mutex> lock(inbox_mu_);
     if (stopping_) return;
     stopping_ = true;
+    stopping_flag_.store(true, std::memory_order_release);
   }
   inbox_cv_.notify_all();
   if (driver_.joinable()) driver_.join();
@@ -246,6 +253,10 @@ Result<ApplyResult> Node::Propose(serverpb::Command command) {
   command.set_proposer(options_.member_id);
   command.set_request_id(w->request_id);
   w->data = command.SerializeAsString();
+  return Submit(w);
+}
+
+Result<ApplyResult> Node::Submit(const std::shared_ptr<Waiter>& w) {
   w->deadline = SteadyClock::now() + options_.request_timeout;
   {
     std::lock_guard<std::mutex> lock(waiters_mu_);
@@ -374,8 +385,10 @@ void Node::DrainInbox() {
   std::vector<std::shared_ptr<Waiter>> reads;
   std::vector<std::pair<uint64_t, bool>> reports;
   std::vector<uint64_t> unreachable;
+  std::vector<uint64_t> transfers;
   {
     std::lock_guard<std::mutex> lock(inbox_mu_);
+    transfers.swap(inbox_transfers_);
     messages.swap(inbox_messages_);
     proposals.swap(inbox_proposals_);
     reads.swap(inbox_reads_);
@@ -390,6 +403,8 @@ void Node::DrainInbox() {
     raft_->ReportSnapshot(peer, ok);
   for (uint64_t peer : unreachable)
     raft_->ReportUnreachable(peer);
+  for (uint64_t transferee : transfers)
+    raft_->TransferLeadership(transferee);
   for (auto& w : proposals)
     unproposed_.push_back(std::move(w));
   ProposePending();
@@ -417,7 +432,7 @@ void Node::ProposePending() {
       unproposed_.pop_front();
       continue;
     }
-    Status s = raft_->Propose(w->data);
+    Status s = w->conf_change ? raft_->ProposeConfChange(*w->conf_change) : raft_->Propose(w->data);
     if (s.code() == StatusCode::kUnavailable) break;  // no leader yet: retry on the next tick
     if (!s.ok()) w->Complete(s);
     unproposed_.pop_front();
@@ -443,6 +458,7 @@ void Node::IssueReads() {
 
 void Node::TickHousekeeping() {
   term_.store(raft_->term(), std::memory_order_release);
+  PublishProgress();
   ProposePending();
   IssueReads();
   if (raft_->role() != raft::Role::kLeader || !lessor_->primary()) return;
@@ -511,7 +527,11 @@ void Node::HandleReady() {
   if (!messages.empty()) sender_->Send(std::move(messages));
 
   ApplyItem item;
-  if (rd.snapshot) item.snapshot = *rd.snapshot;
+  if (rd.snapshot) {
+    item.snapshot = *rd.snapshot;
+    conf_state_ = rd.snapshot->metadata.conf_state;
+    PublishConfState();
+  }
   for (const raft::Entry& e : rd.committed_entries) {
     if (e.type != raft::EntryType::kConfChange) continue;
     auto cc = raft::ConfChange::Decode(e.data);
@@ -519,10 +539,12 @@ void Node::HandleReady() {
     auto cs = raft_->ApplyConfChange(*cc);
     if (cs.ok()) {
       conf_state_ = *cs;
+      PublishConfState();
       item.conf_states[e.index] = *cs;
     } else {
       LOG_WARN("node: conf change at {} not applied: {}", e.index, cs.status().ToString());
       item.conf_states[e.index] = conf_state_;
+      item.refused_conf_changes.insert(e.index);
     }
   }
   item.entries = rd.committed_entries;  // Advance reads them too

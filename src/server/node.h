@@ -48,6 +48,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <variant>
@@ -71,18 +72,22 @@ inline constexpr raft::GroupId kGroup = 1;
 
 // What the member keeps in its store as application metadata
 // (mvcc::ApplyBatch::PutMeta), so that restarts and snapshots carry it: the
-// group's Raft configuration, one record per lease, one per published member.
+// group's Raft configuration, one record per lease, one per member, one
+// marker per removed member (a removed id never returns), one per alarm.
 inline constexpr std::string_view kConfStateMeta = "raft/conf_state";
 inline constexpr std::string_view kLeaseMetaPrefix = "lease/";
 inline constexpr std::string_view kMemberMetaPrefix = "member/";
+inline constexpr std::string_view kRemovedMetaPrefix = "removed/";
+inline constexpr std::string_view kAlarmMetaPrefix = "alarm/";
+std::string MemberMetaName(uint64_t id);
 
 struct NodeOptions {
   std::string data_dir;
   uint64_t member_id = 0;
   uint64_t cluster_id = 0;
-  // Voters of a new cluster (ignored on restart). Empty: join an existing
-  // cluster, empty, and wait for the leader's snapshot.
-  std::vector<uint64_t> initial_voters;
+  // Members of a new cluster, all voters (ignored on restart). Empty: join
+  // an existing cluster, empty, and wait for the leader's snapshot.
+  std::vector<serverpb::MemberRecord> initial_members;
   std::chrono::milliseconds tick_interval{100};
   int election_ticks = 10;
   int heartbeat_ticks = 1;
@@ -108,8 +113,15 @@ struct ApplyResult {
   Status status;
   int64_t revision = 0;  // the store's revision after the command
   std::variant<std::monostate, mvcc::PutResponse, mvcc::DeleteRangeResponse, mvcc::TxnResponse,
-               lease::GrantResult>
+               lease::GrantResult, etcdserverpb::AlarmResponse>
       response;
+};
+
+// What the leader knows of a peer's replication (for membership checks).
+struct PeerProgress {
+  uint64_t match = 0;
+  bool recent_active = false;
+  bool is_learner = false;
 };
 
 // The transport as the node sees it (Transport implements it; tests fake it).
@@ -139,6 +151,12 @@ struct NodeStats {
 // "etcdserver: request timed out", etcd's answer to a request that was not
 // applied in time.
 Status RequestTimedOut();
+// Whether a txn may put, in either branch (nested txns included): what the
+// NOSPACE alarm refuses. Reads and deletes stay allowed, as with etcd.
+bool TxnPuts(const etcdserverpb::TxnRequest& txn);
+
+// "etcdserver: member not found".
+Status MemberNotFound();
 
 class Node {
  public:
@@ -170,9 +188,32 @@ class Node {
     return lessor_->ValidateGrant(ttl_seconds);
   }
 
-  // The attributes members have published (MemberAttributes commands), as
-  // this member has applied them.
-  Result<std::vector<serverpb::MemberAttributes>> PublishedMembers() const;
+  // Membership (node_members.cc). The members as this member has applied
+  // them, in id order.
+  Result<std::vector<serverpb::MemberRecord>> Members() const;
+  // Whether `id` was removed from the cluster (as applied here).
+  bool IsRemoved(uint64_t id) const;
+  // Proposes a membership change (joint consensus underneath: the core
+  // enters a joint configuration and leaves it automatically) carrying
+  // `member` as its context, and waits until it is applied here.
+  Status ProposeMembership(raft::ConfChangeType type, const serverpb::MemberRecord& member);
+  // Called on the apply thread after membership records changed (a conf
+  // change or a published attribute applied, a snapshot installed). Set
+  // before Start().
+  void SetMembershipObserver(std::function<void()> observer) {
+    membership_observer_ = std::move(observer);
+  }
+  // On the leader: its view of every peer's replication; empty elsewhere.
+  std::map<uint64_t, PeerProgress> PeersProgress() const;
+  // The leader's own last log index (its match), 0 off the leader.
+  uint64_t LeaderLastIndex() const;
+  // Hands leadership to `transferee` and waits (up to the request timeout)
+  // until it has it. Only on the leader.
+  Status TransferLeadership(uint64_t transferee);
+
+  // Alarms raised and not disarmed, as applied here.
+  Result<std::vector<etcdserverpb::AlarmMember>> Alarms() const;
+  bool NoSpaceAlarm() const { return nospace_alarm_.load(std::memory_order_acquire); }
 
   // From the transport.
   void Receive(raft::Message m);
@@ -191,6 +232,10 @@ class Node {
   uint64_t term() const { return term_.load(std::memory_order_acquire); }
   uint64_t leader() const { return leader_.load(std::memory_order_acquire); }
   bool is_leader() const { return leader() == member_id(); }
+  // Whether this member is a learner in the configuration it has applied.
+  bool is_learner() const { return is_learner_.load(std::memory_order_acquire); }
+  // Set once Stop() has begun.
+  bool stopping() const { return stopping_flag_.load(std::memory_order_acquire); }
   NodeStats stats() const;
   const NodeOptions& options() const { return options_; }
 
@@ -200,7 +245,8 @@ class Node {
   // round. Completed exactly once, by whichever thread finishes it.
   struct Waiter {
     uint64_t request_id = 0;
-    std::string data;  // the encoded command (proposals only)
+    std::string data;                             // the encoded command (proposals only)
+    std::optional<raft::ConfChange> conf_change;  // a membership proposal instead
     SteadyClock::time_point deadline;
 
     std::mutex mu;
@@ -219,8 +265,10 @@ class Node {
   // One unit of work for the apply thread, in log order.
   struct ApplyItem {
     std::vector<raft::Entry> entries;
-    // Resulting configuration for each conf-change entry in `entries`.
+    // Resulting configuration for each conf-change entry in `entries`, and
+    // the conf changes the core refused (they leave the configuration as is).
     std::map<uint64_t, raft::ConfState> conf_states;
+    std::set<uint64_t> refused_conf_changes;
     std::optional<raft::Snapshot> snapshot;  // data: the image file's path
   };
   // A read round whose index is known, waiting for apply.
@@ -232,6 +280,8 @@ class Node {
   Node(const NodeOptions& options, Clock& clock);
   Status Recover();
   Status Bootstrap();
+  // Queues a proposal and waits for its result.
+  Result<ApplyResult> Submit(const std::shared_ptr<Waiter>& w);
 
   // node.cc: the driver.
   void DriverLoop();
@@ -257,6 +307,23 @@ class Node {
   void TrackLeaseAttachments(const std::vector<mvcc::Event>& events, size_t from);
   Status ReloadLessor();
   void ReleaseReads(uint64_t applied);
+  // node_members.cc
+  // Members the resulting configuration no longer holds (in any of its
+  // parts) are removed by the entry that drops them.
+  ApplyResult ApplyConfChangeEntry(mvcc::ApplyBatch* batch, const raft::Entry& e,
+                                   const raft::ConfState& result, bool refused, uint64_t* proposer,
+                                   uint64_t* request_id);
+  Status ApplyMemberAttributes(mvcc::ApplyBatch* batch, const serverpb::MemberAttributes& m);
+  Status ApplyMemberPeerUrls(mvcc::ApplyBatch* batch, const serverpb::MemberPeerUrls& m);
+  ApplyResult ApplyAlarm(mvcc::ApplyBatch* batch, const etcdserverpb::AlarmRequest& a);
+  static Result<std::vector<etcdserverpb::AlarmMember>> AlarmsIn(
+      Result<std::vector<std::pair<std::string, std::string>>> scanned);
+  // Refreshes removed_ids_ from the store (after a commit, a snapshot, at start).
+  Status ReloadRemoved();
+  void PublishProgress();
+  // Mirrors conf_state_ into is_learner_ (driver thread).
+  void PublishConfState();
+  Status ReloadAlarms();
 
   NodeOptions options_;
   Clock& clock_;
@@ -301,6 +368,18 @@ class Node {
   std::deque<PendingRead> pending_reads_;  // in index order
   bool apply_stopping_ = false;
 
+  std::atomic<bool> stopping_flag_{false};
+  std::atomic<bool> nospace_alarm_{false};
+  std::atomic<bool> is_learner_{false};
+  mutable std::mutex removed_mu_;
+  std::set<uint64_t> removed_ids_;  // guarded by removed_mu_
+  std::function<void()> membership_observer_;
+  mutable std::mutex progress_mu_;
+  std::map<uint64_t, PeerProgress> progress_;                // guarded by progress_mu_
+  uint64_t leader_last_index_ = 0;                           // guarded by progress_mu_
+  std::map<uint64_t, SteadyClock::time_point> last_active_;  // driver thread only
+  // Leadership transfers waiting for the driver to start them.
+  std::vector<uint64_t> inbox_transfers_;  // guarded by inbox_mu_
   std::atomic<uint64_t> term_{0};
   std::atomic<uint64_t> leader_{0};
   std::atomic<uint64_t> commit_index_{0};

@@ -62,12 +62,17 @@ void Node::InstallSnapshotImage(const raft::Snapshot& snap) {
   CHECK_MSG(s.ok(), "node: installing snapshot {} failed: {}", snap.data, s.ToString());
   s = ReloadLessor();
   CHECK_MSG(s.ok(), "node: reloading leases after a snapshot failed: {}", s.ToString());
+  s = ReloadAlarms();
+  CHECK_MSG(s.ok(), "node: reloading alarms after a snapshot failed: {}", s.ToString());
+  s = ReloadRemoved();
+  CHECK_MSG(s.ok(), "node: reloading removed members after a snapshot failed: {}", s.ToString());
   hub_->Resync(store_->CurrentRevision());
   snapshots_installed_.fetch_add(1);
   applied_index_.store(store_->AppliedIndex(), std::memory_order_release);
   LOG_INFO("node: installed snapshot at index {} (revision {})", store_->AppliedIndex(),
            store_->CurrentRevision());
   ReleaseReads(store_->AppliedIndex());
+  if (membership_observer_) membership_observer_();
 }
 
 void Node::ApplyEntries(ApplyItem& item) {
@@ -76,6 +81,7 @@ void Node::ApplyEntries(ApplyItem& item) {
     auto batch = store_->NewBatch();
     std::vector<std::pair<uint64_t, ApplyResult>> results;
     uint64_t last = 0;
+    bool members_changed = false;
     const size_t end = std::min(item.entries.size(), i + options_.apply_batch_entries_max);
     for (; i < end; ++i) {
       const raft::Entry& e = item.entries[i];
@@ -84,6 +90,13 @@ void Node::ApplyEntries(ApplyItem& item) {
         raftpb::ConfState cs;
         EncodeConfState(item.conf_states[e.index], &cs);
         batch->PutMeta(kConfStateMeta, cs.SerializeAsString());
+        uint64_t proposer = 0;
+        uint64_t request_id = 0;
+        ApplyResult r = ApplyConfChangeEntry(batch.get(), e, item.conf_states[e.index],
+                                             item.refused_conf_changes.contains(e.index), &proposer,
+                                             &request_id);
+        if (proposer == options_.member_id) results.emplace_back(request_id, std::move(r));
+        members_changed = true;
       } else if (!e.data.empty()) {
         serverpb::Command command;
         if (!command.ParseFromString(e.data)) {
@@ -91,6 +104,8 @@ void Node::ApplyEntries(ApplyItem& item) {
           LOG_ERROR("node: entry {} holds no command; skipped", e.index);
         } else {
           ApplyResult r = ApplyCommand(batch.get(), command);
+          members_changed =
+              members_changed || command.has_member_attributes() || command.has_member_peer_urls();
           if (command.proposer() == options_.member_id)
             results.emplace_back(command.request_id(), std::move(r));
         }
@@ -105,6 +120,11 @@ void Node::ApplyEntries(ApplyItem& item) {
     CHECK_MSG(s.ok(), "node: committing applied entries failed: {}", s.ToString());
     if (!events.empty()) hub_->Notify(revision, events);
     applied_index_.store(last, std::memory_order_release);
+    if (members_changed) {
+      Status rs = ReloadRemoved();
+      CHECK_MSG(rs.ok(), "node: reading removed members: {}", rs.ToString());
+      if (membership_observer_) membership_observer_();
+    }
     proposals_committed_.fetch_add(results.size());
     {
       std::lock_guard<std::mutex> lock(waiters_mu_);
@@ -165,6 +185,7 @@ ApplyResult Node::ApplyCommand(mvcc::ApplyBatch* batch, const serverpb::Command&
   };
   switch (command.op_case()) {
     case serverpb::Command::kPut: {
+      if (NoSpaceAlarm()) return fail(mvcc::errors::NoSpace());
       if (Status s = CheckLeases(command); !s.ok()) return fail(s);
       auto r = batch->Put(api::FromWire(command.put()));
       if (!r.ok()) return fail(r.status());
@@ -178,6 +199,7 @@ ApplyResult Node::ApplyCommand(mvcc::ApplyBatch* batch, const serverpb::Command&
       break;
     }
     case serverpb::Command::kTxn: {
+      if (NoSpaceAlarm() && TxnPuts(command.txn())) return fail(mvcc::errors::NoSpace());
       if (Status s = CheckLeases(command); !s.ok()) return fail(s);
       auto req = api::FromWire(command.txn());
       if (!req.ok()) return fail(req.status());
@@ -192,6 +214,7 @@ ApplyResult Node::ApplyCommand(mvcc::ApplyBatch* batch, const serverpb::Command&
       break;
     }
     case serverpb::Command::kLeaseGrant: {
+      if (NoSpaceAlarm()) return fail(mvcc::errors::NoSpace());
       const auto& g = command.lease_grant();
       auto r = lessor_->Grant(g.id(), g.ttl());
       if (!r.ok()) return fail(r.status());
@@ -233,11 +256,16 @@ ApplyResult Node::ApplyCommand(mvcc::ApplyBatch* batch, const serverpb::Command&
       }
       break;
     }
-    case serverpb::Command::kMemberAttributes: {
-      const auto& m = command.member_attributes();
-      batch->PutMeta(fmt::format("{}{:016x}", kMemberMetaPrefix, m.id()), m.SerializeAsString());
+    case serverpb::Command::kMemberAttributes:
+      if (Status s = ApplyMemberAttributes(batch, command.member_attributes()); !s.ok())
+        return fail(s);
       break;
-    }
+    case serverpb::Command::kMemberPeerUrls:
+      if (Status s = ApplyMemberPeerUrls(batch, command.member_peer_urls()); !s.ok())
+        return fail(s);
+      break;
+    case serverpb::Command::kAlarm:
+      return ApplyAlarm(batch, command.alarm());
     case serverpb::Command::OP_NOT_SET:
       return fail(Status::InvalidArgument("conclave: empty command"));
   }
@@ -246,15 +274,14 @@ ApplyResult Node::ApplyCommand(mvcc::ApplyBatch* batch, const serverpb::Command&
   return out;
 }
 
-Result<std::vector<serverpb::MemberAttributes>> Node::PublishedMembers() const {
-  ASSIGN_OR_RETURN(auto records, store_->ScanMeta(kMemberMetaPrefix));
-  std::vector<serverpb::MemberAttributes> out;
-  for (const auto& [name, value] : records) {
-    serverpb::MemberAttributes m;
-    if (!m.ParseFromString(value)) return Status::Corruption("node: member record " + name);
-    out.push_back(std::move(m));
+bool TxnPuts(const etcdserverpb::TxnRequest& txn) {
+  for (const auto* ops : {&txn.success(), &txn.failure()}) {
+    for (const auto& op : *ops) {
+      if (op.has_request_put()) return true;
+      if (op.has_request_txn() && TxnPuts(op.request_txn())) return true;
+    }
   }
-  return out;
+  return false;
 }
 
 Status Node::ReloadLessor() {

@@ -8,6 +8,7 @@
 #include "base/assert.h"
 #include "base/logging.h"
 #include "mvcc/snapshot.h"
+#include "server/membership.h"
 #include "server/raft_codec.h"
 
 namespace conclave::server {
@@ -50,6 +51,8 @@ struct Transport::Peer {
   uint64_t id = 0;
   std::string target;
   std::shared_ptr<grpc::Channel> channel;
+  std::atomic<bool> retired{false};  // removed from the cluster (or re-addressed)
+  std::atomic<bool> exited{false};   // its sender thread has returned
   std::mutex mu;
   std::condition_variable cv;
   std::deque<raft::Message> queue;  // guarded by mu
@@ -67,6 +70,11 @@ class Transport::PeerServiceImpl final : public raftpb::Peer::Service {
       grpc::ServerReaderWriter<raftpb::StreamAck, raftpb::MessageBatch>* stream) override {
     raftpb::MessageBatch batch;
     while (stream->Read(&batch)) {
+      if (node_->IsRemoved(batch.from_node())) {
+        return grpc::Status(
+            grpc::FAILED_PRECONDITION,
+            fmt::format("peer: member {:x} was removed from the cluster", batch.from_node()));
+      }
       if (batch.cluster_id() != node_->cluster_id()) {
         return grpc::Status(grpc::FAILED_PRECONDITION,
                             fmt::format("peer: cluster id {:x} is not this cluster's ({:x})",
@@ -124,6 +132,28 @@ class Transport::MemberServiceImpl final : public serverpb::Member::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status Membership(grpc::ServerContext* /*context*/, const serverpb::MembershipRequest* req,
+                          serverpb::MembershipResponse* resp) override {
+    if (!node_->is_leader()) return ToGrpc(Status::FailedPrecondition("etcdserver: not leader"));
+    auto r = ExecuteMembership(node_, *req);
+    if (!r.ok()) return ToGrpc(r.status());
+    *resp = std::move(*r);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ClusterInfo(grpc::ServerContext* /*context*/,
+                           const serverpb::ClusterInfoRequest* /*req*/,
+                           serverpb::ClusterInfoResponse* resp) override {
+    // The membership as committed, not as this member happens to have applied it.
+    if (Status s = node_->ReadBarrier(); !s.ok()) return ToGrpc(s);
+    auto members = node_->Members();
+    if (!members.ok()) return ToGrpc(members.status());
+    resp->set_cluster_id(node_->cluster_id());
+    for (auto& m : *members)
+      *resp->add_members() = std::move(m);
+    return grpc::Status::OK;
+  }
+
   grpc::Status Snapshot(grpc::ServerContext* /*context*/,
                         grpc::ServerReader<serverpb::SnapshotPart>* reader,
                         serverpb::SnapshotAck* /*ack*/) override {
@@ -173,17 +203,53 @@ Transport::Transport(Node* node, const std::map<uint64_t, std::string>& peers,
       options_(options),
       peer_service_(std::make_unique<PeerServiceImpl>(node)),
       member_service_(std::make_unique<MemberServiceImpl>(node)) {
-  for (auto& [id, target] : peers) {
-    auto p = std::make_unique<Peer>();
-    p->id = id;
-    p->target = target;
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(options_.receive_message_bytes_max);
-    args.SetMaxSendMessageSize(options_.receive_message_bytes_max);
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
-                static_cast<int>(options_.backoff_min.count()));
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_max.count()));
-    p->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  for (const auto& [id, target] : peers)
+    peers_.emplace(id, NewPeer(id, target));
+}
+
+std::shared_ptr<Transport::Peer> Transport::NewPeer(uint64_t id, const std::string& target) const {
+  auto p = std::make_shared<Peer>();
+  p->id = id;
+  p->target = target;
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(options_.receive_message_bytes_max);
+  args.SetMaxSendMessageSize(options_.receive_message_bytes_max);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              static_cast<int>(options_.backoff_min.count()));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_max.count()));
+  p->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return p;
+}
+
+void Transport::SetPeers(const std::map<uint64_t, std::string>& peers) {
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  if (stopping_.load()) return;
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    auto want = peers.find(it->first);
+    if (want != peers.end() && want->second == it->second->target) {
+      ++it;
+      continue;
+    }
+    LOG_INFO("peer {:x}: {}", it->first,
+             want == peers.end() ? "no longer a member" : "now at " + want->second);
+    {
+      std::lock_guard<std::mutex> peer_lock(it->second->mu);
+      it->second->retired.store(true);
+    }
+    it->second->cv.notify_all();
+    retired_.push_back(std::move(it->second));
+    it = peers_.erase(it);
+  }
+  // Sender threads of peers retired earlier have ended (or will soon).
+  std::erase_if(retired_, [](const std::shared_ptr<Peer>& p) {
+    if (!p->exited.load()) return false;
+    if (p->thread.joinable()) p->thread.join();
+    return true;
+  });
+  for (const auto& [id, target] : peers) {
+    if (peers_.contains(id)) continue;
+    auto p = NewPeer(id, target);
+    if (started_) p->thread = std::thread([this, peer = p.get()] { SenderLoop(peer); });
     peers_.emplace(id, std::move(p));
   }
 }
@@ -201,6 +267,8 @@ grpc::Service* Transport::member_service() {
 }
 
 void Transport::Start() {
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  started_ = true;
   for (auto& [id, p] : peers_) {
     Peer* peer = p.get();
     peer->thread = std::thread([this, peer] { SenderLoop(peer); });
@@ -208,11 +276,18 @@ void Transport::Start() {
 }
 
 void Transport::Stop() {
-  if (stopping_.exchange(true)) return;
-  for (auto& [id, p] : peers_) {
-    p->cv.notify_all();
+  std::vector<std::shared_ptr<Peer>> all;
+  {
+    std::lock_guard<std::mutex> lock(peers_mu_);
+    if (stopping_.exchange(true)) return;
+    for (auto& [id, p] : peers_)
+      all.push_back(p);
+    for (auto& p : retired_)
+      all.push_back(p);
   }
-  for (auto& [id, p] : peers_) {
+  for (auto& p : all)
+    p->cv.notify_all();
+  for (auto& p : all) {
     if (p->thread.joinable()) p->thread.join();
   }
   std::vector<std::thread> threads;
@@ -224,14 +299,15 @@ void Transport::Stop() {
     t.join();
 }
 
-Transport::Peer* Transport::FindPeer(uint64_t id) {
+std::shared_ptr<Transport::Peer> Transport::FindPeer(uint64_t id) {
+  std::lock_guard<std::mutex> lock(peers_mu_);
   auto it = peers_.find(id);
-  return it == peers_.end() ? nullptr : it->second.get();
+  return it == peers_.end() ? nullptr : it->second;
 }
 
 void Transport::Send(std::vector<raft::Message> messages) {
   for (raft::Message& m : messages) {
-    Peer* p = FindPeer(m.to);
+    std::shared_ptr<Peer> p = FindPeer(m.to);
     if (p == nullptr) {
       messages_dropped_.fetch_add(1);
       continue;
@@ -254,14 +330,19 @@ void Transport::Drop(Peer* peer, size_t count) {
 }
 
 void Transport::SenderLoop(Peer* peer) {
+  struct MarkExited {
+    Peer* p;
+    ~MarkExited() { p->exited.store(true); }
+  } mark{peer};
+  auto done = [&] { return stopping_.load() || peer->retired.load(); };
   auto backoff = options_.backoff_min;
-  while (!stopping_.load()) {
+  while (!done()) {
     {
       // Connect lazily: only when there is something to send.
       std::unique_lock<std::mutex> lock(peer->mu);
       peer->cv.wait_for(lock, std::chrono::milliseconds(500),
-                        [&] { return stopping_.load() || !peer->queue.empty(); });
-      if (stopping_.load()) return;
+                        [&] { return done() || !peer->queue.empty(); });
+      if (done()) return;
       if (peer->queue.empty()) continue;
     }
     auto stub = raftpb::Peer::NewStub(peer->channel);
@@ -278,7 +359,12 @@ void Transport::SenderLoop(Peer* peer) {
     context.TryCancel();
     acks.join();
     grpc::Status s = stream->Finish();
-    if (stopping_.load()) return;
+    if (done()) return;
+    if (s.error_code() == grpc::FAILED_PRECONDITION &&
+        s.error_message().find("was removed from the cluster") != std::string::npos &&
+        options_.on_removed && !removed_reported_.exchange(true)) {
+      options_.on_removed();
+    }
     // A stream that lived a while was healthy: start the backoff afresh.
     if (std::chrono::steady_clock::now() - opened > options_.backoff_max) {
       backoff = options_.backoff_min;
@@ -286,21 +372,22 @@ void Transport::SenderLoop(Peer* peer) {
     LOG_DEBUG("peer {:x}: stream closed ({}); retrying in {} ms", peer->id, s.error_message(),
               backoff.count());
     std::unique_lock<std::mutex> lock(peer->mu);
-    peer->cv.wait_for(lock, backoff, [&] { return stopping_.load(); });
+    peer->cv.wait_for(lock, backoff, done);
     backoff = std::min(backoff * 2, options_.backoff_max);
   }
 }
 
 void Transport::Pump(Peer* peer,
                      grpc::ClientReaderWriter<raftpb::MessageBatch, raftpb::StreamAck>* stream) {
+  auto done = [&] { return stopping_.load() || peer->retired.load(); };
   uint64_t sequence = 0;
-  while (!stopping_.load()) {
+  while (!done()) {
     std::vector<raft::Message> messages;
     {
       std::unique_lock<std::mutex> lock(peer->mu);
       peer->cv.wait_for(lock, std::chrono::milliseconds(500),
-                        [&] { return stopping_.load() || !peer->queue.empty(); });
-      if (stopping_.load()) return;
+                        [&] { return done() || !peer->queue.empty(); });
+      if (done()) return;
       size_t bytes = 0;
       while (!peer->queue.empty() && (messages.empty() || bytes < options_.batch_bytes_max)) {
         for (const raft::Entry& e : peer->queue.front().entries)
@@ -340,7 +427,7 @@ void Transport::RunSnapshot(const raft::Message& m) {
 }
 
 Status Transport::StreamSnapshot(const raft::Message& m) {
-  Peer* peer = FindPeer(m.to);
+  std::shared_ptr<Peer> peer = FindPeer(m.to);
   if (peer == nullptr) return Status::NotFound(fmt::format("no peer {:x}", m.to));
   ASSIGN_OR_RETURN(auto writer,
                    mvcc::SnapshotWriter::Create(node_->store(), options_.snapshot_chunk_bytes));
@@ -382,12 +469,12 @@ Status Transport::StreamSnapshot(const raft::Message& m) {
 }
 
 template <typename Call>
-Status Transport::CallMember(uint64_t member, const Call& call) {
-  Peer* peer = FindPeer(member);
+Status Transport::CallMember(uint64_t member, std::chrono::milliseconds timeout, const Call& call) {
+  std::shared_ptr<Peer> peer = FindPeer(member);
   if (peer == nullptr) return Status::Unavailable("etcdserver: no leader");
   auto stub = serverpb::Member::NewStub(peer->channel);
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + options_.forward_timeout);
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
   return FromGrpc(call(stub.get(), &context));
 }
 
@@ -395,18 +482,46 @@ Result<int64_t> Transport::ForwardLeaseRenew(uint64_t leader, lease::LeaseId id)
   etcdserverpb::LeaseKeepAliveRequest req;
   req.set_id(id);
   etcdserverpb::LeaseKeepAliveResponse resp;
-  RETURN_IF_ERROR(CallMember(leader, [&](serverpb::Member::Stub* stub, grpc::ClientContext* ctx) {
-    return stub->LeaseRenew(ctx, req, &resp);
-  }));
+  RETURN_IF_ERROR(CallMember(leader, options_.forward_timeout,
+                             [&](serverpb::Member::Stub* stub, grpc::ClientContext* ctx) {
+                               return stub->LeaseRenew(ctx, req, &resp);
+                             }));
   return resp.ttl();
 }
 
 Status Transport::ForwardLeaseTimeToLive(uint64_t leader,
                                          const etcdserverpb::LeaseTimeToLiveRequest& req,
                                          etcdserverpb::LeaseTimeToLiveResponse* resp) {
-  return CallMember(leader, [&](serverpb::Member::Stub* stub, grpc::ClientContext* ctx) {
-    return stub->LeaseTimeToLive(ctx, req, resp);
-  });
+  return CallMember(leader, options_.forward_timeout,
+                    [&](serverpb::Member::Stub* stub, grpc::ClientContext* ctx) {
+                      return stub->LeaseTimeToLive(ctx, req, resp);
+                    });
+}
+
+Result<serverpb::MembershipResponse> Transport::ForwardMembership(
+    uint64_t leader, const serverpb::MembershipRequest& req) {
+  serverpb::MembershipResponse resp;
+  RETURN_IF_ERROR(CallMember(leader, options_.membership_forward_timeout,
+                             [&](serverpb::Member::Stub* stub, grpc::ClientContext* ctx) {
+                               return stub->Membership(ctx, req, &resp);
+                             }));
+  return resp;
+}
+
+Result<serverpb::ClusterInfoResponse> FetchClusterInfo(const std::vector<std::string>& targets,
+                                                       std::chrono::milliseconds timeout) {
+  Status last = Status::Unavailable("no peer to ask");
+  for (const std::string& target : targets) {
+    auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+    auto stub = serverpb::Member::NewStub(channel);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + timeout);
+    serverpb::ClusterInfoResponse resp;
+    grpc::Status s = stub->ClusterInfo(&context, serverpb::ClusterInfoRequest{}, &resp);
+    if (s.ok()) return resp;
+    last = Status::Unavailable(fmt::format("{}: {}", target, s.error_message()));
+  }
+  return last;
 }
 
 }  // namespace conclave::server

@@ -29,6 +29,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -54,11 +55,20 @@ struct TransportOptions {
   // request limit; batches by batch_bytes_max).
   int receive_message_bytes_max = 64 << 20;
   std::chrono::milliseconds forward_timeout{3000};
+  std::chrono::milliseconds membership_forward_timeout{15000};
+  // Called (once) when a peer refuses our messages because this member was
+  // removed from the cluster; the server shuts down.
+  std::function<void()> on_removed;
 };
 
 // "http://host:port" (or "host:port") -> "host:port". kInvalidArgument for
 // https (no TLS yet) and for anything without a port.
 Result<std::string> GrpcTarget(const std::string& url);
+
+// Asks the first of `targets` (host:port) that answers for the cluster's id
+// and members: how a member joining an existing cluster learns its own id.
+Result<serverpb::ClusterInfoResponse> FetchClusterInfo(const std::vector<std::string>& targets,
+                                                       std::chrono::milliseconds timeout);
 
 class Transport final : public MessageSender {
  public:
@@ -77,7 +87,13 @@ class Transport final : public MessageSender {
   grpc::Service* peer_service();
   grpc::Service* member_service();
 
+  // Replaces the set of peers (membership changed): new members get a
+  // sender, removed ones lose theirs, a changed URL reconnects.
+  void SetPeers(const std::map<uint64_t, std::string>& peers);
+
   Result<int64_t> ForwardLeaseRenew(uint64_t leader, lease::LeaseId id);
+  Result<serverpb::MembershipResponse> ForwardMembership(uint64_t leader,
+                                                         const serverpb::MembershipRequest& req);
   Status ForwardLeaseTimeToLive(uint64_t leader, const etcdserverpb::LeaseTimeToLiveRequest& req,
                                 etcdserverpb::LeaseTimeToLiveResponse* resp);
 
@@ -95,20 +111,25 @@ class Transport final : public MessageSender {
   void Drop(Peer* peer, size_t count);
   void RunSnapshot(const raft::Message& m);
   Status StreamSnapshot(const raft::Message& m);
-  Peer* FindPeer(uint64_t id);
-  // One unary Member call to `member`, with the forward timeout.
+  std::shared_ptr<Peer> FindPeer(uint64_t id);
+  std::shared_ptr<Peer> NewPeer(uint64_t id, const std::string& target) const;
+  // One unary Member call to `member`, within `timeout`.
   template <typename Call>
-  Status CallMember(uint64_t member, const Call& call);
+  Status CallMember(uint64_t member, std::chrono::milliseconds timeout, const Call& call);
 
   Node* node_;
   const TransportOptions options_;
-  std::map<uint64_t, std::unique_ptr<Peer>> peers_;
+  std::mutex peers_mu_;
+  std::map<uint64_t, std::shared_ptr<Peer>> peers_;  // guarded by peers_mu_
+  std::vector<std::shared_ptr<Peer>> retired_;       // guarded by peers_mu_; joined by Stop
+  bool started_ = false;                             // guarded by peers_mu_
   std::unique_ptr<PeerServiceImpl> peer_service_;
   std::unique_ptr<MemberServiceImpl> member_service_;
 
   std::mutex snapshot_mu_;
   std::vector<std::thread> snapshot_threads_;  // guarded by snapshot_mu_
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> removed_reported_{false};
   std::atomic<uint64_t> messages_sent_{0};
   std::atomic<uint64_t> messages_dropped_{0};
 };
