@@ -48,8 +48,10 @@ cat <<MSG
 Conclave: a 3-member cluster is running (logs and data in $DIR).
   client endpoints: $endpoints
   metrics/health:   http://127.0.0.1:${metrics_ports[0]}/metrics  http://127.0.0.1:${metrics_ports[0]}/health
-  try:              ETCDCTL_API=3 etcdctl --endpoints=$endpoints put greeting hello
-                    ETCDCTL_API=3 etcdctl --endpoints=$endpoints get greeting
+  try:              $BIN --endpoints=$endpoints put greeting hello
+                    $BIN --endpoints=$endpoints get greeting
+                    $BIN --endpoints=$endpoints lock mylock -- echo "holding mylock"
+                    (etcdctl works too: ETCDCTL_API=3 etcdctl --endpoints=$endpoints get greeting)
   Ctrl-C stops all three.
 MSG
 wait -n "${pids[@]}" || true

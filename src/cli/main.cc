@@ -5,6 +5,8 @@
 #include <cstdio>
 
 #include "base/logging.h"
+#include "cli/client_commands.h"
+#include "cli/restore_command.h"
 #include "cli/serve_command.h"
 #include "cli/sim_command.h"
 
@@ -24,8 +26,15 @@ int main(int argc, char** argv) {
   CLI::App* version = app.add_subcommand("version", "print the version and exit");
   auto run_sim = conclave::cli::AddSimCommand(app);
   auto run_serve = conclave::cli::AddServeCommand(app);
+  conclave::cli::ClientCommands client = conclave::cli::AddClientCommands(app);
+  auto run_restore = conclave::cli::AddSnapshotRestore(client.snapshot);
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (int rc = client.parse_error(e); rc >= 0) return rc;
+    return app.exit(e);
+  }
 
   auto level = conclave::ParseLogLevel(log_level);
   if (!level.ok()) {
@@ -36,6 +45,8 @@ int main(int argc, char** argv) {
 
   if (int rc = run_sim(); rc >= 0) return rc;
   if (int rc = run_serve(); rc >= 0) return rc;
+  if (int rc = run_restore(); rc >= 0) return rc;
+  if (int rc = client.run(); rc >= 0) return rc;
   if (version->parsed() || app.get_subcommands().empty()) {
     std::printf("conclave %s\n", kVersion);
     return 0;

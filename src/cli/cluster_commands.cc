@@ -1,0 +1,475 @@
+// member, endpoint, snapshot save, defrag, alarm and move-leader: the
+// commands for running a cluster.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <future>
+
+#include "cli/client_common.h"
+
+namespace conclave::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace pb = etcdserverpb;
+
+// The member commands take the IDs that `member list` prints (hex).
+Result<uint64_t> ParseMemberArg(const std::string& text) {
+  auto id = ParseHexId(text);
+  if (!id.ok()) {
+    return Status::InvalidArgument(
+        fmt::format("bad member ID arg ({}), expecting ID in Hex", text));
+  }
+  return *id;
+}
+
+std::vector<std::string> SplitUrls(const std::string& list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t end = list.find(',', start);
+    if (end == std::string::npos) end = list.size();
+    if (end > start) out.push_back(list.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+// ---- member ----------------------------------------------------------------
+
+std::vector<std::string> MemberRow(const pb::Member& m) {
+  return {fmt::format("{:x}", m.id()),
+          m.name().empty() ? "unstarted" : "started",
+          m.name(),
+          fmt::format("{}", fmt::join(m.peerurls(), ",")),
+          fmt::format("{}", fmt::join(m.clienturls(), ",")),
+          m.islearner() ? "true" : "false"};
+}
+
+int MemberList(Env& env) {
+  int code = 0;
+  auto c = env.Connect(&code);
+  if (c == nullptr) return code;
+  auto r = c->MemberList();
+  if (!r.ok()) return FailCall(r.status());
+  switch (env.format()) {
+    case OutputFormat::kJson:
+      std::printf("%s\n", ToJson(*r).c_str());
+      break;
+    case OutputFormat::kTable: {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& m : r->members())
+        rows.push_back(MemberRow(m));
+      std::fputs(
+          FormatTable({"ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"}, rows)
+              .c_str(),
+          stdout);
+      break;
+    }
+    case OutputFormat::kSimple:
+      for (const auto& m : r->members())
+        fmt::print("{}\n", fmt::join(MemberRow(m), ", "));
+      break;
+  }
+  return 0;
+}
+
+int MemberAdd(Env& env, const std::string& name, const std::string& peer_urls, bool learner) {
+  const std::vector<std::string> urls = SplitUrls(peer_urls);
+  if (urls.empty()) return Fail(kExitBadArgs, "member peer urls not provided");
+  int code = 0;
+  auto c = env.Connect(&code);
+  if (c == nullptr) return code;
+  auto r = c->MemberAdd(urls, learner);
+  if (!r.ok()) return FailCall(r.status());
+  if (env.format() == OutputFormat::kJson) {
+    std::printf("%s\n", ToJson(*r).c_str());
+    return 0;
+  }
+  fmt::print("Member {:16x} added{}to cluster {:16x}\n", r->member().id(),
+             r->member().islearner() ? " as learner " : " ", r->header().cluster_id());
+  std::vector<std::string> conf;
+  for (const auto& m : r->members()) {
+    const std::string& member_name = m.id() == r->member().id() ? name : m.name();
+    for (const std::string& u : m.peerurls())
+      conf.push_back(member_name + "=" + u);
+  }
+  fmt::print("\nETCD_NAME={}\n", GoQuote(name));
+  fmt::print("ETCD_INITIAL_CLUSTER={}\n", GoQuote(fmt::format("{}", fmt::join(conf, ","))));
+  fmt::print("ETCD_INITIAL_ADVERTISE_PEER_URLS={}\n",
+             GoQuote(fmt::format("{}", fmt::join(urls, ","))));
+  fmt::print("ETCD_INITIAL_CLUSTER_STATE=\"existing\"\n");
+  return 0;
+}
+
+// remove, update and promote: one ID, one call, one line.
+template <typename Response>
+int MemberChange(Env& env, const std::string& id_text, const char* verb,
+                 const std::function<Result<Response>(client::Client*, uint64_t)>& call) {
+  auto id = ParseMemberArg(id_text);
+  if (!id.ok()) return Fail(kExitBadArgs, id.status().message());
+  int code = 0;
+  auto c = env.Connect(&code);
+  if (c == nullptr) return code;
+  auto r = call(c.get(), *id);
+  if (!r.ok()) return FailCall(r.status());
+  if (env.format() == OutputFormat::kJson) {
+    std::printf("%s\n", ToJson(*r).c_str());
+  } else {
+    fmt::print("Member {:16x} {} cluster {:16x}\n", *id, verb, r->header().cluster_id());
+  }
+  return 0;
+}
+
+void AddMember(CLI::App& app, CommandList* commands) {
+  CLI::App* member = app.add_subcommand("member", "membership commands");
+  member->require_subcommand(1);
+
+  CLI::App* list = member->add_subcommand("list", "list the members of the cluster");
+  commands->push_back({list, [](Env& env) { return MemberList(env); }});
+
+  struct AddFlags {
+    std::string name;
+    std::string peer_urls;
+    bool learner = false;
+  };
+  auto af = std::make_shared<AddFlags>();
+  CLI::App* add = member->add_subcommand("add", "add a member to the cluster");
+  add->add_option("name", af->name, "name of the new member")->required();
+  add->add_option("--peer-urls", af->peer_urls, "comma-separated peer URLs of the new member");
+  add->add_flag("--learner", af->learner, "add as a learner (a non-voting member)");
+  commands->push_back(
+      {add, [af](Env& env) { return MemberAdd(env, af->name, af->peer_urls, af->learner); }});
+
+  auto remove_id = std::make_shared<std::string>();
+  CLI::App* remove = member->add_subcommand("remove", "remove a member from the cluster");
+  remove->add_option("memberID", *remove_id, "member ID in hex")->required();
+  commands->push_back({remove, [remove_id](Env& env) {
+                         return MemberChange<pb::MemberRemoveResponse>(
+                             env, *remove_id, "removed from",
+                             [](client::Client* c, uint64_t id) { return c->MemberRemove(id); });
+                       }});
+
+  auto update_id = std::make_shared<std::string>();
+  auto update_urls = std::make_shared<std::string>();
+  CLI::App* update = member->add_subcommand("update", "update a member's peer URLs");
+  update->add_option("memberID", *update_id, "member ID in hex")->required();
+  update->add_option("--peer-urls", *update_urls, "comma-separated new peer URLs");
+  commands->push_back({update, [update_id, update_urls](Env& env) {
+                         const std::vector<std::string> urls = SplitUrls(*update_urls);
+                         if (urls.empty()) {
+                           return Fail(kExitBadArgs, "member peer urls not provided");
+                         }
+                         return MemberChange<pb::MemberUpdateResponse>(
+                             env, *update_id, "updated in", [&](client::Client* c, uint64_t id) {
+                               return c->MemberUpdate(id, urls);
+                             });
+                       }});
+
+  auto promote_id = std::make_shared<std::string>();
+  CLI::App* promote = member->add_subcommand("promote", "promote a learner to a voting member");
+  promote->add_option("memberID", *promote_id, "member ID in hex")->required();
+  commands->push_back({promote, [promote_id](Env& env) {
+                         return MemberChange<pb::MemberPromoteResponse>(
+                             env, *promote_id, "promoted in",
+                             [](client::Client* c, uint64_t id) { return c->MemberPromote(id); });
+                       }});
+}
+
+// ---- endpoint --------------------------------------------------------------
+
+// The endpoints to visit one by one: the global list, or with --cluster
+// every member's client URLs.
+Result<std::vector<std::string>> TargetEndpoints(Env& env, bool cluster, int* code) {
+  if (!cluster) return env.endpoints();
+  auto c = env.Connect(code);
+  if (c == nullptr) return Status::Unavailable("cannot connect");
+  auto r = c->MemberList();
+  if (!r.ok()) {
+    *code = FailCall(r.status());
+    return r.status();
+  }
+  std::vector<std::string> out;
+  for (const auto& m : r->members()) {
+    for (const std::string& u : m.clienturls())
+      out.push_back(u);
+  }
+  return out;
+}
+
+struct EndpointHealth {
+  std::string endpoint;
+  bool healthy = false;
+  std::string took;
+  std::string error;
+};
+
+// Healthy when a linearizable read commits through the member and no alarm
+// is raised.
+EndpointHealth CheckHealth(Env& env, const std::string& endpoint) {
+  EndpointHealth h{endpoint};
+  const Clock::time_point start = Clock::now();
+  auto c = env.ConnectOne(endpoint);
+  if (!c.ok()) {
+    h.error = "context deadline exceeded";
+    return h;
+  }
+  pb::RangeRequest get;
+  get.set_key("health");
+  auto r = (*c)->Range(get);
+  h.took = FormatDuration(Clock::now() - start);
+  if (!r.ok() && r.status().code() != StatusCode::kPermissionDenied) {
+    h.error = r.status().message();
+    return h;
+  }
+  pb::AlarmRequest alarms;
+  alarms.set_action(pb::AlarmRequest::GET);
+  auto a = (*c)->Alarm(alarms);
+  if (a.ok() && a->alarms_size() > 0) {
+    h.error = "Active Alarm(s): ";
+    for (const auto& m : a->alarms())
+      h.error += pb::AlarmType_Name(m.alarm()) + " ";
+    return h;
+  }
+  h.healthy = true;
+  return h;
+}
+
+int EndpointHealthCommand(Env& env, bool cluster) {
+  int code = 0;
+  auto endpoints = TargetEndpoints(env, cluster, &code);
+  if (!endpoints.ok()) return code;
+  // All at once, so the command takes one timeout however many are down.
+  std::vector<std::future<EndpointHealth>> pending;
+  for (const std::string& ep : *endpoints)
+    pending.push_back(std::async(std::launch::async, [&env, ep] { return CheckHealth(env, ep); }));
+  std::vector<EndpointHealth> results;
+  bool all_healthy = true;
+  for (auto& p : pending) {
+    results.push_back(p.get());
+    all_healthy = all_healthy && results.back().healthy;
+  }
+  if (env.format() == OutputFormat::kJson) {
+    std::vector<std::string> items;
+    for (const auto& h : results) {
+      std::string item =
+          fmt::format("{{\"endpoint\":{},\"health\":{},\"took\":{}", JsonString(h.endpoint),
+                      h.healthy ? "true" : "false", JsonString(h.took));
+      if (!h.error.empty()) item += ",\"error\":" + JsonString(h.error);
+      items.push_back(item + "}");
+    }
+    fmt::print("[{}]\n", fmt::join(items, ","));
+  } else if (env.format() == OutputFormat::kTable) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& h : results)
+      rows.push_back({h.endpoint, h.healthy ? "true" : "false", h.took, h.error});
+    std::fputs(FormatTable({"ENDPOINT", "HEALTH", "TOOK", "ERROR"}, rows).c_str(), stdout);
+  } else {
+    // As etcdctl 3.4 does, these lines go to stderr.
+    for (const auto& h : results) {
+      if (h.healthy) {
+        fmt::print(stderr, "{} is healthy: successfully committed proposal: took = {}\n",
+                   h.endpoint, h.took);
+      } else {
+        fmt::print(stderr, "{} is unhealthy: failed to commit proposal: {}\n", h.endpoint, h.error);
+      }
+    }
+  }
+  if (!all_healthy) return Fail(kExitError, "unhealthy cluster");
+  return 0;
+}
+
+int EndpointStatusCommand(Env& env, bool cluster) {
+  int code = 0;
+  auto endpoints = TargetEndpoints(env, cluster, &code);
+  if (!endpoints.ok()) return code;
+  std::vector<std::pair<std::string, pb::StatusResponse>> statuses;
+  bool failed = false;
+  for (const std::string& ep : *endpoints) {
+    auto c = env.ConnectOne(ep);
+    Result<pb::StatusResponse> r =
+        c.ok() ? (*c)->MemberStatus()
+               : Result<pb::StatusResponse>(Status::DeadlineExceeded("context deadline "
+                                                                     "exceeded"));
+    if (!r.ok()) {
+      fmt::print(stderr, "Failed to get the status of endpoint {} ({})\n", ep,
+                 r.status().message());
+      failed = true;
+      continue;
+    }
+    statuses.emplace_back(ep, *r);
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& [ep, s] : statuses) {
+    rows.push_back({ep, fmt::format("{:x}", s.header().member_id()), s.version(),
+                    HumanBytes(static_cast<uint64_t>(s.dbsize())),
+                    s.leader() == s.header().member_id() ? "true" : "false",
+                    s.islearner() ? "true" : "false", std::to_string(s.raftterm()),
+                    std::to_string(s.raftindex()), std::to_string(s.raftappliedindex()),
+                    fmt::format("{}", fmt::join(s.errors(), ", "))});
+  }
+  if (env.format() == OutputFormat::kJson) {
+    std::vector<std::string> items;
+    for (const auto& [ep, s] : statuses)
+      items.push_back(fmt::format("{{\"Endpoint\":{},\"Status\":{}}}", JsonString(ep), ToJson(s)));
+    fmt::print("[{}]\n", fmt::join(items, ","));
+  } else if (env.format() == OutputFormat::kTable) {
+    std::fputs(FormatTable({"ENDPOINT", "ID", "VERSION", "DB SIZE", "IS LEADER", "IS LEARNER",
+                            "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX", "ERRORS"},
+                           rows)
+                   .c_str(),
+               stdout);
+  } else {
+    for (const auto& row : rows)
+      fmt::print("{}\n", fmt::join(row, ", "));
+  }
+  return failed ? kExitError : 0;
+}
+
+void AddEndpoint(CLI::App& app, CommandList* commands) {
+  CLI::App* endpoint = app.add_subcommand("endpoint", "endpoint commands");
+  endpoint->require_subcommand(1);
+  auto cluster = std::make_shared<bool>(false);
+  endpoint->add_flag("--cluster", *cluster, "use all members' client URLs as endpoints");
+  CLI::App* health = endpoint->add_subcommand("health", "check the health of the endpoints");
+  commands->push_back(
+      {health, [cluster](Env& env) { return EndpointHealthCommand(env, *cluster); }});
+  CLI::App* status = endpoint->add_subcommand("status", "print the status of the endpoints");
+  commands->push_back(
+      {status, [cluster](Env& env) { return EndpointStatusCommand(env, *cluster); }});
+}
+
+// ---- snapshot, defrag, alarm, move-leader -----------------------------------
+
+CLI::App* AddSnapshot(CLI::App& app, CommandList* commands) {
+  CLI::App* snapshot = app.add_subcommand("snapshot", "save a member's snapshot");
+  snapshot->require_subcommand(1);
+  auto path = std::make_shared<std::string>();
+  CLI::App* save = snapshot->add_subcommand("save", "stream a member's snapshot to a file");
+  save->add_option("filename", *path, "file to write")->required();
+  commands->push_back({save, [path](Env& env) {
+                         if (env.endpoints().size() != 1) {
+                           return Fail(kExitBadArgs,
+                                       fmt::format("snapshot must be requested to one selected "
+                                                   "node, not multiple [{}]",
+                                                   fmt::join(env.endpoints(), " ")));
+                         }
+                         int code = 0;
+                         auto c = env.Connect(&code);
+                         if (c == nullptr) return code;
+                         auto r = c->SnapshotToFile(*path);
+                         if (!r.ok()) return FailCall(r.status());
+                         fmt::print("Snapshot saved at {}\n", *path);
+                         return 0;
+                       }});
+  return snapshot;
+}
+
+void AddDefrag(CLI::App& app, CommandList* commands) {
+  auto cluster = std::make_shared<bool>(false);
+  CLI::App* cmd = app.add_subcommand("defrag", "defragment the storage of the members");
+  cmd->add_flag("--cluster", *cluster, "defragment every member of the cluster");
+  commands->push_back({cmd, [cluster](Env& env) {
+                         int code = 0;
+                         auto endpoints = TargetEndpoints(env, *cluster, &code);
+                         if (!endpoints.ok()) return code;
+                         bool failed = false;
+                         for (const std::string& ep : *endpoints) {
+                           auto c = env.ConnectOne(ep);
+                           Status s = c.status();
+                           if (c.ok()) s = (*c)->Defragment().status();
+                           if (s.ok()) {
+                             fmt::print("Finished defragmenting etcd member[{}]\n", ep);
+                           } else {
+                             fmt::print(stderr, "Failed to defragment etcd member[{}] ({})\n", ep,
+                                        s.message());
+                             failed = true;
+                           }
+                         }
+                         return failed ? kExitError : 0;
+                       }});
+}
+
+void PrintAlarms(const Env& env, const pb::AlarmResponse& r) {
+  if (env.format() == OutputFormat::kJson) {
+    std::printf("%s\n", ToJson(r).c_str());
+    return;
+  }
+  for (const auto& a : r.alarms())
+    fmt::print("memberID:{} alarm:{} \n", a.memberid(), pb::AlarmType_Name(a.alarm()));
+}
+
+void AddAlarm(CLI::App& app, CommandList* commands) {
+  CLI::App* alarm = app.add_subcommand("alarm", "alarm commands");
+  alarm->require_subcommand(1);
+  CLI::App* list = alarm->add_subcommand("list", "list the raised alarms");
+  commands->push_back({list, [](Env& env) {
+                         int code = 0;
+                         auto c = env.Connect(&code);
+                         if (c == nullptr) return code;
+                         pb::AlarmRequest req;
+                         req.set_action(pb::AlarmRequest::GET);
+                         auto r = c->Alarm(req);
+                         if (!r.ok()) return FailCall(r.status());
+                         PrintAlarms(env, *r);
+                         return 0;
+                       }});
+  CLI::App* disarm = alarm->add_subcommand("disarm", "disarm every raised alarm");
+  commands->push_back({disarm, [](Env& env) {
+                         int code = 0;
+                         auto c = env.Connect(&code);
+                         if (c == nullptr) return code;
+                         pb::AlarmRequest get;
+                         get.set_action(pb::AlarmRequest::GET);
+                         auto listed = c->Alarm(get);
+                         if (!listed.ok()) return FailCall(listed.status());
+                         for (const auto& a : listed->alarms()) {
+                           pb::AlarmRequest off;
+                           off.set_action(pb::AlarmRequest::DEACTIVATE);
+                           off.set_memberid(a.memberid());
+                           off.set_alarm(a.alarm());
+                           auto r = c->Alarm(off);
+                           if (!r.ok()) return FailCall(r.status());
+                         }
+                         PrintAlarms(env, *listed);
+                         return 0;
+                       }});
+}
+
+void AddMoveLeader(CLI::App& app, CommandList* commands) {
+  auto target_text = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand("move-leader", "transfer leadership to another member");
+  cmd->add_option("transferee", *target_text, "member ID in hex")->required();
+  commands->push_back({cmd, [target_text](Env& env) {
+                         auto target = ParseMemberArg(*target_text);
+                         if (!target.ok()) return Fail(kExitBadArgs, target.status().message());
+                         // The transfer must be asked of the leader itself.
+                         for (const std::string& ep : env.endpoints()) {
+                           auto c = env.ConnectOne(ep);
+                           if (!c.ok()) continue;
+                           auto s = (*c)->MemberStatus();
+                           if (!s.ok() || s->leader() != s->header().member_id()) continue;
+                           auto r = (*c)->MoveLeader(*target);
+                           if (!r.ok()) return FailCall(r.status());
+                           fmt::print("Leadership transferred from {:x} to {:x}\n", s->leader(),
+                                      *target);
+                           return 0;
+                         }
+                         return Fail(kExitError, fmt::format("no leader endpoint given at [{}]",
+                                                             fmt::join(env.endpoints(), " ")));
+                       }});
+}
+
+}  // namespace
+
+CLI::App* AddClusterCommands(CLI::App& app, CommandList* commands) {
+  AddMember(app, commands);
+  AddEndpoint(app, commands);
+  CLI::App* snapshot = AddSnapshot(app, commands);
+  AddDefrag(app, commands);
+  AddAlarm(app, commands);
+  AddMoveLeader(app, commands);
+  return snapshot;
+}
+
+}  // namespace conclave::cli
