@@ -32,6 +32,7 @@ import etcd3
 import etcd3.etcdrpc as etcdrpc
 import etcd3.exceptions
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 # Tick settings that every member gets: short so that elections after a kill
 # finish within a second on a loaded two-core machine.
@@ -155,6 +156,126 @@ def put_once(kv_stub, key, value, timeout_s=RPC_TIMEOUT_S):
     return kv.mod_revision
 
 
+# ---- messages python etcd3 does not have --------------------------------
+#
+# python etcd3 ships etcd 3.3's stubs: no learners, no MemberPromote, no v3lock
+# or v3election. Only field numbers and wire types matter on the wire, so the
+# messages the suites need are declared here, in a private descriptor pool and
+# a package of their own, and called through generic gRPC methods by full name.
+
+_SCALAR_TYPES = {
+    "bytes": descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
+    "string": descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+    "int64": descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+    "uint64": descriptor_pb2.FieldDescriptorProto.TYPE_UINT64,
+    "uint32": descriptor_pb2.FieldDescriptorProto.TYPE_UINT32,
+    "bool": descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
+}
+
+
+def build_messages(package, messages):
+    """Message classes from a compact description; returns {name: class}.
+
+    messages maps a message name to its fields, each (name, number, type) or
+    (name, number, type, "repeated"); type is a scalar name from _SCALAR_TYPES
+    or the name of another message in the same description.
+    """
+    f = descriptor_pb2.FileDescriptorProto(name="itest_%s.proto" % package, package=package,
+                                           syntax="proto3")
+    for msg_name, fields in messages.items():
+        m = f.message_type.add(name=msg_name)
+        for spec in fields:
+            fname, number, ftype = spec[:3]
+            repeated = len(spec) > 3 and spec[3] == "repeated"
+            field = m.field.add(name=fname, number=number, json_name=fname)
+            field.label = (descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED if repeated
+                           else descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+            if ftype in _SCALAR_TYPES:
+                field.type = _SCALAR_TYPES[ftype]
+            else:
+                assert ftype in messages, "unknown type %s" % ftype
+                field.type = descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE
+                field.type_name = ".%s.%s" % (package, ftype)
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(f.SerializeToString())
+    if hasattr(message_factory, "GetMessageClass"):
+        make = message_factory.GetMessageClass
+    else:
+        make = message_factory.MessageFactory(pool).GetPrototype
+    return {name: make(pool.FindMessageTypeByName("%s.%s" % (package, name)))
+            for name in messages}
+
+
+# Shared by every description that returns a header or a key-value.
+HEADER_FIELDS = [("cluster_id", 1, "uint64"), ("member_id", 2, "uint64"),
+                 ("revision", 3, "int64"), ("raft_term", 4, "uint64")]
+KEY_VALUE_FIELDS = [("key", 1, "bytes"), ("create_revision", 2, "int64"),
+                    ("mod_revision", 3, "int64"), ("version", 4, "int64"),
+                    ("value", 5, "bytes"), ("lease", 6, "int64")]
+
+_MEMBERSHIP = build_messages("itest_cluster", {
+    "ResponseHeader": HEADER_FIELDS,
+    "Member": [("ID", 1, "uint64"), ("name", 2, "string"),
+               ("peerURLs", 3, "string", "repeated"), ("clientURLs", 4, "string", "repeated"),
+               ("isLearner", 5, "bool")],
+    "MemberAddRequest": [("peerURLs", 1, "string", "repeated"), ("isLearner", 2, "bool")],
+    "MemberAddResponse": [("header", 1, "ResponseHeader"), ("member", 2, "Member"),
+                          ("members", 3, "Member", "repeated")],
+    "MemberRemoveRequest": [("ID", 1, "uint64")],
+    "MemberUpdateRequest": [("ID", 1, "uint64"), ("peerURLs", 2, "string", "repeated")],
+    "MemberListRequest": [],
+    "MemberPromoteRequest": [("ID", 1, "uint64")],
+    # Remove, update, list and promote all answer a header and the members.
+    "MembersResponse": [("header", 1, "ResponseHeader"), ("members", 2, "Member", "repeated")],
+})
+
+
+def unary(channel, method, request, response_class, timeout_s=RPC_TIMEOUT_S):
+    """One unary call by full method name ("/pkg.Service/Method")."""
+    call = channel.unary_unary(method, request_serializer=lambda m: m.SerializeToString(),
+                               response_deserializer=response_class.FromString)
+    return call(request, timeout=timeout_s)
+
+
+def member_add(channel, peer_urls, is_learner=False, timeout_s=RPC_TIMEOUT_S):
+    m = _MEMBERSHIP
+    return unary(channel, "/etcdserverpb.Cluster/MemberAdd",
+                 m["MemberAddRequest"](peerURLs=list(peer_urls), isLearner=is_learner),
+                 m["MemberAddResponse"], timeout_s)
+
+
+def member_remove(channel, member_id, timeout_s=RPC_TIMEOUT_S):
+    m = _MEMBERSHIP
+    return unary(channel, "/etcdserverpb.Cluster/MemberRemove",
+                 m["MemberRemoveRequest"](ID=member_id), m["MembersResponse"], timeout_s)
+
+
+def member_update(channel, member_id, peer_urls, timeout_s=RPC_TIMEOUT_S):
+    m = _MEMBERSHIP
+    return unary(channel, "/etcdserverpb.Cluster/MemberUpdate",
+                 m["MemberUpdateRequest"](ID=member_id, peerURLs=list(peer_urls)),
+                 m["MembersResponse"], timeout_s)
+
+
+def member_list(channel, timeout_s=RPC_TIMEOUT_S):
+    m = _MEMBERSHIP
+    return unary(channel, "/etcdserverpb.Cluster/MemberList", m["MemberListRequest"](),
+                 m["MembersResponse"], timeout_s)
+
+
+def member_promote(channel, member_id, timeout_s=RPC_TIMEOUT_S):
+    m = _MEMBERSHIP
+    return unary(channel, "/etcdserverpb.Cluster/MemberPromote",
+                 m["MemberPromoteRequest"](ID=member_id), m["MembersResponse"], timeout_s)
+
+
+# Refusals of a membership change that are made before anything is proposed
+# (the server waits until members have been connected for a while, and keeps
+# quorum safe): retrying them cannot apply a change twice.
+RECONFIG_NOT_YET = ("etcdserver: unhealthy cluster",
+                    "etcdserver: re-configuration failed due to not enough started members")
+
+
 def _free_ports(count):
     """Distinct loopback ports that were free a moment ago.
 
@@ -184,6 +305,12 @@ class Member:
         self.data_dir = os.path.join(workdir, self.name)
         self.log_path = os.path.join(workdir, self.name + ".log")
         self.proc = None
+        # A member added to a running cluster joins it: --initial-cluster-state
+        # existing and the membership as the cluster stated it when adding it.
+        self.initial_state = "new"
+        self.initial_cluster = None
+        # Removed from the cluster's membership (until added again).
+        self.removed = False
 
     @property
     def client_url(self):
@@ -220,7 +347,8 @@ class Cluster:
     # ---- processes -------------------------------------------------------
 
     def _command(self, m):
-        initial_cluster = ",".join("%s=%s" % (o.name, o.peer_url) for o in self.members)
+        initial_cluster = m.initial_cluster or ",".join(
+            "%s=%s" % (o.name, o.peer_url) for o in self.members)
         cmd = [self.binary]
         if not is_etcd(self.binary):
             cmd.append("serve")
@@ -232,7 +360,7 @@ class Cluster:
             "--listen-peer-urls", m.peer_url,
             "--initial-advertise-peer-urls", m.peer_url,
             "--initial-cluster", initial_cluster,
-            "--initial-cluster-state", "new",
+            "--initial-cluster-state", m.initial_state,
             "--initial-cluster-token", "itest",
             "--listen-metrics-urls", m.metrics_url,
             "--heartbeat-interval", str(HEARTBEAT_INTERVAL_MS),
@@ -243,6 +371,7 @@ class Cluster:
     def _spawn(self, i):
         m = self.members[i]
         assert m.proc is None, "%s was started and not stopped" % m.name
+        assert not m.removed, "%s was removed from the cluster" % m.name
         with open(m.log_path, "ab") as log:
             log.write(("=== start: %s\n" % " ".join(self._command(m))).encode())
             log.flush()
@@ -386,23 +515,191 @@ class Cluster:
     def leader_index(self, timeout_s=15, exclude=()):
         """Index of the leader, once every running member names the same one.
 
-        Uses client.status() (which also calls MemberList) and compares the
-        leader's id with each running member's own id. Members in `exclude`
-        (say, a leader just stopped) are neither asked nor accepted.
+        Asks each running member's Status for the leader's id (Status only:
+        a learner answers it but refuses MemberList) and compares it with each
+        running member's own id. Members in `exclude` (say, a leader just
+        stopped) are neither asked nor accepted.
         """
         def find():
             running = [i for i in self.running_indexes() if i not in exclude]
             ids = {self.member_id(i): i for i in running}
             named = set()
             for i in running:
-                st = self.client(i).status()
-                named.add(st.leader.id if st.leader is not None else None)
+                named.add(self.status(i).leader or None)
             if len(named) == 1:
                 leader = ids.get(named.pop())
                 if leader is not None:
                     return (leader,)  # a tuple, so that index 0 counts as found
             return None
         return wait_until(find, timeout_s, interval_s=0.1, what="one agreed leader")[0]
+
+    # ---- membership changes -------------------------------------------------
+
+    def channel(self, i):
+        """The gRPC channel of member i's cached client."""
+        return self.client(i).channel
+
+    def new_member(self):
+        """Index of a new member with fresh ports; not in the cluster, not started.
+
+        It counts in `size` and `members` from now on, like the initial ones.
+        """
+        client_port, peer_port, metrics_port = _free_ports(3)
+        m = Member(len(self.members), self.workdir, client_port, peer_port, metrics_port)
+        self.members.append(m)
+        self.size = len(self.members)
+        return m.index
+
+    def member_list(self, via, timeout_s=RPC_TIMEOUT_S):
+        """Members as member `via` lists them (hand-built messages: with isLearner)."""
+        return list(member_list(self.channel(via), timeout_s).members)
+
+    def _reconfigure(self, via, change, applied, timeout_s, what):
+        """Runs change() through member `via` until the cluster takes it.
+
+        Refusals in RECONFIG_NOT_YET are retried. Once an attempt has failed
+        without a definite answer (a timeout, say), that change may have been
+        applied after all, so from then on every failure asks applied() (a
+        check against MemberList), and its non-None answer is returned. Any
+        other error is raised.
+        """
+        deadline = time.monotonic() + timeout_s
+        ambiguous = False
+        while True:
+            try:
+                return change()
+            except grpc.RpcError as e:
+                if e.details() not in RECONFIG_NOT_YET:
+                    definite = e.code() not in (grpc.StatusCode.DEADLINE_EXCEEDED,
+                                                grpc.StatusCode.UNAVAILABLE,
+                                                grpc.StatusCode.UNKNOWN)
+                    ambiguous = ambiguous or not definite
+                    if ambiguous:
+                        try:
+                            done = applied()
+                        except grpc.RpcError:
+                            done = None
+                        if done is not None:
+                            return done
+                    if definite:
+                        raise
+                if time.monotonic() >= deadline:
+                    e.add_note("gave up retrying %s after %.1fs" % (what, timeout_s))
+                    raise
+            time.sleep(0.2)
+
+    def add_member(self, via, index=None, is_learner=False, timeout_s=30):
+        """MemberAdd through member `via`; returns (index, new member id).
+
+        index is a member that was removed earlier (to add it again, same name
+        and URLs), or None for a new one. The member is not started; its
+        command line is set up to join the cluster, with --initial-cluster
+        built from the membership that MemberAdd answered (names from this
+        Cluster's records, since members that never started have none).
+        """
+        if index is None:
+            index = self.new_member()
+        m = self.members[index]
+        assert m.proc is None, "%s is running" % m.name
+
+        def find_added():
+            for got in self.member_list(via):
+                if m.peer_url in got.peerURLs:
+                    return got.ID, self.member_list(via)
+            return None
+
+        resp = self._reconfigure(
+            via, lambda: member_add(self.channel(via), [m.peer_url], is_learner),
+            find_added, timeout_s, "MemberAdd of %s" % m.name)
+        if isinstance(resp, tuple):
+            new_id, members = resp
+        else:
+            new_id, members = resp.member.ID, resp.members
+        names = {o.peer_url: o.name for o in self.members}
+        parts = []
+        for got in members:
+            for url in got.peerURLs:
+                parts.append("%s=%s" % (m.name if got.ID == new_id
+                                        else names.get(url, got.name), url))
+        m.initial_cluster = ",".join(parts)
+        m.initial_state = "existing"
+        m.removed = False
+        self._member_ids[index] = new_id
+        return index, new_id
+
+    def start_member(self, i, timeout_s=START_TIMEOUT_S):
+        """Starts member i (say, one just added) and waits until it serves.
+
+        That is: every member is healthy and member i answers Status (which a
+        learner answers too). A joining member can report healthy before it
+        takes client requests, while its own attributes are not yet committed.
+        """
+        self._spawn(i)
+        try:
+            self.wait_healthy(timeout_s)
+
+            def serves():
+                self.check_alive()
+                return self.client(i).maintenancestub.Status(etcdrpc.StatusRequest(), 2)
+            wait_until(serves, timeout_s, interval_s=0.1,
+                       what="%s to serve" % self.members[i].name)
+        except Exception:
+            self.print_logs()
+            raise
+
+    def remove_member(self, via, i, timeout_s=30):
+        """MemberRemove of member i through member `via`; returns the response.
+
+        Member i is only marked removed: its process, if running, is left to
+        the caller (see wait_removed_exit).
+        """
+        member_id = self.member_id(i)
+
+        def gone():
+            ids = [got.ID for got in self.member_list(via)]
+            return None if member_id in ids else ids
+        resp = self._reconfigure(via, lambda: member_remove(self.channel(via), member_id),
+                                 gone, timeout_s, "MemberRemove of %s" % self.members[i].name)
+        self.members[i].removed = True
+        return resp
+
+    def wait_removed_exit(self, i, timeout_s=STOP_TIMEOUT_S):
+        """Waits (bounded) for a removed member's process to end on its own.
+
+        Returns its exit status, or None when it was still running at the
+        deadline (it is killed then). Either way the member no longer counts
+        as running.
+        """
+        self._drop_client(i)
+        m = self.members[i]
+        proc, m.proc = m.proc, None
+        if proc is None:
+            return None
+        try:
+            return proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT_S)
+            return None
+
+    def set_peer_port(self, i, port):
+        """Moves a stopped member to another peer port (its next start uses it)."""
+        assert self.members[i].proc is None, "%s is running" % self.members[i].name
+        self.members[i].peer_port = port
+
+    def wipe(self, i):
+        """Deletes a stopped member's data directory."""
+        assert self.members[i].proc is None, "%s is running" % self.members[i].name
+        shutil.rmtree(self.members[i].data_dir, ignore_errors=True)
+
+    def forget_member_id(self, i):
+        self._member_ids.pop(i, None)
+
+    def hash_kv(self, i, revision, timeout_s=RPC_TIMEOUT_S):
+        """Member i's Maintenance.HashKV at revision: (hash, compact revision)."""
+        resp = self.client(i).maintenancestub.HashKV(etcdrpc.HashKVRequest(revision=revision),
+                                                     timeout_s)
+        return resp.hash, resp.compact_revision
 
     # ---- etcdctl -----------------------------------------------------------
 
@@ -442,17 +739,23 @@ class Cluster:
 class ClusterTestCase(unittest.TestCase):
     """Base class: one cluster per test class, logs printed when a test fails.
 
-    Subclasses set CLUSTER_SIZE and optionally EXTRA_FLAGS.
+    Subclasses set CLUSTER_SIZE and optionally EXTRA_FLAGS. With
+    CLUSTER_PER_TEST every test gets a cluster of its own instead (for tests
+    that change the membership), started in setUp and closed after the logs
+    of a failure are printed.
     """
 
     CLUSTER_SIZE = 3
     EXTRA_FLAGS = ()
+    CLUSTER_PER_TEST = False
     cluster = None
 
     @classmethod
     def setUpClass(cls):
         cls.binary = binary_from_env()
-        cls.cluster = make_cluster(cls.binary, cls.CLUSTER_SIZE, cls.__name__, cls.EXTRA_FLAGS)
+        if not cls.CLUSTER_PER_TEST:
+            cls.cluster = make_cluster(cls.binary, cls.CLUSTER_SIZE, cls.__name__,
+                                       cls.EXTRA_FLAGS)
 
     @classmethod
     def tearDownClass(cls):
@@ -460,16 +763,26 @@ class ClusterTestCase(unittest.TestCase):
             cls.cluster.close()
             cls.cluster = None
 
+    def setUp(self):
+        # Subclasses with CLUSTER_PER_TEST that define setUp call this first.
+        if self.CLUSTER_PER_TEST:
+            self.cluster = make_cluster(self.binary, self.CLUSTER_SIZE, self._testMethodName,
+                                        self.EXTRA_FLAGS)
+
     def run(self, result=None):
         # unittest gives no hook that sees the outcome, so compare the
         # failure counts around the test: the cluster is still up here.
-        if result is None:
-            return super().run(result)
-        before = len(result.failures) + len(result.errors)
-        out = super().run(result)
-        if len(result.failures) + len(result.errors) > before and self.cluster is not None:
-            self.cluster.print_logs()
-        return out
+        try:
+            if result is None:
+                return super().run(result)
+            before = len(result.failures) + len(result.errors)
+            out = super().run(result)
+            if len(result.failures) + len(result.errors) > before and self.cluster is not None:
+                self.cluster.print_logs()
+            return out
+        finally:
+            if self.CLUSTER_PER_TEST and "cluster" in self.__dict__:
+                self.__dict__.pop("cluster").close()
 
 
 def make_cluster(binary, size, tag, extra_flags=()):
