@@ -170,8 +170,9 @@ int Serve(const std::vector<std::string>& args) {
   // ones the flags or the cluster told us about.
   auto recorded = (*node)->Members();
   if (!recorded.ok()) return Fail("reading members: " + recorded.status().ToString());
-  std::map<uint64_t, std::string> peers = server::PeerTargets(identity->members, member_id);
-  if (!recorded->empty()) peers = server::PeerTargets(*recorded, member_id);
+  const std::vector<serverpb::MemberRecord> flagged = identity->members;
+  std::map<uint64_t, std::string> peers =
+      server::PeerTargets(recorded->empty() ? flagged : *recorded, member_id, flagged);
   server::TransportOptions transport_options;
   // A forwarded membership change may wait for the previous one and then
   // for its own: give it two request timeouts.
@@ -188,7 +189,7 @@ int Serve(const std::vector<std::string>& args) {
   (*node)->SetMembershipObserver([&, member_id] {
     auto members = (*node)->Members();
     if (members.ok() && !members->empty())
-      transport.SetPeers(server::PeerTargets(*members, member_id));
+      transport.SetPeers(server::PeerTargets(*members, member_id, flagged));
     if ((*node)->IsRemoved(member_id) && !removed.exchange(true)) {
       LOG_WARN("this member has been permanently removed from the cluster; shutting down");
       kill(getpid(), SIGTERM);

@@ -93,11 +93,19 @@ Result<serverpb::MembershipResponse> Respond(Node* node, serverpb::MembershipRes
 }  // namespace
 
 std::map<uint64_t, std::string> PeerTargets(const std::vector<serverpb::MemberRecord>& members,
-                                            uint64_t self) {
+                                            uint64_t self,
+                                            const std::vector<serverpb::MemberRecord>& fallback) {
   std::map<uint64_t, std::string> out;
   for (const auto& m : members) {
-    if (m.id() == self || m.peer_urls().empty()) continue;
-    auto target = GrpcTarget(m.peer_urls(0));
+    if (m.id() == self) continue;
+    const serverpb::MemberRecord* source = &m;
+    if (m.peer_urls().empty()) {
+      const auto it = std::find_if(fallback.begin(), fallback.end(),
+                                   [&](const auto& f) { return f.id() == m.id(); });
+      if (it == fallback.end() || it->peer_urls().empty()) continue;
+      source = &*it;
+    }
+    auto target = GrpcTarget(source->peer_urls(0));
     if (target.ok()) out[m.id()] = *target;
   }
   return out;

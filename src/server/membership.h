@@ -31,8 +31,11 @@ Result<serverpb::MembershipResponse> ExecuteMembership(Node* node,
 std::vector<serverpb::MemberRecord> InitialMembers(const ServerConfig& config);
 
 // Every recorded member's peer URL (the first), keyed by id, without
-// `self`: what the transport dials.
+// `self`: what the transport dials. A record without peer URLs (written by
+// a Conclave before membership changes existed) takes the URL `fallback`
+// (--initial-cluster) has for the same id.
 std::map<uint64_t, std::string> PeerTargets(const std::vector<serverpb::MemberRecord>& members,
-                                            uint64_t self);
+                                            uint64_t self,
+                                            const std::vector<serverpb::MemberRecord>& fallback);
 
 }  // namespace conclave::server
