@@ -154,7 +154,7 @@ std::string FormatDuration(std::chrono::nanoseconds d) {
     return TrimFraction(fmt::format("{}.{:06}", ns / 1'000'000, ns % 1'000'000)) + "ms";
   }
   const int64_t total_seconds = ns / 1'000'000'000;
-  const std::string seconds =
+  std::string seconds =
       TrimFraction(fmt::format("{}.{:09}", total_seconds % 60, ns % 1'000'000'000)) + "s";
   const int64_t minutes = total_seconds / 60;
   if (minutes == 0) return seconds;

@@ -92,7 +92,7 @@ int MemberAdd(Env& env, const std::string& name, const std::string& peer_urls, b
   for (const auto& m : r->members()) {
     const std::string& member_name = m.id() == r->member().id() ? name : m.name();
     for (const std::string& u : m.peerurls())
-      conf.push_back(member_name + "=" + u);
+      conf.push_back(fmt::format("{}={}", member_name, u));
   }
   fmt::print("\nETCD_NAME={}\n", GoQuote(name));
   fmt::print("ETCD_INITIAL_CLUSTER={}\n", GoQuote(fmt::format("{}", fmt::join(conf, ","))));

@@ -200,7 +200,7 @@ class Transport::MemberServiceImpl final : public serverpb::Member::Service {
 Transport::Transport(Node* node, const std::map<uint64_t, std::string>& peers,
                      TransportOptions options)
     : node_(node),
-      options_(options),
+      options_(std::move(options)),
       peer_service_(std::make_unique<PeerServiceImpl>(node)),
       member_service_(std::make_unique<MemberServiceImpl>(node)) {
   for (const auto& [id, target] : peers)
