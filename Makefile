@@ -7,7 +7,7 @@ CMAKE ?= cmake
 # libFuzzer targets, built with clang in their own tree; ctest runs each briefly.
 FUZZ_TARGETS := wal_record_fuzz snapshot_chunk_fuzz conf_change_fuzz mvcc_keys_fuzz
 
-.PHONY: all deps build debug fuzz-build test run bench sim fmt lint clean
+.PHONY: all deps build debug fuzz-build test run bench bench-compare sim fmt lint clean
 
 all: build
 
@@ -49,6 +49,11 @@ run: build
 
 bench: build
 	@./scripts/bench.sh
+
+# etcd 3.4 and Conclave side by side, 3 members each, with `conclave bench`
+# (docs/PERFORMANCE.md). BENCH_KEYS=20000 shortens the memory run.
+bench-compare: build
+	@./scripts/bench-compare.sh
 
 # The simulator over a seed range, in the release build: make sim SEEDS=20000 SEED=0
 SEEDS ?= 20000

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "base/logging.h"
+#include "cli/bench_command.h"
 #include "cli/client_commands.h"
 #include "cli/restore_command.h"
 #include "cli/serve_command.h"
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   auto run_serve = conclave::cli::AddServeCommand(app);
   conclave::cli::ClientCommands client = conclave::cli::AddClientCommands(app);
   auto run_restore = conclave::cli::AddSnapshotRestore(client.snapshot);
+  auto run_bench = conclave::cli::AddBenchCommand(app);
 
   try {
     app.parse(argc, argv);
@@ -46,6 +48,7 @@ int main(int argc, char** argv) {
   if (int rc = run_sim(); rc >= 0) return rc;
   if (int rc = run_serve(); rc >= 0) return rc;
   if (int rc = run_restore(); rc >= 0) return rc;
+  if (int rc = run_bench(); rc >= 0) return rc;
   if (int rc = client.run(); rc >= 0) return rc;
   if (version->parsed() || app.get_subcommands().empty()) {
     std::printf("conclave %s\n", kVersion);
