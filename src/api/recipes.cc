@@ -15,18 +15,6 @@ constexpr std::chrono::milliseconds kPollInterval{200};
 
 }  // namespace
 
-std::string PrefixEnd(const std::string& prefix) {
-  std::string end = prefix;
-  while (!end.empty()) {
-    if (static_cast<unsigned char>(end.back()) < 0xff) {
-      end.back() = static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
-      return end;
-    }
-    end.pop_back();
-  }
-  return std::string(1, '\0');
-}
-
 // ---- HubWatch ----
 
 struct HubWatch::Shared {

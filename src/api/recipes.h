@@ -21,16 +21,13 @@
 #include <string>
 
 #include "api/service_util.h"
+#include "base/coding.h"
 #include "base/status.h"
 #include "etcd/api/etcdserverpb/rpc.pb.h"
 #include "mvcc/watch_hub.h"
 #include "server/node.h"
 
 namespace conclave::api::internal {
-
-// The smallest key greater than every key starting with `prefix` ("\0" when
-// there is none), as etcd clients compute a prefix's range end.
-std::string PrefixEnd(const std::string& prefix);
 
 // A watch on the member's hub that one thread waits on.
 class HubWatch {

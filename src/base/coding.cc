@@ -96,4 +96,18 @@ bool Decoder::ReadLengthPrefixed(std::string_view* v) {
   return ReadBytes(static_cast<size_t>(n), v);
 }
 
+std::string PrefixEnd(std::string_view prefix) {
+  std::string end(prefix);
+  while (!end.empty()) {
+    auto& last = reinterpret_cast<unsigned char&>(end.back());
+    if (last < 0xff) {
+      ++last;
+      return end;
+    }
+    end.pop_back();
+  }
+  // Every byte was 0xff: no key follows the prefix; "\0" means "to the end".
+  return std::string(1, '\0');
+}
+
 }  // namespace conclave

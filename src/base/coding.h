@@ -40,4 +40,9 @@ class Decoder {
   std::string_view rest_;
 };
 
+// The smallest byte string greater than every string that starts with
+// `prefix` (the range_end that selects a prefix); "\0", meaning "to the
+// end", when there is none (every byte 0xff, or an empty prefix).
+std::string PrefixEnd(std::string_view prefix);
+
 }  // namespace conclave

@@ -71,5 +71,18 @@ TEST(CodingTest, LengthPrefixed) {
   EXPECT_FALSE(e.ReadLengthPrefixed(&a));
 }
 
+TEST(PrefixEndTest, IncrementsTheLastByteThatCan) {
+  EXPECT_EQ(PrefixEnd("a"), "b");
+  EXPECT_EQ(PrefixEnd("abc"), "abd");
+  EXPECT_EQ(PrefixEnd("a\xff"), "b");
+  EXPECT_EQ(PrefixEnd("a\xff\xff"), "b");
+  EXPECT_EQ(PrefixEnd(std::string("a\0", 2)), "a\x01");
+  EXPECT_EQ(PrefixEnd("\xfe\xff"), "\xff");
+  // No key follows an all-0xff prefix: select to the end.
+  EXPECT_EQ(PrefixEnd("\xff"), std::string(1, '\0'));
+  EXPECT_EQ(PrefixEnd("\xff\xff"), std::string(1, '\0'));
+  EXPECT_EQ(PrefixEnd(""), std::string(1, '\0'));
+}
+
 }  // namespace
 }  // namespace conclave

@@ -6,6 +6,7 @@
 
 #include <charconv>
 
+#include "base/coding.h"
 #include "bench/runner.h"
 
 namespace conclave::bench {
@@ -95,7 +96,7 @@ Result<std::unique_ptr<client::WatchStream>> OpenWatch(const BenchOptions& optio
   ASSIGN_OR_RETURN(std::unique_ptr<client::WatchStream> stream, client.Watch());
   pb::WatchCreateRequest create;
   create.set_key(options.prefix);
-  create.set_range_end(client::PrefixRangeEnd(options.prefix));
+  create.set_range_end(PrefixEnd(options.prefix));
   RETURN_IF_ERROR(stream->Create(create));
   pb::WatchResponse response;
   auto got = stream->Next(options.call_timeout, &response);

@@ -3,7 +3,10 @@
 
 #include <cstdio>
 #include <iostream>
+#include <optional>
+#include <string_view>
 
+#include "base/coding.h"
 #include "cli/client_common.h"
 
 namespace conclave::cli {
@@ -110,34 +113,40 @@ std::string Upper(std::string s) {
   return s;
 }
 
-std::variant<pb::RangeRequest, InputError> BuildGet(const GetFlags& f) {
-  pb::RangeRequest r;
-  if (f.args.empty() || f.args.size() > 2) {
-    return InputError{kExitBadArgs,
-                      "get command needs one argument as key and an optional argument as "
-                      "range_end"};
+// The key and range end of get and del from [key [range_end]], --prefix
+// and --from-key, checked as etcdctl checks them; the error, if any.
+template <typename Request>
+std::optional<InputError> SetKeyRange(std::string_view command,
+                                      const std::vector<std::string>& args, bool prefix,
+                                      bool from_key, Request* r) {
+  if (args.empty() || args.size() > 2) {
+    return InputError{kExitBadArgs, fmt::format("{} command needs one argument as key and an "
+                                                "optional argument as range_end",
+                                                command)};
   }
-  if (f.prefix && f.from_key) {
+  if (prefix && from_key) {
     return InputError{kExitBadArgs,
                       "`--prefix` and `--from-key` cannot be set at the same time, choose one"};
   }
-  r.set_key(f.args[0]);
-  if (f.args.size() == 2) {
-    if (f.prefix || f.from_key) {
+  r->set_key(args[0]);
+  if (args.size() == 2) {
+    if (prefix || from_key) {
       return InputError{kExitBadArgs,
                         "too many arguments, only accept one argument when "
                         "`--prefix` or `--from-key` is set"};
     }
-    r.set_range_end(f.args[1]);
+    r->set_range_end(args[1]);
   }
-  if (f.prefix) {
-    if (r.key().empty()) r.set_key(std::string(1, '\0'));
-    r.set_range_end(client::PrefixRangeEnd(f.args[0]));
+  if (prefix || from_key) {
+    if (r->key().empty()) r->set_key(std::string(1, '\0'));
+    r->set_range_end(prefix ? PrefixEnd(args[0]) : std::string(1, '\0'));
   }
-  if (f.from_key) {
-    if (r.key().empty()) r.set_key(std::string(1, '\0'));
-    r.set_range_end(std::string(1, '\0'));
-  }
+  return std::nullopt;
+}
+
+std::variant<pb::RangeRequest, InputError> BuildGet(const GetFlags& f) {
+  pb::RangeRequest r;
+  if (auto bad = SetKeyRange("get", f.args, f.prefix, f.from_key, &r)) return *bad;
   if (f.consistency == "s") {
     r.set_serializable(true);
   } else if (f.consistency != "l") {
@@ -200,32 +209,7 @@ void DefineDelFlags(CLI::App* cmd, DelFlags* f) {
 
 std::variant<pb::DeleteRangeRequest, InputError> BuildDel(const DelFlags& f) {
   pb::DeleteRangeRequest r;
-  if (f.args.empty() || f.args.size() > 2) {
-    return InputError{kExitBadArgs,
-                      "del command needs one argument as key and an optional argument as "
-                      "range_end"};
-  }
-  if (f.prefix && f.from_key) {
-    return InputError{kExitBadArgs,
-                      "`--prefix` and `--from-key` cannot be set at the same time, choose one"};
-  }
-  r.set_key(f.args[0]);
-  if (f.args.size() == 2) {
-    if (f.prefix || f.from_key) {
-      return InputError{kExitBadArgs,
-                        "too many arguments, only accept one argument when "
-                        "`--prefix` or `--from-key` is set"};
-    }
-    r.set_range_end(f.args[1]);
-  }
-  if (f.prefix) {
-    if (r.key().empty()) r.set_key(std::string(1, '\0'));
-    r.set_range_end(client::PrefixRangeEnd(f.args[0]));
-  }
-  if (f.from_key) {
-    if (r.key().empty()) r.set_key(std::string(1, '\0'));
-    r.set_range_end(std::string(1, '\0'));
-  }
+  if (auto bad = SetKeyRange("del", f.args, f.prefix, f.from_key, &r)) return *bad;
   r.set_prev_kv(f.prev_kv);
   return r;
 }
@@ -513,7 +497,7 @@ int RunWatch(Env& env, const WatchFlags& f) {
   if (f.args.size() == 2) req.set_range_end(f.args[1]);
   if (f.prefix) {
     if (req.key().empty()) req.set_key(std::string(1, '\0'));
-    req.set_range_end(client::PrefixRangeEnd(f.args[0]));
+    req.set_range_end(PrefixEnd(f.args[0]));
   }
   req.set_start_revision(f.rev);
   req.set_prev_kv(f.prev_kv);

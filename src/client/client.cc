@@ -97,19 +97,6 @@ Status StatusFromGrpc(int grpc_code, std::string_view message) {
   return Status(code, std::string(message));
 }
 
-std::string PrefixRangeEnd(std::string_view prefix) {
-  std::string end(prefix);
-  while (!end.empty()) {
-    auto& last = reinterpret_cast<unsigned char&>(end.back());
-    if (last < 0xff) {
-      ++last;
-      return end;
-    }
-    end.pop_back();
-  }
-  return std::string(1, '\0');
-}
-
 namespace {
 
 Status FromGrpc(const grpc::Status& s) {

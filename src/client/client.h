@@ -67,10 +67,6 @@ Result<std::vector<std::string>> ParseEndpoints(std::string_view comma_list);
 // exceeded" and an empty message gets the code's name.
 Status StatusFromGrpc(int grpc_code, std::string_view message);
 
-// The exclusive end of the range holding every key that starts with
-// `prefix`; "\0" (all keys from `prefix` on) when no such end exists.
-std::string PrefixRangeEnd(std::string_view prefix);
-
 struct ClientOptions {
   // host:port items, as ParseEndpoint returns them (http:// is accepted too).
   std::vector<std::string> endpoints;
@@ -110,8 +106,9 @@ class ObserveStream {
 };
 
 // Keeps one lease alive from a thread of its own: a keep-alive request every
-// third of the lease's TTL (at least every 500 ms), over one stream that is
-// reopened (on any endpoint) when it breaks. The loop ends when the lease is
+// third of the lease's TTL (at least every 500 ms), each a LeaseKeepAliveOnce
+// round trip (a keep-alive stream of its own, on any endpoint that answers;
+// one long-lived stream is left for later). The loop ends when the lease is
 // gone (a response with TTL <= 0), when it cannot be renewed before it would
 // expire, or on Close().
 class KeepAliveLoop {

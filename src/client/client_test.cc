@@ -69,13 +69,6 @@ TEST(StatusFromGrpcTest, NamesTheCodeWhenTheMessageIsEmpty) {
   EXPECT_EQ(s.message(), "UNIMPLEMENTED");
 }
 
-TEST(PrefixRangeEndTest, IncrementsTheLastByteThatCanBeIncremented) {
-  EXPECT_EQ(PrefixRangeEnd("foo"), "fop");
-  EXPECT_EQ(PrefixRangeEnd("a\xff"), "b");
-  EXPECT_EQ(PrefixRangeEnd(std::string("\xff\xff")), std::string(1, '\0'));
-  EXPECT_EQ(PrefixRangeEnd(""), std::string(1, '\0'));
-}
-
 TEST(ConnectTest, FailsWithUnavailableWhenNoEndpointAnswersInTime) {
   ClientOptions options;
   // Port 1 on loopback: nothing listens there, the connection is refused.

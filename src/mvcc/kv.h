@@ -20,6 +20,7 @@
 #include <variant>
 #include <vector>
 
+#include "base/coding.h"  // PrefixEnd: the range_end of a prefix
 #include "base/status.h"
 
 namespace conclave::mvcc {
@@ -180,9 +181,5 @@ Status ValidateRange(const RangeRequest& r);
 Status ValidatePut(const PutRequest& r);
 Status ValidateDeleteRange(const DeleteRangeRequest& r);
 Status ValidateTxn(const TxnRequest& r, size_t max_txn_ops);
-
-// The key just after every key with `prefix` ("" if none exists): the
-// range_end that selects a prefix.
-std::string PrefixEnd(std::string_view prefix);
 
 }  // namespace conclave::mvcc

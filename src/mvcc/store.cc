@@ -221,12 +221,8 @@ Result<StoreMeta> Store::MetaAt(const rocksdb::Snapshot* snapshot) const {
 }
 
 Result<KvHash> Store::HashKV(int64_t revision) const {
-  const rocksdb::Snapshot* snap = db_->GetSnapshot();
-  struct Release {
-    rocksdb::DB* db;
-    const rocksdb::Snapshot* s;
-    ~Release() { db->ReleaseSnapshot(s); }
-  } release{db_.get(), snap};
+  rocksdb::ManagedSnapshot managed(db_.get());
+  const rocksdb::Snapshot* snap = managed.snapshot();
   ASSIGN_OR_RETURN(StoreMeta meta, MetaAt(snap));
   if (revision <= 0) revision = meta.revision;
   if (revision > meta.revision) return errors::FutureRevision();
@@ -254,14 +250,9 @@ Result<KvHash> Store::HashKV(int64_t revision) const {
 }
 
 Result<uint32_t> Store::Hash() const {
-  const rocksdb::Snapshot* snap = db_->GetSnapshot();
-  struct Release {
-    rocksdb::DB* db;
-    const rocksdb::Snapshot* s;
-    ~Release() { db->ReleaseSnapshot(s); }
-  } release{db_.get(), snap};
+  rocksdb::ManagedSnapshot snap(db_.get());
   rocksdb::ReadOptions ro;
-  ro.snapshot = snap;
+  ro.snapshot = snap.snapshot();
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
   const std::string meta_start = keys::MetaKey(options_.group, "");
   const std::string group_end = keys::GroupPrefix(options_.group + 1);

@@ -250,19 +250,6 @@ TEST_F(RangeTest, Prefix) {
             (std::vector<std::string>{"a", "a/x", "a/y", "a0", "ab"}));
 }
 
-TEST(PrefixEndTest, IncrementsTheLastByteThatCan) {
-  EXPECT_EQ(PrefixEnd("a"), "b");
-  EXPECT_EQ(PrefixEnd("abc"), "abd");
-  EXPECT_EQ(PrefixEnd("a\xff"), "b");
-  EXPECT_EQ(PrefixEnd("a\xff\xff"), "b");
-  EXPECT_EQ(PrefixEnd(std::string("a\0", 2)), "a\x01");
-  EXPECT_EQ(PrefixEnd("\xfe\xff"), "\xff");
-  // No key follows an all-0xff prefix: select to the end.
-  EXPECT_EQ(PrefixEnd("\xff"), std::string(1, '\0'));
-  EXPECT_EQ(PrefixEnd("\xff\xff"), std::string(1, '\0'));
-  EXPECT_EQ(PrefixEnd(""), std::string(1, '\0'));
-}
-
 TEST_F(RangeTest, FromKey) {
   const std::string from_key(1, '\0');
   EXPECT_EQ(Keys(Get({.key = "b", .range_end = from_key})),

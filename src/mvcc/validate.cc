@@ -99,20 +99,6 @@ Status CollectWrites(const std::vector<RequestOp>& ops, Writes* out) {
 
 }  // namespace
 
-std::string PrefixEnd(std::string_view prefix) {
-  std::string end(prefix);
-  while (!end.empty()) {
-    auto& last = reinterpret_cast<unsigned char&>(end.back());
-    if (last < 0xff) {
-      ++last;
-      return end;
-    }
-    end.pop_back();
-  }
-  // Every byte was 0xff: no key follows the prefix; "\0" means "to the end".
-  return std::string(1, '\0');
-}
-
 Status ValidateRange(const RangeRequest& r) {
   // Like etcd, a limit <= 0 means no limit and a revision <= 0 the current
   // one; neither is an error.
