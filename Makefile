@@ -7,7 +7,7 @@ CMAKE ?= cmake
 # libFuzzer targets, built with clang in their own tree; ctest runs each briefly.
 FUZZ_TARGETS := wal_record_fuzz snapshot_chunk_fuzz conf_change_fuzz mvcc_keys_fuzz
 
-.PHONY: all deps build debug fuzz-build test run bench bench-compare sim fmt lint clean
+.PHONY: all deps build debug fuzz-build test run bench bench-compare sim soak fmt lint clean
 
 all: build
 
@@ -60,6 +60,13 @@ SEEDS ?= 20000
 SEED ?= 0
 sim: build
 	./build/release/conclave sim --seed $(SEED) --seeds $(SEEDS)
+
+# The fault-injection harness for DURATION seconds on NODES members, every
+# fault overlapping (tests/faults, docs/FAULTS.md): make soak DURATION=3600
+DURATION ?= 3600
+NODES ?= 3
+soak: build
+	./scripts/soak.sh $(DURATION) $(NODES)
 
 fmt:
 	@git ls-files '*.h' '*.cc' | xargs clang-format -i

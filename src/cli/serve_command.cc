@@ -161,6 +161,9 @@ int Serve(const std::vector<std::string>& args) {
   options.lease_min_ttl_seconds =
       std::max<int64_t>(1, (config.election_timeout_ms * 3 + 1999) / 2000);
   options.request_timeout = std::chrono::milliseconds(5000 + 2 * config.election_timeout_ms);
+  options.test_bug_local_reads = config.test_bug == server::TestBug::kLocalReads;
+  if (config.test_bug != server::TestBug::kNone)
+    LOG_WARN("--unsafe-test-bug is set: this member is deliberately broken (tests only)");
 
   RealClock clock;
   auto node = server::Node::Open(options, clock);

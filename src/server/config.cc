@@ -286,6 +286,17 @@ Status SetLogLevel(ServerConfig& c, const Given& g) {
   return Status::Ok();
 }
 
+Status SetTestBug(ServerConfig& c, const Given& g) {
+  if (g.value == "none") {
+    c.test_bug = TestBug::kNone;
+  } else if (g.value == "local-reads") {
+    c.test_bug = TestBug::kLocalReads;
+  } else {
+    return Bad(g.label, fmt::format("\"{}\" is not none or local-reads", g.value));
+  }
+  return Status::Ok();
+}
+
 // In this order: --auto-compaction-mode before the retention it qualifies.
 constexpr Flag kFlags[] = {
     {"name", SetName},
@@ -307,6 +318,7 @@ constexpr Flag kFlags[] = {
     {"auto-compaction-mode", SetAutoCompactionMode},
     {"auto-compaction-retention", SetAutoCompactionRetention},
     {"log-level", SetLogLevel},
+    {"unsafe-test-bug", SetTestBug},
 };
 
 bool IsFlag(std::string_view name) {

@@ -29,6 +29,12 @@ namespace conclave::server {
 enum class ClusterState { kNew, kExisting };
 enum class AutoCompactionMode { kPeriodic, kRevision };
 
+// Deliberate bugs for proving the fault-injection harness can fail.
+enum class TestBug {
+  kNone,
+  kLocalReads,  // "local-reads": linearizable reads skip the ReadIndex round
+};
+
 struct ServerConfig {
   std::string name = "default";
   // Defaults to "<name>.conclave" (etcd: "<name>.etcd").
@@ -62,6 +68,10 @@ struct ServerConfig {
   int64_t auto_compaction_revisions = 0;
 
   std::string log_level = "info";
+
+  // Test-only (--unsafe-test-bug): a deliberately broken behaviour that the
+  // fault-injection harness must catch. Never set in production.
+  TestBug test_bug = TestBug::kNone;
 };
 
 // Limits enforced by ParseServerConfig.

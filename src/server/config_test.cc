@@ -184,6 +184,13 @@ TEST(ParseServerConfigTest, CommandLineSyntaxErrors) {
             "--log-level: given more than once");
 }
 
+TEST(ParseServerConfigTest, TestBugSwitch) {
+  EXPECT_EQ(ParseOk({}).test_bug, TestBug::kNone);
+  EXPECT_EQ(ParseOk({"--unsafe-test-bug=local-reads"}).test_bug, TestBug::kLocalReads);
+  EXPECT_EQ(ParseError({"--unsafe-test-bug=stale"}),
+            "--unsafe-test-bug: \"stale\" is not none or local-reads");
+}
+
 TEST(ParseServerConfigTest, NumbersMustBeNumbers) {
   for (const char* flag : {"--heartbeat-interval", "--election-timeout", "--snapshot-count",
                            "--quota-backend-bytes", "--max-request-bytes", "--max-txn-ops"}) {

@@ -106,6 +106,11 @@ struct NodeOptions {
   // Bounds on queued work; beyond them requests fail fast.
   size_t proposals_pending_max = 10'000;
   size_t apply_batch_entries_max = 256;
+  // Test-only planted bug: ReadBarrier returns at once, so every member
+  // answers "linearizable" reads from whatever it has applied (a follower
+  // cut off from the leader serves stale data). The fault-injection harness
+  // (tests/faults) must report it.
+  bool test_bug_local_reads = false;
 };
 
 // What applying one command produced.

@@ -1,0 +1,451 @@
+"""Faults, composed: a scheduler keeps several of them active at once.
+
+Each Fault has begin() (returns a description, or None when it cannot act
+now, e.g. no member to kill) and end() (undo). The Scheduler, every few
+seconds, ends the oldest active fault and begins a new random one, keeping up
+to `overlap` active, and logs every step with its time. At the end it ends
+everything and brings every member back (restarting ones that died, re-adding
+removed ones), so the checkers read a whole cluster.
+
+Faults: kill (-9, restart later), pause (SIGSTOP/SIGCONT), partition (random
+halves, isolated leader, bridge, one way), netem (delay, jitter and loss),
+membership (remove and re-add; replace a wiped member), disk-full (fill the
+member's small tmpfs), leader-transfer storm.
+"""
+
+import os
+import random
+import threading
+import time
+
+import etcd3.etcdrpc as etcdrpc
+import grpc
+
+import fault_cluster
+
+# Membership answers that say nothing was proposed.
+REFUSALS = ("unhealthy cluster", "not enough started members", "member not found",
+            "failed to connect")
+
+ALL_FAULTS = ("kill", "pause", "partition", "netem", "membership", "disk-full", "leader-transfer")
+
+
+class Fault:
+    name = "fault"
+    members = ()  # members it holds (no other fault may target them)
+
+    def __init__(self, h):
+        self.h = h
+        self.c = h.cluster
+
+    def free_members(self):
+        """Members this fault may take down: none when a minority already is
+        down (killed, paused, removed, out of disk), so the cluster keeps a
+        quorum for membership changes; partitions may still split it."""
+        busy = self.h.busy()
+        running = self.c.running()
+        down = busy | {i for i in range(self.c.size) if i not in running}
+        if len(down) >= (self.c.size - 1) // 2:
+            return []
+        return [i for i in running if i not in busy]
+
+
+class Kill(Fault):
+    name = "kill"
+
+    def begin(self):
+        free = self.free_members()
+        if not free:
+            return None
+        i = self.h.rng.choice(free)
+        self.members = (i,)
+        self.c.kill(i)
+        return "kill -9 n%d" % (i + 1)
+
+    def end(self):
+        i = self.members[0]
+        self.h.restart(i)
+
+
+class Pause(Fault):
+    name = "pause"
+
+    def begin(self):
+        free = self.free_members()
+        leader = self.h.leader_index()
+        if leader in free and self.h.rng.random() < 0.5:
+            i = leader
+        elif free:
+            i = self.h.rng.choice(free)
+        else:
+            return None
+        self.members = (i,)
+        self.c.pause(i)
+        return "SIGSTOP n%d%s" % (i + 1, " (leader)" if i == leader else "")
+
+    def end(self):
+        self.c.resume(self.members[0])
+
+
+class Partition(Fault):
+    name = "partition"
+
+    def begin(self):
+        net, n, rng = self.c.net, self.c.size, self.h.rng
+        if not net.can_partition or self.h.active_named("partition"):
+            return None
+        nodes = list(range(n))
+        mode = rng.choice(["halves", "leader", "bridge", "one-way"])
+        if mode == "halves":
+            rng.shuffle(nodes)
+            k = rng.randint(1, n // 2)
+            groups = [nodes[:k], nodes[k:]]
+            net.partition(groups)
+            return "partition %s" % _groups(groups)
+        if mode == "leader":
+            leader = self.h.leader_index()
+            if leader is None:
+                leader = rng.choice(nodes)
+            groups = [[leader], [i for i in nodes if i != leader]]
+            net.partition(groups)
+            return "isolate leader %s" % _groups(groups)
+        if mode == "bridge":
+            rng.shuffle(nodes)
+            bridge = nodes[0]
+            rest = nodes[1:]
+            half = len(rest) // 2
+            a, b = rest[:half], rest[half:]
+            net.partition([a, b])
+            return "bridge n%d between %s" % (bridge + 1, _groups([a, b]))
+        # one-way: the leader (or a random member) stops hearing from the others
+        dst = self.h.leader_index()
+        if dst is None:
+            dst = rng.choice(nodes)
+        for src in nodes:
+            if src != dst:
+                net.block(dst, src)
+        return "one-way: n%d hears nobody" % (dst + 1)
+
+    def end(self):
+        self.c.net.heal("partition")
+
+
+class Netem(Fault):
+    name = "netem"
+
+    def begin(self):
+        if self.h.active_named("netem"):
+            return None
+        rng = self.h.rng
+        delay, jitter = rng.choice([10, 30, 60]), rng.choice([0, 20, 80])
+        for i in range(self.c.size):
+            self.c.set_delay(i, delay, jitter)
+        text = "peer delay %d ms + jitter %d ms" % (delay, jitter)
+        if self.c.net.can_partition:
+            p = rng.choice([0.02, 0.05, 0.1])
+            for i in range(self.c.size):
+                self.c.net.lose(i, p)
+            text += ", loss %.0f%%" % (100 * p)
+        return text
+
+    def end(self):
+        for i in range(self.c.size):
+            self.c.set_delay(i, 0, 0)
+        self.c.net.heal("loss")
+
+
+class Membership(Fault):
+    """Removes a member; end() wipes it and adds it back as a new member.
+
+    "replace" kills it first (its disk is lost), then removes it.
+    """
+    name = "membership"
+
+    def begin(self):
+        if self.h.active_named("membership"):
+            return None
+        free = [i for i in self.free_members() if i != self.c.disk_full_member]
+        if not free:
+            return None
+        i = self.h.rng.choice(free)
+        self.members = (i,)
+        replace = self.h.rng.random() < 0.5
+        if replace:
+            self.c.kill(i)
+            self.c.wipe(i)
+        outcome = self.h.remove_member(i)
+        if outcome == "refused":
+            if replace:  # its data is gone: it may only come back as a new member
+                self.h.pending_readd.add(i)
+                self.c.members[i].removed = True
+            self.members = ()
+            return None
+        if outcome == "unknown":
+            # Removed or not, nobody knows: it comes back only through
+            # readd_member, which looks at the member list first.
+            self.c.kill(i)
+            self.c.wipe(i)
+            self.c.members[i].removed = True
+            self.h.pending_readd.add(i)
+            self.members = ()
+            return "n%d removal timed out; re-adding it later" % (i + 1)
+        return ("replace wiped n%d (removed)" if replace else "remove n%d") % (i + 1)
+
+    def end(self):
+        if self.members:
+            self.h.readd_member(self.members[0], timeout_s=10)
+
+
+class DiskFull(Fault):
+    name = "disk-full"
+
+    def begin(self):
+        i = self.c.disk_full_member
+        if i is None or i not in self.free_members():
+            return None
+        self.members = (i,)
+        path = os.path.join(self.c.members[i].mount, "filler")
+        try:
+            with open(path, "wb") as f:
+                chunk = b"\0" * (1 << 20)
+                for _ in range(self.c.disk_mb + 16):
+                    f.write(chunk)
+                    f.flush()
+        except OSError:
+            pass
+        return "disk full on n%d" % (i + 1)
+
+    def end(self):
+        i = self.members[0]
+        try:
+            os.remove(os.path.join(self.c.members[i].mount, "filler"))
+        except OSError:
+            pass
+        self.h.revive_exited()
+        m = self.c.members[i]
+        if m.proc is None and not m.removed:  # it died of the full disk
+            self.c.spawn(i)
+            self.h.note("restarted n%d after its disk filled" % (i + 1))
+
+
+class LeaderTransfer(Fault):
+    name = "leader-transfer"
+
+    def begin(self):
+        moves = []
+        for _ in range(4):
+            found = self.c.leader(timeout_s=1)
+            if found is None:
+                break
+            leader = found[0]
+            ids = {i: mid for mid, i in self.c.member_ids().items()}
+            targets = [i for i in ids if i != leader]
+            if leader not in ids or not targets:
+                break
+            t = self.h.rng.choice(targets)
+            try:
+                etcdrpc.MaintenanceStub(self.c.channel(leader)).MoveLeader(
+                    etcdrpc.MoveLeaderRequest(targetID=ids[t]), timeout=5)
+                moves.append("n%d->n%d" % (leader + 1, t + 1))
+            except grpc.RpcError as e:
+                moves.append("n%d->n%d failed (%s)" % (leader + 1, t + 1, e.code().name))
+            time.sleep(0.3)
+        return "leader transfers: %s" % (", ".join(moves) or "no leader")
+
+    def end(self):
+        pass
+
+
+FAULT_CLASSES = {c.name: c for c in (Kill, Pause, Partition, Netem, Membership, DiskFull,
+                                     LeaderTransfer)}
+
+
+def _groups(groups):
+    return " | ".join(",".join("n%d" % (i + 1) for i in sorted(g)) for g in groups)
+
+
+class Scheduler:
+    def __init__(self, cluster, faults, seed, interval_s=(3.0, 6.0), overlap=3, log=None):
+        self.cluster = cluster
+        self.faults = list(faults)
+        self.rng = random.Random(seed)
+        self.interval_s = interval_s
+        self.overlap = overlap
+        self.active = []   # (fault, description, begin time)
+        self.timeline = []  # {"t", "event": begin|end|note, "fault", "text"}
+        self.counts = {}
+        self.pending_readd = set()
+        self.log = log or (lambda text: None)
+        self.lock = threading.Lock()
+
+    # ---- helpers for the faults ------------------------------------------
+
+    def busy(self):
+        out = set(self.pending_readd)
+        for f, _, _ in self.active:
+            out.update(f.members)
+        return out
+
+    def active_named(self, name):
+        return any(f.name == name for f, _, _ in self.active)
+
+    def leader_index(self):
+        found = self.cluster.leader(timeout_s=1)
+        return found[0] if found else None
+
+    def note(self, text):
+        self.timeline.append({"t": time.monotonic(), "event": "note", "text": text})
+        self.log(text)
+
+    def restart(self, i):
+        c = self.cluster
+        m = c.members[i]
+        if m.removed:
+            return
+        if m.proc is not None:
+            c.kill(i)
+        c.spawn(i)
+
+    def revive_exited(self):
+        """Restarts members that exited on their own (crash on a full disk,
+        or a removed member shutting down)."""
+        for i, status in self.cluster.exited():
+            self.cluster.reap(i)
+            m = self.cluster.members[i]
+            self.note("n%d had exited with status %s" % (i + 1, status))
+            if not m.removed and i not in self.busy():
+                self.cluster.spawn(i)
+                self.note("restarted n%d" % (i + 1))
+
+    def _via(self, exclude):
+        members = [i for i in self.cluster.running() if i != exclude
+                   and not self.cluster.members[i].paused]
+        self.rng.shuffle(members)
+        return members
+
+    def remove_member(self, i, timeout_s=12):
+        """"removed", "refused" (the cluster said no: nothing changed) or
+        "unknown" (a request may have been applied)."""
+        deadline = time.monotonic() + timeout_s
+        url = self.cluster.members[i].ep.peer_url
+        outcome = "refused"
+        while time.monotonic() < deadline:
+            for via in self._via(i):
+                try:
+                    listed = self.cluster.member_list(via)
+                    if not any(url in mem.peerURLs for mem in listed):
+                        self.cluster.members[i].removed = True
+                        self.cluster.kill(i)
+                        return "removed"
+                    self.cluster.remove_member(via, i)
+                    self.cluster.kill(i)
+                    return "removed"
+                except grpc.RpcError as e:
+                    if not any(t in (e.details() or "") for t in REFUSALS):
+                        outcome = "unknown"
+                    continue
+            time.sleep(0.5)
+        self.note("removing n%d did not finish in %ds (%s)" % (i + 1, timeout_s, outcome))
+        return outcome
+
+    def readd_member(self, i, timeout_s=30):
+        c = self.cluster
+        deadline = time.monotonic() + timeout_s
+        url = c.members[i].ep.peer_url
+        c.kill(i)
+        c.wipe(i)
+        while time.monotonic() < deadline:
+            for via in self._via(i):
+                try:
+                    listed = c.member_list(via)
+                    if any(url in mem.peerURLs for mem in listed):
+                        # Added by an earlier attempt that timed out: drop it again.
+                        c.remove_member(via, i)
+                        continue
+                    c.add_member(via, i)
+                    c.spawn(i)
+                    self.pending_readd.discard(i)
+                    self.note("re-added n%d as a new member" % (i + 1))
+                    return True
+                except grpc.RpcError:
+                    continue
+            time.sleep(0.5)
+        self.pending_readd.add(i)
+        c.members[i].removed = True
+        self.note("re-adding n%d did not finish in %ds; will retry" % (i + 1, timeout_s))
+        return False
+
+    def pauses(self):
+        """(member, begin, end) of every SIGSTOP, from the timeline."""
+        out, open_at = [], {}
+        for e in self.timeline:
+            if e.get("fault") != "pause":
+                continue
+            member = int(e["text"].split()[1][1:]) - 1
+            if e["event"] == "begin":
+                open_at[member] = e["t"]
+            elif e["event"] == "end" and member in open_at:
+                out.append((member, open_at.pop(member), e["t"]))
+        out += [(m, t, float("inf")) for m, t in open_at.items()]
+        return out
+
+    # ---- the loop --------------------------------------------------------
+
+    def _begin_one(self):
+        names = [n for n in self.faults]
+        self.rng.shuffle(names)
+        for name in names:
+            fault = FAULT_CLASSES[name](self)
+            try:
+                text = fault.begin()
+            except Exception as e:  # noqa: BLE001 - a fault that cannot act is skipped
+                self.note("%s could not begin: %r" % (name, e))
+                text = None
+            if text is not None:
+                t = time.monotonic()
+                self.active.append((fault, text, t))
+                self.timeline.append({"t": t, "event": "begin", "fault": name, "text": text})
+                self.counts[name] = self.counts.get(name, 0) + 1
+                self.log("begin %s" % text)
+                return
+
+    def _end_oldest(self):
+        fault, text, _ = self.active.pop(0)
+        try:
+            fault.end()
+        except Exception as e:  # noqa: BLE001
+            self.note("ending %s failed: %r" % (text, e))
+        self.timeline.append({"t": time.monotonic(), "event": "end", "fault": fault.name,
+                              "text": text})
+        self.log("end %s" % text)
+
+    def run(self, stop):
+        while not stop.is_set():
+            self.revive_exited()
+            for i in list(self.pending_readd):
+                self.readd_member(i, timeout_s=10)
+            if len(self.active) >= self.overlap:
+                self._end_oldest()
+            self._begin_one()
+            if stop.wait(self.rng.uniform(*self.interval_s)):
+                break
+
+    def heal_all(self, timeout_s=90):
+        while self.active:
+            self._end_oldest()
+        self.cluster.net.heal()
+        for i in range(self.cluster.size):
+            self.cluster.set_delay(i, 0, 0)
+            self.cluster.resume(i)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.revive_exited()
+            for i in list(self.pending_readd):
+                self.readd_member(i, timeout_s=20)
+            for m in self.cluster.members:
+                if m.proc is None and not m.removed:
+                    self.cluster.spawn(m.index)
+            if not self.pending_readd and not self.cluster.exited():
+                break
+            time.sleep(1)
+        self.note("healed")
