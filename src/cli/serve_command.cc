@@ -180,6 +180,8 @@ int Serve(const std::vector<std::string>& args) {
   // A forwarded membership change may wait for the previous one and then
   // for its own: give it two request timeouts.
   transport_options.membership_forward_timeout = 2 * options.request_timeout;
+  // A dead peer connection is noticed within about one election timeout.
+  transport_options.keepalive = std::chrono::milliseconds(config.election_timeout_ms);
   // Members that missed their own removal learn it from the others' refusal.
   transport_options.on_removed = [] {
     LOG_WARN("the other members refuse this member: it was removed from the cluster");
@@ -202,6 +204,7 @@ int Serve(const std::vector<std::string>& args) {
   auto peer_server = StartGrpc(
       config.listen_peer_urls, 64 << 20,
       [&](grpc::ServerBuilder* b) {
+        server::SetPeerServerArguments(b, transport_options.keepalive);
         b->RegisterService(transport.peer_service());
         b->RegisterService(transport.member_service());
       },

@@ -217,8 +217,25 @@ std::shared_ptr<Transport::Peer> Transport::NewPeer(uint64_t id, const std::stri
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
               static_cast<int>(options_.backoff_min.count()));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_max.count()));
+  const int keepalive_ms = static_cast<int>(options_.keepalive.count());
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, keepalive_ms);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2 * keepalive_ms);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // The deadline of one connection attempt (gRPC's default is 20 s).
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, keepalive_ms);
   p->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
   return p;
+}
+
+void SetPeerServerArguments(grpc::ServerBuilder* builder, std::chrono::milliseconds keepalive) {
+  const int keepalive_ms = static_cast<int>(keepalive.count());
+  builder->AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                              std::max(1, keepalive_ms / 2));
+  builder->AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, keepalive_ms);
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2 * keepalive_ms);
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
 }
 
 void Transport::SetPeers(const std::map<uint64_t, std::string>& peers) {

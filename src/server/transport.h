@@ -50,6 +50,13 @@ struct TransportOptions {
   size_t queue_messages_max = 4096;
   std::chrono::milliseconds backoff_min{50};
   std::chrono::milliseconds backoff_max{1000};
+  // HTTP/2 pings on every peer connection this often, and the connection is
+  // dropped (and redialled, each attempt bounded by this time) when one goes
+  // unanswered for twice as long. Without them a connection whose packets were
+  // dropped for a while waits out TCP's retransmission backoff, tens of
+  // seconds after the network heals. The peer server must accept pings this
+  // frequent (PeerServerArguments).
+  std::chrono::milliseconds keepalive{1000};
   size_t snapshot_chunk_bytes = 1 << 20;
   // Largest message a peer may send us (entries are bounded by the client
   // request limit; batches by batch_bytes_max).
@@ -60,6 +67,10 @@ struct TransportOptions {
   // removed from the cluster; the server shuts down.
   std::function<void()> on_removed;
 };
+
+// Channel arguments for the server on --listen-peer-urls that match the
+// peers' keepalive pings (and ping back, to drop dead inbound connections).
+void SetPeerServerArguments(grpc::ServerBuilder* builder, std::chrono::milliseconds keepalive);
 
 // "http://host:port" (or "host:port") -> "host:port". kInvalidArgument for
 // https (no TLS yet) and for anything without a port.

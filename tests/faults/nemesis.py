@@ -407,7 +407,8 @@ class Scheduler:
                 self.timeline.append({"t": t, "event": "begin", "fault": name, "text": text})
                 self.counts[name] = self.counts.get(name, 0) + 1
                 self.log("begin %s" % text)
-                return
+                return True
+        return False
 
     def _end_oldest(self):
         fault, text, _ = self.active.pop(0)
@@ -424,9 +425,15 @@ class Scheduler:
             self.revive_exited()
             for i in list(self.pending_readd):
                 self.readd_member(i, timeout_s=10)
-            if len(self.active) >= self.overlap:
+            oldest_age = time.monotonic() - self.active[0][2] if self.active else 0
+            if len(self.active) >= self.overlap or oldest_age > self.overlap * max(
+                    self.interval_s):
                 self._end_oldest()
-            self._begin_one()
+            # Nothing could begin (say, the faults that are left all need a
+            # member up that is down): end the oldest and try again.
+            if not self._begin_one() and self.active:
+                self._end_oldest()
+                self._begin_one()
             if stop.wait(self.rng.uniform(*self.interval_s)):
                 break
 

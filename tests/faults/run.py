@@ -197,6 +197,7 @@ def run(args):
         timer.start()
         sched.run(stop_faults)
         log("healing")
+        t_heal = time.monotonic()
         sched.heal_all()
         try:
             cluster.wait_healthy(90, members=[m.index for m in cluster.members
@@ -205,7 +206,9 @@ def run(args):
             cluster.print_logs()
             report["error"] = "cluster not healthy after healing: %s" % e
             return report, 2
-        log("healthy; workloads run 5 s more without faults")
+        report["recovery_s"] = round(time.monotonic() - t_heal, 1)
+        log("healthy %.1fs after healing began; workloads run 5 s more without faults"
+            % report["recovery_s"])
         time.sleep(5)
         stop_work.set()
         for w in all_workloads:
@@ -298,6 +301,7 @@ def summary(report):
         return "\n".join(out)
     out.append("operations: %s" % ", ".join("%s %d" % kv for kv in report["operations"].items()))
     out.append("register ops by status: %s" % report["register_ops_by_status"])
+    out.append("recovery after healing: %.1fs" % report["recovery_s"])
     out.append("faults injected: %d (%s); leader changes seen: %d" % (
         report["faults_total"], ", ".join("%s %d" % kv for kv in
                                          sorted(report["faults_injected"].items())),
