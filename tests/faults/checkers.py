@@ -40,7 +40,7 @@ def check_set(adds, final_keys):
         unknown_present=unknown_present)
 
 
-def check_lock(fenced, fence_history):
+def check_lock(fenced, fence_history, end_revision=None):
     """fenced: the lock workload's fenced-write records; fence_history: the
     fence key's applied values in revision order [(revision, value)].
 
@@ -63,6 +63,8 @@ def check_lock(fenced, fence_history):
     applied = {value: rev for rev, value in fence_history}
     acked = [f for f in fenced if f["status"] == "ok" and f.get("succeeded")]
     for f in acked:
+        if end_revision is not None and f["revision"] > end_revision:
+            continue  # acknowledged after the end state was read
         if applied.get(f["value"]) != f["revision"]:
             violations.append("acknowledged fenced write %s (revision %d) is not in the "
                               "history" % (f["value"], f["revision"]))
@@ -75,7 +77,8 @@ def check_lock(fenced, fence_history):
                    holders=len(seen_tokens))
 
 
-def check_watch(watchers, truth, writes, start_revision):
+def check_watch(watchers, truth, writes, start_revision, caught_up_revision=None,
+                canceled=None):
     """watchers: {client: [(revision, key, type, value, response#)]}; truth:
     the same from one fresh stream after healing, covering every revision the
     watchers saw; writes: acknowledged writes [{"key", "value", "revision"}].
@@ -83,9 +86,23 @@ def check_watch(watchers, truth, writes, start_revision):
     Each watcher's events: revisions never go back, no event twice, the events
     of one revision arrive in one response, and they are exactly the truth's
     events from start_revision through the last revision it saw (no gaps).
-    Every acknowledged write is in the truth at its revision.
+    After the fault-free tail every watcher has seen caught_up_revision (the
+    revision when the cluster was healthy again), and no watch was canceled
+    (nothing is compacted during a run). Every acknowledged write is in the
+    truth at its revision.
     """
     violations = []
+    for c, reasons in (canceled or {}).items():
+        for reason in reasons:
+            violations.append("watcher %d: canceled by the server (%s)" % (c, reason))
+    if caught_up_revision is not None:
+        truth_revs = [r for r, _, _, _, _ in truth if r <= caught_up_revision]
+        need = truth_revs[-1] if truth_revs else None
+        for c, events in watchers.items():
+            last = events[-1][0] if events else None
+            if need is not None and (last is None or last < need):
+                violations.append("watcher %d: stuck at revision %s; the history had reached "
+                                  "%d before the faults ended" % (c, last, need))
     truth_keyed = [(r, k, t, v) for r, k, t, v, _ in truth]
     for c, events in watchers.items():
         last = None
@@ -123,47 +140,53 @@ def check_watch(watchers, truth, writes, start_revision):
                    writes_checked=len(writes))
 
 
-def _applied_by(renewal, member, pauses):
+def _applied_by(renewal, windows):
     """The latest time an unanswered renewal may take effect: when it timed
-    out, or when the member it was sent to resumed from a pause it was in."""
+    out, or when a disruption it overlapped ended (a paused member, the one
+    it was sent to or the leader it forwarded to, handles it on resuming)."""
     t = renewal["complete"]
-    for m, begin, end in pauses:
-        if m == member and begin <= t and end >= renewal["invoke"]:
+    for begin, end in windows:
+        if begin <= t and end >= renewal["invoke"]:
             t = max(t, end)
     return t
 
 
-def check_lease(leases, leader_changes, slack_s, pauses=()):
+def check_lease(leases, leader_changes, slack_s, windows=()):
     """leases: the lease workload's records; leader_changes: times a new term
-    was first observed.
+    was first observed; windows: (begin, end) of disruptions during which no
+    revocation can commit although no new leader is elected (a paused member,
+    leader transfers).
 
     Early: a key read absent (by a read that completed) before
     max(grant invoke, acknowledged renewal invoke) + TTL. Late: a key read
-    present by a read invoked later than slack_s after its expiry at the
-    latest: max(last renewal's completion (an unanswered one: its timeout, or
-    the end of a pause of its member), leader change) + TTL (a new leader may
-    give leases a full TTL again).
+    present by a read invoked more than slack_s after its latest expiry:
+    max(last renewal's completion (an unanswered one: its timeout, or the end
+    of a disruption it overlapped), a leader change, the end of a disruption)
+    + TTL (a new leader may give leases a full TTL again).
     """
     violations = []
-    checked = late_checked = 0
+    checked = 0
     for rec in leases:
         if rec["put"]["status"] != "ok" or rec["ttl"] <= 0:
             continue
         ttl = rec["ttl"]
         earliest = rec["grant_invoke"] + ttl
         latest_renewal = rec["grant_complete"]
+        # A response in a term not seen before in this record: the election
+        # that began that term happened before the response arrived.
+        terms = {}
+        if rec.get("grant_term") is not None:
+            terms[rec["grant_term"]] = rec["grant_complete"]
         for r in rec["renewals"]:
             if r["status"] == "ok" and r["ttl"] and r["ttl"] > 0:
                 earliest = max(earliest, r["invoke"] + r["ttl"])
-            applied = r["complete"] if r["status"] == "ok" else _applied_by(
-                r, rec.get("member"), pauses)
+                if r.get("term") is not None:
+                    terms.setdefault(r["term"], r["complete"])
+            applied = r["complete"] if r["status"] == "ok" else _applied_by(r, windows)
             latest_renewal = max(latest_renewal, applied)
-        first_in_term = {}
         for rd in rec["reads"]:
-            # A read answered in a term not seen before: the election that
-            # began it happened before the read completed.
             if rd.get("term") is not None:
-                first_in_term.setdefault(rd["term"], rd["complete"])
+                terms.setdefault(rd["term"], rd["complete"])
             if rd["invoke"] < rec["put"]["complete"]:
                 continue
             checked += 1
@@ -172,13 +195,59 @@ def check_lease(leases, leader_changes, slack_s, pauses=()):
                                   "earliest expiry" % (rec["key"], rec["lease"], ttl,
                                                        rd["complete"], earliest - rd["complete"]))
             if rd["found"]:
+                first_term = min(terms) if terms else None
                 extended = [t for t in leader_changes if rec["grant_invoke"] <= t <= rd["invoke"]]
-                if len(first_in_term) > 1 and rd.get("term") is not None:
-                    extended.append(first_in_term[rd["term"]])
+                extended += [t for term, t in terms.items()
+                             if term != first_term and t <= rd["complete"]]
+                extended += [end for begin, end in windows
+                             if begin <= rd["invoke"] and end >= rec["grant_invoke"]]
                 latest = max([latest_renewal] + extended) + ttl
-                late_checked += 1
                 if rd["invoke"] > latest + slack_s:
                     violations.append("%s (lease %x, TTL %ds) still present at %.3f, %.3fs after "
                                       "its latest expiry" % (rec["key"], rec["lease"], ttl,
                                                              rd["invoke"], rd["invoke"] - latest))
     return _result(violations, leases=len(leases), reads_checked=checked)
+
+
+def check_read_revisions(ops, truth, start_revision, end_revision):
+    """Register reads against the revisions their headers name.
+
+    A read's value is the key's value in the truth as of its header revision
+    (the state it claims to have read), and revisions respect real time: an
+    operation invoked after another completed never reports a lower revision.
+    Catches stale reads without a search.
+    """
+    violations = []
+    history = {}
+    for r, k, t, v, _ in truth:
+        history.setdefault(k, []).append((r, v if t == "PUT" else None))
+    checked = 0
+    for op in ops:
+        if op["status"] != "ok" or op["f"] != "read":
+            continue
+        rev = op.get("revision")
+        if rev is None or rev < start_revision or rev > end_revision:
+            continue
+        checked += 1
+        value = None
+        for r, v in history.get(op["key"], []):
+            if r > rev:
+                break
+            value = v
+        if value != op["value"]:
+            violations.append("read %d of %s at revision %d returned %r; the history has %r"
+                              % (op["id"], op["key"], rev, op["value"], value))
+    done = sorted((op["complete"], op["revision"], op["id"]) for op in ops
+                  if op["status"] == "ok" and op.get("revision") is not None)
+    j, highest, by = 0, 0, None
+    for op in sorted((o for o in ops if o["status"] == "ok" and o.get("revision") is not None),
+                     key=lambda o: o["invoke"]):
+        while j < len(done) and done[j][0] < op["invoke"]:
+            if done[j][1] > highest:
+                highest, by = done[j][1], done[j][2]
+            j += 1
+        if op["revision"] < highest:
+            violations.append("op %d (%s %s) reports revision %d after op %d completed at "
+                              "revision %d" % (op["id"], op["f"], op["key"], op["revision"], by,
+                                               highest))
+    return _result(violations, reads_checked=checked)

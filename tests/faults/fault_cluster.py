@@ -11,6 +11,7 @@ removed and added again is a new member (new id, empty data dir) at the same
 address. Every wait is bounded.
 """
 
+import ctypes
 import json
 import os
 import signal
@@ -32,6 +33,20 @@ HEARTBEAT_INTERVAL_MS = 100
 ELECTION_TIMEOUT_MS = 1000
 RPC_TIMEOUT_S = 3
 SNAPSHOT_COUNT = 5000
+
+
+# Resolved once here: looking a symbol up in the child, between fork and
+# exec, could deadlock on a lock another thread held at the fork.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """Runs in the child before exec: SIGKILL when the harness dies.
+
+    The signal follows the thread that started the child, so every member and
+    proxy is started from the run's main thread."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def python_for_proxy():
@@ -69,6 +84,7 @@ class FaultCluster:
         self._channels = {}
         self.disk_full_member = disk_full_member
         self.disk_mb = disk_mb
+        self.disk_note = None
         for m in self.members:
             os.makedirs(os.path.dirname(m.data_dir), exist_ok=True)
             with open(m.control_path, "w") as f:
@@ -120,7 +136,7 @@ class FaultCluster:
                          m.control_path])
         with open(m.log_path + ".proxy", "ab") as log:
             m.proxy = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, preexec_fn=itest.die_with_parent)
+                                       stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
 
     def spawn(self, i):
         m = self.members[i]
@@ -132,7 +148,7 @@ class FaultCluster:
                 log.flush()
                 m.proc = subprocess.Popen(self._command(m), stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL,
-                                          preexec_fn=itest.die_with_parent)
+                                          preexec_fn=_die_with_parent)
             m.paused = False
 
     def start(self, timeout_s=60):
@@ -148,7 +164,6 @@ class FaultCluster:
         with self.lock:
             proc, m.proc = m.proc, None
             m.paused = False
-            self._drop_channel(i)
             if proc is None:
                 return False
             proc.kill()
@@ -187,7 +202,6 @@ class FaultCluster:
         with self.lock:
             self.members[i].proc = None
             self.members[i].paused = False
-            self._drop_channel(i)
 
     def running(self):
         with self.lock:
@@ -223,17 +237,18 @@ class FaultCluster:
     # ---- clients ---------------------------------------------------------
 
     def channel(self, i):
+        """Member i's channel, kept for the whole run (never closed while
+        workload threads may use it); it redials quickly after a restart."""
         with self.lock:
             ch = self._channels.get(i)
             if ch is None:
-                ch = grpc.insecure_channel(self.members[i].ep.client_target)
+                ch = grpc.insecure_channel(self.members[i].ep.client_target, options=[
+                    ("grpc.initial_reconnect_backoff_ms", 100),
+                    ("grpc.min_reconnect_backoff_ms", 1000),
+                    ("grpc.max_reconnect_backoff_ms", 1000),
+                    ("grpc.max_receive_message_length", 256 << 20)])
                 self._channels[i] = ch
             return ch
-
-    def _drop_channel(self, i):
-        ch = self._channels.pop(i, None)
-        if ch is not None:
-            ch.close()
 
     def status(self, i, timeout_s=RPC_TIMEOUT_S):
         stub = etcdrpc.MaintenanceStub(self.channel(i))

@@ -171,13 +171,17 @@ class Membership(Fault):
         self.members = (i,)
         replace = self.h.rng.random() < 0.5
         if replace:
+            # Marked first: from here on it may only come back as a new member.
+            self.c.members[i].removed = True
+            self.h.pending_readd.add(i)
             self.c.kill(i)
             self.c.wipe(i)
         outcome = self.h.remove_member(i)
+        if replace:
+            self.h.pending_readd.discard(i)
         if outcome == "refused":
-            if replace:  # its data is gone: it may only come back as a new member
+            if replace:
                 self.h.pending_readd.add(i)
-                self.c.members[i].removed = True
             self.members = ()
             return None
         if outcome == "unknown":
@@ -333,6 +337,9 @@ class Scheduler:
             for via in self._via(i):
                 try:
                     listed = self.cluster.member_list(via)
+                except grpc.RpcError:
+                    continue  # a read: nothing was proposed
+                try:
                     if not any(url in mem.peerURLs for mem in listed):
                         self.cluster.members[i].removed = True
                         self.cluster.kill(i)
@@ -375,18 +382,18 @@ class Scheduler:
         self.note("re-adding n%d did not finish in %ds; will retry" % (i + 1, timeout_s))
         return False
 
-    def pauses(self):
-        """(member, begin, end) of every SIGSTOP, from the timeline."""
+    def disruptions(self):
+        """(begin, end) of the faults that can hold a revocation back without
+        an election: pauses and leader transfers."""
         out, open_at = [], {}
         for e in self.timeline:
-            if e.get("fault") != "pause":
+            if e.get("fault") not in ("pause", "leader-transfer"):
                 continue
-            member = int(e["text"].split()[1][1:]) - 1
             if e["event"] == "begin":
-                open_at[member] = e["t"]
-            elif e["event"] == "end" and member in open_at:
-                out.append((member, open_at.pop(member), e["t"]))
-        out += [(m, t, float("inf")) for m, t in open_at.items()]
+                open_at[e["text"]] = e["t"]
+            elif e["event"] == "end" and e["text"] in open_at:
+                out.append((open_at.pop(e["text"]), e["t"]))
+        out += [(t, float("inf")) for t in open_at.values()]
         return out
 
     # ---- the loop --------------------------------------------------------
@@ -396,13 +403,13 @@ class Scheduler:
         self.rng.shuffle(names)
         for name in names:
             fault = FAULT_CLASSES[name](self)
+            t = time.monotonic()  # begin() may act for a while (leader transfers)
             try:
                 text = fault.begin()
             except Exception as e:  # noqa: BLE001 - a fault that cannot act is skipped
                 self.note("%s could not begin: %r" % (name, e))
                 text = None
             if text is not None:
-                t = time.monotonic()
                 self.active.append((fault, text, t))
                 self.timeline.append({"t": t, "event": "begin", "fault": name, "text": text})
                 self.counts[name] = self.counts.get(name, 0) + 1
@@ -455,4 +462,7 @@ class Scheduler:
             if not self.pending_readd and not self.cluster.exited():
                 break
             time.sleep(1)
-        self.note("healed")
+        missing = sorted(self.pending_readd | {i for i, _ in self.cluster.exited()})
+        self.note("healed" if not missing else "healing left members out: %s"
+                  % ", ".join("n%d" % (i + 1) for i in missing))
+        return missing

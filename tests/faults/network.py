@@ -230,10 +230,15 @@ class NamespaceNetwork:
         keep = []
         for rule in reversed(self._rules):
             if owner is None or rule[0] == owner:
-                self._iptables(rule[1], "-D", *rule[2])
+                _run("ip", "netns", "exec", self.endpoints[rule[1]].netns, "iptables", "-w", "5",
+                     "-D", *rule[2], check=False)
             else:
                 keep.append(rule)
         self._rules = list(reversed(keep))
+        if owner is None:  # whatever is left, e.g. after a failed delete
+            for ep in self.endpoints:
+                _run("ip", "netns", "exec", ep.netns, "iptables", "-w", "5", "-F", "INPUT",
+                     check=False)
 
 
 class LoopbackNetwork:

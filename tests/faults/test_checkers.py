@@ -123,6 +123,56 @@ class WatchCheckerTest(unittest.TestCase):
         self.assertFalse(r["valid"])
 
 
+class WatchCaughtUpTest(unittest.TestCase):
+    TRUTH = WatchCheckerTest.TRUTH
+
+    def test_stuck_watcher(self):
+        r = checkers.check_watch({0: list(self.TRUTH[:1])}, self.TRUTH, [], 5,
+                                 caught_up_revision=8)
+        self.assertFalse(r["valid"])
+        self.assertIn("stuck", r["violations"][0])
+
+    def test_caught_up(self):
+        r = checkers.check_watch({0: list(self.TRUTH)}, self.TRUTH, [], 5, caught_up_revision=8)
+        self.assertTrue(r["valid"], r)
+
+    def test_canceled(self):
+        r = checkers.check_watch({0: list(self.TRUTH)}, self.TRUTH, [], 5,
+                                 canceled={0: ["compacted"]})
+        self.assertFalse(r["valid"])
+
+
+def rop(i, f, key, value, rev, invoke, complete):
+    return {"id": i, "f": f, "key": key, "value": value, "revision": rev, "invoke": invoke,
+            "complete": complete, "status": "ok"}
+
+
+class ReadRevisionTest(unittest.TestCase):
+    TRUTH = [ev(5, "k", "a", 1), ev(7, "k", "b", 2)]
+
+    def test_reads_match_their_revisions(self):
+        ops = [rop(1, "write", "k", "a", 5, 0, 1), rop(2, "read", "k", "a", 6, 2, 3),
+               rop(3, "write", "k", "b", 7, 4, 5), rop(4, "read", "k", "b", 7, 6, 7),
+               rop(5, "read", "k", None, 4, 0.5, 0.6)]
+        r = checkers.check_read_revisions(ops, self.TRUTH, 4, 7)
+        self.assertTrue(r["valid"], r)
+
+    def test_value_differs_from_history(self):
+        ops = [rop(1, "read", "k", "a", 7, 0, 1)]
+        r = checkers.check_read_revisions(ops, self.TRUTH, 4, 7)
+        self.assertFalse(r["valid"])
+
+    def test_revision_goes_back_in_real_time(self):
+        ops = [rop(1, "write", "k", "b", 7, 0, 1), rop(2, "read", "k", "a", 5, 2, 3)]
+        r = checkers.check_read_revisions(ops, self.TRUTH, 4, 7)
+        self.assertFalse(r["valid"])
+        self.assertIn("after op 1", r["violations"][0])
+
+    def test_concurrent_ops_may_differ(self):
+        ops = [rop(1, "write", "k", "b", 7, 0, 3), rop(2, "read", "k", "a", 5, 1, 2)]
+        self.assertTrue(checkers.check_read_revisions(ops, self.TRUTH, 4, 7)["valid"])
+
+
 def lease(reads, renewals=(), ttl=3, grant=100.0, put_done=100.1, member=0):
     return {"key": "k", "lease": 1, "ttl": ttl, "member": member, "grant_invoke": grant,
             "grant_complete": grant + 0.01, "put": {"status": "ok", "complete": put_done},
@@ -164,12 +214,19 @@ class LeaseCheckerTest(unittest.TestCase):
                                          read(110, False, term=3)])], [], 2)
         self.assertTrue(r["valid"], r)
 
+    def test_disruption_without_election_extends(self):
+        # The leader was paused 104..109 and nobody else was elected.
+        reads = [read(101, True), read(111, True), read(113, False)]
+        self.assertFalse(checkers.check_lease([lease(reads)], [], 2)["valid"])
+        self.assertTrue(checkers.check_lease([lease(reads)], [], 2,
+                                             windows=[(104, 109)])["valid"])
+
     def test_unanswered_renewal_to_paused_member(self):
         renew = {"invoke": 102, "complete": 105, "ttl": None, "status": "unknown"}
         reads = [read(101, True), read(112, True), read(115, False)]
         self.assertFalse(checkers.check_lease([lease(reads, [renew])], [], 2)["valid"])
-        # The member was paused from 101 to 110: the renewal may have landed then.
-        r = checkers.check_lease([lease(reads, [renew])], [], 2, pauses=[(0, 101, 110)])
+        # A member was paused from 101 to 110: the renewal may have landed then.
+        r = checkers.check_lease([lease(reads, [renew])], [], 2, windows=[(101, 110)])
         self.assertTrue(r["valid"], r)
 
     def test_unknown_put_not_checked(self):

@@ -83,6 +83,7 @@ class Workload:
         self.threads = []
         self.errors = {}  # error text -> count, for the report
         self._elock = threading.Lock()
+        self._seq = {}
 
     def note_error(self, e, stop=None):
         """Counts the error; with `stop`, also backs off a little (a client
@@ -94,6 +95,14 @@ class Workload:
             self.errors[text] = self.errors.get(text, 0) + 1
         if stop is not None:
             stop.wait(0.1)
+
+    def next_seq(self, client):
+        """A per-client counter that survives the client loop's restarts, so
+        names and values are never reused."""
+        with self._elock:
+            n = self._seq.get(client, 0) + 1
+            self._seq[client] = n
+            return n
 
     def member_for(self, client):
         return client % self.cluster.size
@@ -136,13 +145,12 @@ class RegisterWorkload(Workload):
 
     def run_client(self, c, rng, stop):
         seen = {}
-        seq = 0
         while not stop.is_set():
             epoch = int((now() - self.t0) / self.epoch_s)
             key = "reg/e%d/k%02d" % (epoch, rng.randrange(self.keys))
             kb = key.encode()
             r = rng.random()
-            seq += 1
+            seq = self.next_seq(c)
             value = "c%d.%d" % (c, seq)
             t0 = now()
             if r < 0.5:
@@ -207,9 +215,8 @@ class SetWorkload(Workload):
         super().__init__(cluster, seed, clients)
 
     def run_client(self, c, rng, stop):
-        seq = 0
         while not stop.is_set():
-            seq += 1
+            seq = self.next_seq(c)
             keys = ["set/c%d.%d" % (c, seq)]
             if seq % 10 == 0:  # two keys at one revision, for the watch checker
                 keys.append("set/c%d.%d.b" % (c, seq))
@@ -284,6 +291,8 @@ class LockWorkload(Workload):
             token = got.kvs[0].create_revision
             self.acquired += 1
             for i in range(3):
+                if stop.is_set():
+                    break
                 value = "t%d.c%d.%d" % (token, c, i)
                 req = etcdrpc.TxnRequest(
                     compare=[etcdrpc.Compare(key=key, target=etcdrpc.Compare.CREATE,
@@ -454,9 +463,8 @@ class LeaseWorkload(Workload):
     def run_client(self, c, rng, stop):
         ch = self.cluster.channel(self.member_for(c))
         lstub, kv = etcdrpc.LeaseStub(ch), etcdrpc.KVStub(ch)
-        n = 0
         while not stop.is_set():
-            n += 1
+            n = self.next_seq(c)
             key = ("lease/c%d.%d" % (c, n)).encode()
             t0 = now()
             try:
@@ -466,8 +474,10 @@ class LeaseWorkload(Workload):
                 self.note_error(e, stop)
                 stop.wait(0.2)
                 continue
-            rec = {"client": c, "member": self.member_for(c), "key": key.decode(), "lease": grant.ID, "ttl": grant.TTL,
-                   "grant_invoke": t0, "grant_complete": now(), "renewals": [], "reads": []}
+            rec = {"client": c, "member": self.member_for(c), "key": key.decode(),
+                   "lease": grant.ID, "ttl": grant.TTL, "grant_invoke": t0,
+                   "grant_complete": now(), "grant_term": grant.header.raft_term,
+                   "renewals": [], "reads": []}
             t1 = now()
             try:
                 kv.Put(etcdrpc.PutRequest(key=key, value=b"x", lease=grant.ID),
@@ -488,7 +498,7 @@ class LeaseWorkload(Workload):
                                               timeout=OP_TIMEOUT_S)
                     resp = next(it)
                     rec["renewals"].append({"invoke": t2, "complete": now(), "ttl": resp.TTL,
-                                            "status": "ok"})
+                                            "status": "ok", "term": resp.header.raft_term})
                     it.cancel()
                 except (grpc.RpcError, StopIteration) as e:
                     self.note_error(e, stop)
