@@ -29,6 +29,9 @@ def check_set(adds, final_keys):
     unknown = [a for a in adds if a["status"] == "unknown"]
     unknown_present = sum(1 for a in unknown if all(k in final_keys for k in a["keys"]))
     violations = ["acknowledged but lost: %s" % k for k in lost]
+    never_sent = {k for a in adds if a["status"] == "fail" for k in a["keys"]}
+    violations += ["present although its write never reached a server: %s" % k
+                   for k in sorted(never_sent & final_keys)]
     violations += ["present but never written: %s" % k for k in phantom]
     # A txn's keys are one write: all present or none.
     for a in adds:
@@ -251,3 +254,34 @@ def check_read_revisions(ops, truth, start_revision, end_revision):
                               "revision %d" % (op["id"], op["f"], op["key"], op["revision"], by,
                                                highest))
     return _result(violations, reads_checked=checked)
+
+
+def check_lock_exclusion(acquires, truth, prefix):
+    """acquires: Lock replies [{"key", "revision"}]; truth: the event stream.
+
+    When Lock answers at revision R with key K, no other key of the lock
+    created before K still exists at R (K is the oldest waiter: the holder).
+    Replies whose key was already gone at R (its lease expired) say nothing.
+    """
+    created, deleted = {}, {}
+    for r, k, t, _, _ in truth:
+        if not k.startswith(prefix):
+            continue
+        if t == "PUT":
+            created.setdefault(k, r)
+        else:
+            deleted[k] = r
+    violations = []
+    checked = 0
+    for a in acquires:
+        k, rev = a["key"], a["revision"]
+        mine = created.get(k)
+        if mine is None or mine > rev or deleted.get(k, float("inf")) <= rev:
+            continue
+        checked += 1
+        for other, c in created.items():
+            if other != k and c < mine and deleted.get(other, float("inf")) > rev:
+                violations.append("Lock granted %s at revision %d while %s (created at %d, "
+                                  "older) still existed" % (k, rev, other, c))
+                break
+    return _result(violations, grants_checked=checked)

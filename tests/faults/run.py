@@ -249,6 +249,9 @@ def run(args):
         fenced = [o for o in locks.history.ops if o.get("f") == "fenced"]
         results["lock"] = checkers.check_lock(fenced, fence, end_rev)
         results["lock"]["acquisitions"] = locks.acquired
+        results["lock exclusion"] = checkers.check_lock_exclusion(
+            [o for o in locks.history.ops if o.get("f") == "acquire"], truth,
+            workloads.LOCK_NAME.decode() + "/")
         writes = [{"key": o["key"], "value": o["value"], "revision": o["revision"]}
                   for o in reg_ops if o["status"] == "ok" and (
                       o["f"] == "write" or (o["f"] == "cas" and o["succeeded"]))]

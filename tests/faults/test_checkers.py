@@ -40,6 +40,10 @@ class SetCheckerTest(unittest.TestCase):
         r = checkers.check_set([add(["a"], "fail")], set())
         self.assertTrue(r["valid"])
 
+    def test_never_sent_write_present(self):
+        r = checkers.check_set([add(["a"], "fail")], {"a"})
+        self.assertFalse(r["valid"])
+
 
 def fenced(token, client, i, status="ok", succeeded=True, revision=None):
     return {"token": token, "value": "t%d.c%d.%d" % (token, client, i), "status": status,
@@ -73,6 +77,26 @@ class LockCheckerTest(unittest.TestCase):
     def test_unknown_write_may_be_missing(self):
         r = checkers.check_lock([fenced(5, 0, 0, status="unknown")], [])
         self.assertTrue(r["valid"])
+
+
+class LockExclusionTest(unittest.TestCase):
+    TRUTH = [(5, "l/a", "PUT", "", 1), (6, "l/b", "PUT", "", 2), (9, "l/a", "DELETE", "", 3),
+             (12, "l/b", "DELETE", "", 4)]
+
+    def test_fifo_grants(self):
+        r = checkers.check_lock_exclusion([{"key": "l/a", "revision": 5},
+                                           {"key": "l/b", "revision": 9}], self.TRUTH, "l/")
+        self.assertTrue(r["valid"], r)
+        self.assertEqual(r["grants_checked"], 2)
+
+    def test_granted_while_older_waiter_holds(self):
+        r = checkers.check_lock_exclusion([{"key": "l/b", "revision": 7}], self.TRUTH, "l/")
+        self.assertFalse(r["valid"])
+
+    def test_grant_of_a_vanished_key_is_not_judged(self):
+        r = checkers.check_lock_exclusion([{"key": "l/a", "revision": 10}], self.TRUTH, "l/")
+        self.assertTrue(r["valid"])
+        self.assertEqual(r["grants_checked"], 0)
 
 
 def ev(rev, key, value, resp, typ="PUT"):

@@ -283,6 +283,9 @@ class LockWorkload(Workload):
                 stop.wait(0.1)
                 continue
             key = resp.key
+            self.history.record(client=c, f="acquire", key=key.decode(),
+                                revision=resp.header.revision, invoke=now(), complete=now(),
+                                status="ok")
             got = self.kv(c).Range(etcdrpc.RangeRequest(key=key), timeout=OP_TIMEOUT_S)
             if not got.kvs:
                 self.history.record(client=c, f="lost", key=key.decode(), invoke=now(),
