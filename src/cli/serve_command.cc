@@ -70,10 +70,14 @@ Result<Identified> Identify(const server::ServerConfig& config) {
     }
     // Ask until a member answers with a membership that holds this member
     // (one that has not applied the `member add` yet may answer first).
+    // Linearizably first; when no member can (no leader: the cluster may be
+    // waiting for this member's vote, after losing another), from a member's
+    // applied view: one that holds this member's peer URLs names its id.
     Result<serverpb::ClusterInfoResponse> info = Status::Unavailable("no answer");
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (out.member_id == 0 && std::chrono::steady_clock::now() < deadline) {
       info = server::FetchClusterInfo(targets, std::chrono::seconds(2));
+      if (!info.ok()) info = server::FetchClusterInfo(targets, std::chrono::seconds(2), true);
       if (info.ok()) {
         for (const serverpb::MemberRecord& m : info->members()) {
           for (const std::string& u : m.peer_urls()) {

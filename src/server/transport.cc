@@ -142,10 +142,13 @@ class Transport::MemberServiceImpl final : public serverpb::Member::Service {
   }
 
   grpc::Status ClusterInfo(grpc::ServerContext* /*context*/,
-                           const serverpb::ClusterInfoRequest* /*req*/,
+                           const serverpb::ClusterInfoRequest* req,
                            serverpb::ClusterInfoResponse* resp) override {
-    // The membership as committed, not as this member happens to have applied it.
-    if (Status s = node_->ReadBarrier(); !s.ok()) return ToGrpc(s);
+    // The membership as committed, not as this member happens to have
+    // applied it (unless asked otherwise).
+    if (!req->serializable()) {
+      if (Status s = node_->ReadBarrier(); !s.ok()) return ToGrpc(s);
+    }
     auto members = node_->Members();
     if (!members.ok()) return ToGrpc(members.status());
     resp->set_cluster_id(node_->cluster_id());
@@ -526,7 +529,10 @@ Result<serverpb::MembershipResponse> Transport::ForwardMembership(
 }
 
 Result<serverpb::ClusterInfoResponse> FetchClusterInfo(const std::vector<std::string>& targets,
-                                                       std::chrono::milliseconds timeout) {
+                                                       std::chrono::milliseconds timeout,
+                                                       bool serializable) {
+  serverpb::ClusterInfoRequest req;
+  req.set_serializable(serializable);
   Status last = Status::Unavailable("no peer to ask");
   for (const std::string& target : targets) {
     auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
@@ -534,7 +540,7 @@ Result<serverpb::ClusterInfoResponse> FetchClusterInfo(const std::vector<std::st
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + timeout);
     serverpb::ClusterInfoResponse resp;
-    grpc::Status s = stub->ClusterInfo(&context, serverpb::ClusterInfoRequest{}, &resp);
+    grpc::Status s = stub->ClusterInfo(&context, req, &resp);
     if (s.ok()) return resp;
     last = Status::Unavailable(fmt::format("{}: {}", target, s.error_message()));
   }

@@ -78,8 +78,10 @@ Result<std::string> GrpcTarget(const std::string& url);
 
 // Asks the first of `targets` (host:port) that answers for the cluster's id
 // and members: how a member joining an existing cluster learns its own id.
+// `serializable`: the answer may be the member's applied view, unconfirmed.
 Result<serverpb::ClusterInfoResponse> FetchClusterInfo(const std::vector<std::string>& targets,
-                                                       std::chrono::milliseconds timeout);
+                                                       std::chrono::milliseconds timeout,
+                                                       bool serializable = false);
 
 class Transport final : public MessageSender {
  public:

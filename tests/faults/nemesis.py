@@ -165,7 +165,11 @@ class Membership(Fault):
         if self.h.active_named("membership"):
             return None
         free = [i for i in self.free_members() if i != self.c.disk_full_member]
-        if not free:
+        if not free or self.h.pending_readd:
+            return None
+        # As an operator would: only while every member serves (a member just
+        # added may still be catching up; losing another then leaves no quorum).
+        if not all(self.c.healthy(i) for i in range(self.c.size)):
             return None
         i = self.h.rng.choice(free)
         self.members = (i,)
