@@ -18,8 +18,11 @@ one, and close() removes everything made, also after a failure.
 import json
 import os
 import shutil
-import socket
 import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import cluster as itest  # noqa: E402  (shared helpers of the integration suites)
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380          # where the delay proxy listens (the advertised peer URL)
@@ -252,7 +255,7 @@ class LoopbackNetwork:
         self.harness_ip = "127.0.0.1"
 
     def setup(self):
-        ports = _free_ports(4 * self.size)
+        ports = itest._free_ports(4 * self.size)
         for i in range(self.size):
             p = ports[4 * i:4 * i + 4]
             self.endpoints.append(Endpoint(i, "127.0.0.1", p[0], p[1], p[2], p[3]))
@@ -262,19 +265,6 @@ class LoopbackNetwork:
 
     def heal(self, owner=None):
         pass
-
-
-def _free_ports(count):
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def namespaces_unavailable_reason():
