@@ -200,8 +200,9 @@ class NamespaceNetwork:
 
     # ---- faults ----------------------------------------------------------
 
-    def _iptables(self, i, *args):
-        _run("ip", "netns", "exec", self.endpoints[i].netns, "iptables", "-w", "5", *args)
+    def _iptables(self, i, *args, check=True):
+        _run("ip", "netns", "exec", self.endpoints[i].netns, "iptables", "-w", "5", *args,
+             check=check)
 
     def _add_rule(self, owner, i, spec):
         self._iptables(i, "-A", *spec)
@@ -233,15 +234,13 @@ class NamespaceNetwork:
         keep = []
         for rule in reversed(self._rules):
             if owner is None or rule[0] == owner:
-                _run("ip", "netns", "exec", self.endpoints[rule[1]].netns, "iptables", "-w", "5",
-                     "-D", *rule[2], check=False)
+                self._iptables(rule[1], "-D", *rule[2], check=False)
             else:
                 keep.append(rule)
         self._rules = list(reversed(keep))
         if owner is None:  # whatever is left, e.g. after a failed delete
-            for ep in self.endpoints:
-                _run("ip", "netns", "exec", ep.netns, "iptables", "-w", "5", "-F", "INPUT",
-                     check=False)
+            for i in range(len(self.endpoints)):
+                self._iptables(i, "-F", "INPUT", check=False)
 
 
 class LoopbackNetwork:
