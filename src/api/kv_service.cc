@@ -1,4 +1,6 @@
 // The KV service: Range, Put, DeleteRange, Txn and Compact.
+#include <grpcpp/support/proto_buffer_reader.h>
+
 #include "api/convert.h"
 #include "api/service_util.h"
 #include "etcd/api/etcdserverpb/rpc.grpc.pb.h"
@@ -7,7 +9,35 @@ namespace conclave::api::internal {
 
 namespace {
 
-class KvService final : public etcdserverpb::KV::Service {
+// Writes use gRPC's callback API with the request and response as raw bytes:
+// a handler parses, validates, proposes and returns, and the apply thread
+// finishes the call once the command is applied, so an in-flight write holds
+// no thread. Parsing here (not in gRPC's typed callback handler, which
+// answers UNIMPLEMENTED) lets a request that does not parse get INTERNAL, as
+// etcd answers. Range and Compact stay synchronous.
+using KvBase =
+    etcdserverpb::KV::WithRawCallbackMethod_Put<etcdserverpb::KV::WithRawCallbackMethod_DeleteRange<
+        etcdserverpb::KV::WithRawCallbackMethod_Txn<etcdserverpb::KV::Service>>>;
+
+// Parses a raw request into `msg`; false when the bytes are not one.
+bool ParseRaw(const grpc::ByteBuffer* in, google::protobuf::Message* msg) {
+  grpc::ByteBuffer copy(*in);  // shares the slices; the reader consumes
+  grpc::ProtoBufferReader reader(&copy);
+  return msg->ParseFromZeroCopyStream(&reader);
+}
+
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
+                                    const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
+grpc::Status NotParsed() {
+  return grpc::Status(grpc::StatusCode::INTERNAL, "grpc: error unmarshalling request");
+}
+
+class KvService final : public KvBase {
  public:
   KvService(server::Node* node, const ServiceOptions& options)
       : node_(node), options_(options), headers_(node) {}
@@ -30,53 +60,62 @@ class KvService final : public etcdserverpb::KV::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Put(grpc::ServerContext* /*context*/, const etcdserverpb::PutRequest* req,
-                   etcdserverpb::PutResponse* resp) override {
-    if (auto refused = RefuseOnLearner(node_); !refused.ok()) return ToGrpc(refused);
-    if (TooLarge(*req, options_)) return ToGrpc(RequestTooLarge());
-    if (Status s = mvcc::ValidatePut(FromWire(*req)); !s.ok()) return ToGrpc(s);
-    if (Status s = CheckQuota(node_, options_, req->ByteSizeLong()); !s.ok()) return ToGrpc(s);
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* context, const grpc::ByteBuffer* in,
+                                grpc::ByteBuffer* out) override {
     serverpb::Command c;
-    *c.mutable_put() = *req;
-    auto r = ProposeAndWait(node_, std::move(c));
-    if (!r.ok()) return ToGrpc(r.status());
-    ToWire(std::get<mvcc::PutResponse>(r->response), resp);
-    headers_.Fill(resp->mutable_header(), r->revision);
-    return grpc::Status::OK;
+    if (!ParseRaw(in, c.mutable_put())) return FinishNow(context, NotParsed());
+    const etcdserverpb::PutRequest& req = c.put();
+    Status refused = RefuseOnLearner(node_);
+    if (refused.ok() && TooLarge(req, options_)) refused = RequestTooLarge();
+    if (refused.ok()) refused = mvcc::ValidatePut(FromWire(req));
+    if (refused.ok()) refused = CheckQuota(node_, options_, req.ByteSizeLong());
+    if (!refused.ok()) return FinishNow(context, ToGrpc(refused));
+    return ProposeThen(context, std::move(c), out, [this](const server::ApplyResult& r) {
+      etcdserverpb::PutResponse resp;
+      ToWire(std::get<mvcc::PutResponse>(r.response), &resp);
+      headers_.Fill(resp.mutable_header(), r.revision);
+      return resp;
+    });
   }
 
-  grpc::Status DeleteRange(grpc::ServerContext* /*context*/,
-                           const etcdserverpb::DeleteRangeRequest* req,
-                           etcdserverpb::DeleteRangeResponse* resp) override {
-    if (auto refused = RefuseOnLearner(node_); !refused.ok()) return ToGrpc(refused);
-    if (TooLarge(*req, options_)) return ToGrpc(RequestTooLarge());
-    if (Status s = mvcc::ValidateDeleteRange(FromWire(*req)); !s.ok()) return ToGrpc(s);
+  grpc::ServerUnaryReactor* DeleteRange(grpc::CallbackServerContext* context,
+                                        const grpc::ByteBuffer* in,
+                                        grpc::ByteBuffer* out) override {
     serverpb::Command c;
-    *c.mutable_delete_range() = *req;
-    auto r = ProposeAndWait(node_, std::move(c));
-    if (!r.ok()) return ToGrpc(r.status());
-    ToWire(std::get<mvcc::DeleteRangeResponse>(r->response), resp);
-    headers_.Fill(resp->mutable_header(), r->revision);
-    return grpc::Status::OK;
+    if (!ParseRaw(in, c.mutable_delete_range())) return FinishNow(context, NotParsed());
+    const etcdserverpb::DeleteRangeRequest& req = c.delete_range();
+    Status refused = RefuseOnLearner(node_);
+    if (refused.ok() && TooLarge(req, options_)) refused = RequestTooLarge();
+    if (refused.ok()) refused = mvcc::ValidateDeleteRange(FromWire(req));
+    if (!refused.ok()) return FinishNow(context, ToGrpc(refused));
+    return ProposeThen(context, std::move(c), out, [this](const server::ApplyResult& r) {
+      etcdserverpb::DeleteRangeResponse resp;
+      ToWire(std::get<mvcc::DeleteRangeResponse>(r.response), &resp);
+      headers_.Fill(resp.mutable_header(), r.revision);
+      return resp;
+    });
   }
 
-  grpc::Status Txn(grpc::ServerContext* /*context*/, const etcdserverpb::TxnRequest* req,
-                   etcdserverpb::TxnResponse* resp) override {
-    if (auto refused = RefuseOnLearner(node_); !refused.ok()) return ToGrpc(refused);
-    if (TooLarge(*req, options_)) return ToGrpc(RequestTooLarge());
-    auto txn = FromWire(*req);
-    if (!txn.ok()) return ToGrpc(txn.status());
-    if (Status s = mvcc::ValidateTxn(*txn, options_.max_txn_ops); !s.ok()) return ToGrpc(s);
-    if (server::TxnPuts(*req)) {
-      if (Status s = CheckQuota(node_, options_, req->ByteSizeLong()); !s.ok()) return ToGrpc(s);
+  grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext* context, const grpc::ByteBuffer* in,
+                                grpc::ByteBuffer* out) override {
+    serverpb::Command c;
+    if (!ParseRaw(in, c.mutable_txn())) return FinishNow(context, NotParsed());
+    const etcdserverpb::TxnRequest& req = c.txn();
+    Status refused = RefuseOnLearner(node_);
+    if (refused.ok() && TooLarge(req, options_)) refused = RequestTooLarge();
+    if (refused.ok()) {
+      auto txn = FromWire(req);
+      refused = txn.ok() ? mvcc::ValidateTxn(*txn, options_.max_txn_ops) : txn.status();
     }
-    serverpb::Command c;
-    *c.mutable_txn() = *req;
-    auto r = ProposeAndWait(node_, std::move(c));
-    if (!r.ok()) return ToGrpc(r.status());
-    ToWire(std::get<mvcc::TxnResponse>(r->response), r->revision, resp);
-    headers_.Fill(resp->mutable_header(), r->revision);
-    return grpc::Status::OK;
+    if (refused.ok() && server::TxnPuts(req))
+      refused = CheckQuota(node_, options_, req.ByteSizeLong());
+    if (!refused.ok()) return FinishNow(context, ToGrpc(refused));
+    return ProposeThen(context, std::move(c), out, [this](const server::ApplyResult& r) {
+      etcdserverpb::TxnResponse resp;
+      ToWire(std::get<mvcc::TxnResponse>(r.response), r.revision, &resp);
+      headers_.Fill(resp.mutable_header(), r.revision);
+      return resp;
+    });
   }
 
   grpc::Status Compact(grpc::ServerContext* /*context*/, const etcdserverpb::CompactionRequest* req,
@@ -91,6 +130,26 @@ class KvService final : public etcdserverpb::KV::Service {
   }
 
  private:
+  // Proposes `command`; once applied, `respond` builds the response, which
+  // is serialized into `out` and the call finishes (with the error instead,
+  // if proposing or applying failed). `out` lives until the call finishes.
+  template <typename Respond>
+  grpc::ServerUnaryReactor* ProposeThen(grpc::CallbackServerContext* context,
+                                        serverpb::Command command, grpc::ByteBuffer* out,
+                                        Respond respond) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    node_->ProposeAsync(std::move(command), [reactor, out, respond = std::move(respond)](
+                                                Result<server::ApplyResult> r) {
+      if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
+      if (!r->status.ok()) return reactor->Finish(ToGrpc(r->status));
+      const auto resp = respond(*r);
+      bool own_buffer = false;
+      reactor->Finish(grpc::SerializationTraits<std::decay_t<decltype(resp)>>::Serialize(
+          resp, out, &own_buffer));
+    });
+    return reactor;
+  }
+
   server::Node* node_;
   const ServiceOptions& options_;
   Headers headers_;

@@ -41,12 +41,22 @@ Status RequestTimedOut() {
 }
 
 bool Node::Waiter::Complete(Result<ApplyResult> r) {
+  std::function<void(Result<ApplyResult>)> callback;
   {
     std::lock_guard<std::mutex> lock(mu);
     if (result) return false;
-    result.emplace(std::move(r));
+    if (on_done) {
+      callback.swap(on_done);
+      result.emplace(r);
+    } else {
+      result.emplace(std::move(r));
+    }
   }
-  cv.notify_all();
+  if (callback) {
+    callback(std::move(r));
+  } else {
+    cv.notify_all();
+  }
   return true;
 }
 
@@ -256,29 +266,57 @@ Result<ApplyResult> Node::Propose(serverpb::Command command) {
   return Submit(w);
 }
 
-Result<ApplyResult> Node::Submit(const std::shared_ptr<Waiter>& w) {
+void Node::ProposeAsync(serverpb::Command command, std::function<void(Result<ApplyResult>)> done) {
+  auto w = std::make_shared<Waiter>();
+  w->request_id = next_request_id_.fetch_add(1);
+  command.set_proposer(options_.member_id);
+  command.set_request_id(w->request_id);
+  w->data = command.SerializeAsString();
+  w->on_done = [this, id = w->request_id, done = std::move(done)](Result<ApplyResult> r) {
+    {
+      std::lock_guard<std::mutex> lock(waiters_mu_);
+      waiters_.erase(id);
+    }
+    if (!r.ok()) proposals_failed_.fetch_add(1);
+    done(std::move(r));
+  };
+  Enqueue(w);
+}
+
+bool Node::Enqueue(const std::shared_ptr<Waiter>& w) {
   w->deadline = SteadyClock::now() + options_.request_timeout;
   {
     std::lock_guard<std::mutex> lock(waiters_mu_);
     waiters_[w->request_id] = w;
   }
+  Status refused;
   {
     std::lock_guard<std::mutex> lock(inbox_mu_);
-    Status refused;
     if (stopping_) {
       refused = Stopped();
     } else if (inbox_proposals_.size() >= options_.proposals_pending_max) {
       refused = Status::ResourceExhausted("etcdserver: too many requests");
+    } else {
+      inbox_proposals_.push_back(w);
     }
-    if (!refused.ok()) {
-      std::lock_guard<std::mutex> wl(waiters_mu_);
+  }
+  if (!refused.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(waiters_mu_);
       waiters_.erase(w->request_id);
-      proposals_failed_.fetch_add(1);
-      return refused;
     }
-    inbox_proposals_.push_back(w);
+    w->Complete(refused);
+    return false;
   }
   inbox_cv_.notify_one();
+  return true;
+}
+
+Result<ApplyResult> Node::Submit(const std::shared_ptr<Waiter>& w) {
+  if (!Enqueue(w)) {
+    proposals_failed_.fetch_add(1);
+    return w->Wait();
+  }
   Result<ApplyResult> r = w->Wait();
   {
     std::lock_guard<std::mutex> lock(waiters_mu_);
@@ -286,6 +324,19 @@ Result<ApplyResult> Node::Submit(const std::shared_ptr<Waiter>& w) {
   }
   if (!r.ok()) proposals_failed_.fetch_add(1);
   return r;
+}
+
+void Node::ExpireWaiters() {
+  const auto now = SteadyClock::now();
+  std::vector<std::shared_ptr<Waiter>> expired;
+  {
+    std::lock_guard<std::mutex> lock(waiters_mu_);
+    for (const auto& [id, w] : waiters_) {
+      if (w->on_done && now >= w->deadline) expired.push_back(w);
+    }
+  }
+  for (auto& w : expired)
+    w->Complete(RequestTimedOut());
 }
 
 Status Node::ReadBarrier() {
@@ -459,6 +510,7 @@ void Node::IssueReads() {
 
 void Node::TickHousekeeping() {
   term_.store(raft_->term(), std::memory_order_release);
+  ExpireWaiters();
   PublishProgress();
   ProposePending();
   IssueReads();

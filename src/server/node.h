@@ -180,6 +180,11 @@ class Node {
   // waits until this member has applied it. kDeadlineExceeded with etcd's
   // "request timed out" when that takes longer than request_timeout.
   Result<ApplyResult> Propose(serverpb::Command command);
+  // The same without blocking the caller: `done` runs exactly once, on the
+  // apply thread when the command is applied, on the driver thread when it
+  // times out or is refused there, or right here when it is refused at once.
+  // It must not block or call back into the node.
+  void ProposeAsync(serverpb::Command command, std::function<void(Result<ApplyResult>)> done);
   // Returns once this member has applied every entry committed before the
   // call (a ReadIndex round, shared with the reads that arrive meanwhile).
   Status ReadBarrier();
@@ -257,6 +262,9 @@ class Node {
     std::mutex mu;
     std::condition_variable cv;
     std::optional<Result<ApplyResult>> result;  // guarded by mu
+    // Set for ProposeAsync: called (outside mu) by Complete instead of
+    // waking a waiting thread.
+    std::function<void(Result<ApplyResult>)> on_done;
 
     bool Complete(Result<ApplyResult> r);
     bool done();
@@ -287,6 +295,11 @@ class Node {
   Status Bootstrap();
   // Queues a proposal and waits for its result.
   Result<ApplyResult> Submit(const std::shared_ptr<Waiter>& w);
+  // Registers `w` and queues it for the driver; false (and `w` completed
+  // with the refusal) when the node is stopping or too many are pending.
+  bool Enqueue(const std::shared_ptr<Waiter>& w);
+  // Completes (with a timeout) the registered waiters whose deadline passed.
+  void ExpireWaiters();
 
   // node.cc: the driver.
   void DriverLoop();

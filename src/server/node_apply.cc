@@ -126,13 +126,18 @@ void Node::ApplyEntries(ApplyItem& item) {
       if (membership_observer_) membership_observer_();
     }
     proposals_committed_.fetch_add(results.size());
+    // Completed outside the lock: an asynchronous waiter's callback takes it
+    // to unregister itself.
+    std::vector<std::pair<std::shared_ptr<Waiter>, Result<ApplyResult>>> done;
     {
       std::lock_guard<std::mutex> lock(waiters_mu_);
       for (auto& [id, r] : results) {
         auto it = waiters_.find(id);
-        if (it != waiters_.end()) it->second->Complete(std::move(r));
+        if (it != waiters_.end()) done.emplace_back(it->second, std::move(r));
       }
     }
+    for (auto& [w, r] : done)
+      w->Complete(std::move(r));
     ReleaseReads(last);
   }
 }
