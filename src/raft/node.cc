@@ -215,6 +215,14 @@ Status Node::Propose(std::string data) {
   return Step(std::move(m));
 }
 
+Status Node::Propose(std::vector<std::string> data) {
+  Message m{.type = MessageType::kPropose, .group = group_, .from = id_};
+  m.entries.reserve(data.size());
+  for (std::string& d : data)
+    m.entries.push_back(Entry{.type = EntryType::kNormal, .data = std::move(d)});
+  return Step(std::move(m));
+}
+
 Status Node::ProposeConfChange(const ConfChange& cc) {
   Message m{.type = MessageType::kPropose, .group = group_, .from = id_};
   m.entries.push_back(Entry{.type = EntryType::kConfChange, .data = cc.Encode()});

@@ -149,6 +149,9 @@ class Node {
   // there is no leader or a leadership transfer is under way,
   // kResourceExhausted over max_uncommitted_bytes.
   Status Propose(std::string data);
+  // Several entries in one proposal (one message to the leader, one append
+  // round to the followers): all are appended, or none.
+  Status Propose(std::vector<std::string> data);
   Status ProposeConfChange(const ConfChange& cc);
   // Requests a linearizable read; `context` comes back in the ReadState.
   Status ReadIndex(std::string context);

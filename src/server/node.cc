@@ -10,6 +10,7 @@
 #include "base/assert.h"
 #include "base/coding.h"
 #include "base/logging.h"
+#include "base/thread.h"
 #include "mvcc/snapshot.h"
 #include "server/raft_codec.h"
 
@@ -207,8 +208,14 @@ void Node::Start(MessageSender* sender) {
   CHECK(!started_);
   started_ = true;
   sender_ = sender;
-  applier_ = std::thread([this] { ApplyLoop(); });
-  driver_ = std::thread([this] { DriverLoop(); });
+  applier_ = std::thread([this] {
+    SetThreadName("raft-apply");
+    ApplyLoop();
+  });
+  driver_ = std::thread([this] {
+    SetThreadName("raft-driver");
+    DriverLoop();
+  });
 }
 
 void Node::Stop() {
@@ -361,11 +368,16 @@ Result<lease::TimeToLiveResult> Node::LeaseTimeToLive(lease::LeaseId id, bool wi
   return lessor_->TimeToLive(id, with_keys);
 }
 
-void Node::Receive(raft::Message m) {
+void Node::Receive(std::vector<raft::Message> messages) {
+  if (messages.empty()) return;
   {
     std::lock_guard<std::mutex> lock(inbox_mu_);
     if (stopping_) return;
-    inbox_messages_.push_back(std::move(m));
+    if (inbox_messages_.empty()) {
+      inbox_messages_.swap(messages);
+    } else {
+      std::move(messages.begin(), messages.end(), std::back_inserter(inbox_messages_));
+    }
   }
   inbox_cv_.notify_one();
 }
@@ -484,10 +496,32 @@ void Node::ProposePending() {
       unproposed_.pop_front();
       continue;
     }
-    Status s = w->conf_change ? raft_->ProposeConfChange(*w->conf_change) : raft_->Propose(w->data);
+    if (w->conf_change) {
+      Status s = raft_->ProposeConfChange(*w->conf_change);
+      if (s.code() == StatusCode::kUnavailable) break;  // no leader yet: retry on the next tick
+      if (!s.ok()) w->Complete(s);
+      unproposed_.pop_front();
+      continue;
+    }
+    // The commands queued since the last round go as one proposal: one
+    // append message per follower instead of one per command.
+    std::vector<std::string> data;
+    size_t taken = 0;
+    size_t bytes = 0;
+    for (; taken < unproposed_.size() && taken < kProposalBatchMax && bytes < kProposalBatchBytes;
+         ++taken) {
+      const std::shared_ptr<Waiter>& next = unproposed_[taken];
+      if (next->conf_change) break;
+      if (next->done() || now >= next->deadline) continue;  // dropped below
+      data.push_back(next->data);
+      bytes += next->data.size();
+    }
+    Status s = data.empty() ? Status::Ok() : raft_->Propose(std::move(data));
     if (s.code() == StatusCode::kUnavailable) break;  // no leader yet: retry on the next tick
-    if (!s.ok()) w->Complete(s);
-    unproposed_.pop_front();
+    for (size_t i = 0; i < taken; ++i) {
+      if (!s.ok()) unproposed_.front()->Complete(s);
+      unproposed_.pop_front();
+    }
   }
 }
 
@@ -564,20 +598,16 @@ void Node::OnSoftState(const raft::SoftState& ss) {
 void Node::HandleReady() {
   raft::Ready rd = raft_->GetReady();
   if (rd.soft_state) OnSoftState(*rd.soft_state);
+  // A leader's messages (appends, heartbeats, snapshots) promise nothing
+  // about its own log: it counts its own copy of the new entries only once
+  // Advance reports them durable. So it sends them first, and the followers
+  // write while it writes. Everyone else persists before answering.
+  const bool leader = soft_state_.role == raft::Role::kLeader;
+  if (leader) SendMessages(rd.messages);
   Status persisted = Persist(rd);
   // The log is the node's memory: without it nothing may be acknowledged.
   CHECK_MSG(persisted.ok(), "node: persisting the raft log failed: {}", persisted.ToString());
-
-  std::vector<raft::Message> messages;
-  messages.reserve(rd.messages.size());
-  for (raft::Message& m : rd.messages) {
-    if (m.type == raft::MessageType::kSnapshot) {
-      sender_->SendSnapshot(std::move(m));
-    } else {
-      messages.push_back(std::move(m));
-    }
-  }
-  if (!messages.empty()) sender_->Send(std::move(messages));
+  if (!leader) SendMessages(rd.messages);
 
   ApplyItem item;
   if (rd.snapshot) {
@@ -627,6 +657,20 @@ void Node::HandleReady() {
     if (!reads.empty()) ReleaseReads(applied_index_.load(std::memory_order_acquire));
   }
   raft_->Advance(rd);
+}
+
+void Node::SendMessages(std::vector<raft::Message>& out) {
+  std::vector<raft::Message> messages;
+  messages.reserve(out.size());
+  for (raft::Message& m : out) {
+    if (m.type == raft::MessageType::kSnapshot) {
+      sender_->SendSnapshot(std::move(m));
+    } else {
+      messages.push_back(std::move(m));
+    }
+  }
+  out.clear();
+  if (!messages.empty()) sender_->Send(std::move(messages));
 }
 
 Status Node::Persist(const raft::Ready& rd) {

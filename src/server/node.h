@@ -75,6 +75,9 @@ inline constexpr raft::GroupId kGroup = 1;
 // group's Raft configuration, one record per lease, one per member, one
 // marker per removed member (a removed id never returns), one per alarm.
 inline constexpr std::string_view kConfStateMeta = "raft/conf_state";
+// At most this many queued commands (or bytes of them) go in one proposal.
+inline constexpr size_t kProposalBatchMax = 512;
+inline constexpr size_t kProposalBatchBytes = 1 << 20;
 inline constexpr std::string_view kLeaseMetaPrefix = "lease/";
 inline constexpr std::string_view kMemberMetaPrefix = "member/";
 inline constexpr std::string_view kRemovedMetaPrefix = "removed/";
@@ -226,7 +229,8 @@ class Node {
   bool NoSpaceAlarm() const { return nospace_alarm_.load(std::memory_order_acquire); }
 
   // From the transport.
-  void Receive(raft::Message m);
+  // Messages from peers, handed to the driver in one go.
+  void Receive(std::vector<raft::Message> messages);
   void ReportUnreachable(uint64_t peer);
   void ReportSnapshot(uint64_t peer, bool ok);
   // A snapshot image received into `path` (see Transport); steps `m` (a
@@ -311,6 +315,8 @@ class Node {
   void TickHousekeeping();
   void HandleReady();
   Status Persist(const raft::Ready& rd);
+  // Hands `out` (emptied) to the transport.
+  void SendMessages(std::vector<raft::Message>& out);
   void MaybeCompactLog();
   void OnSoftState(const raft::SoftState& ss);
   void ProposeInternal(const serverpb::Command& command);
