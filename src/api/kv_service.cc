@@ -1,8 +1,12 @@
 // The KV service: Range, Put, DeleteRange, Txn and Compact.
 #include <grpcpp/support/proto_buffer_reader.h>
 
+#include <algorithm>
+#include <thread>
+
 #include "api/convert.h"
 #include "api/service_util.h"
+#include "base/worker_pool.h"
 #include "etcd/api/etcdserverpb/rpc.grpc.pb.h"
 
 namespace conclave::api::internal {
@@ -14,10 +18,11 @@ namespace {
 // finishes the call once the command is applied, so an in-flight write holds
 // no thread. Parsing here (not in gRPC's typed callback handler, which
 // answers UNIMPLEMENTED) lets a request that does not parse get INTERNAL, as
-// etcd answers. Range and Compact stay synchronous.
-using KvBase =
+// etcd answers. Range goes the same way: a linearizable one waits for its
+// read barrier without a thread. Compact stays synchronous.
+using KvBase = etcdserverpb::KV::WithRawCallbackMethod_Range<
     etcdserverpb::KV::WithRawCallbackMethod_Put<etcdserverpb::KV::WithRawCallbackMethod_DeleteRange<
-        etcdserverpb::KV::WithRawCallbackMethod_Txn<etcdserverpb::KV::Service>>>;
+        etcdserverpb::KV::WithRawCallbackMethod_Txn<etcdserverpb::KV::Service>>>>;
 
 // Parses a raw request into `msg`; false when the bytes are not one.
 bool ParseRaw(const grpc::ByteBuffer* in, google::protobuf::Message* msg) {
@@ -33,6 +38,13 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
   return reactor;
 }
 
+// Serializes `resp` into the call's response buffer and finishes the call.
+template <typename Response>
+void FinishWith(grpc::ServerUnaryReactor* reactor, const Response& resp, grpc::ByteBuffer* out) {
+  bool own_buffer = false;
+  reactor->Finish(grpc::SerializationTraits<Response>::Serialize(resp, out, &own_buffer));
+}
+
 grpc::Status NotParsed() {
   return grpc::Status(grpc::StatusCode::INTERNAL, "grpc: error unmarshalling request");
 }
@@ -42,22 +54,35 @@ class KvService final : public KvBase {
   KvService(server::Node* node, const ServiceOptions& options)
       : node_(node), options_(options), headers_(node) {}
 
-  grpc::Status Range(grpc::ServerContext* /*context*/, const etcdserverpb::RangeRequest* req,
-                     etcdserverpb::RangeResponse* resp) override {
-    if (!req->serializable()) {
-      if (auto refused = RefuseOnLearner(node_); !refused.ok()) return ToGrpc(refused);
+  grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* context, const grpc::ByteBuffer* in,
+                                  grpc::ByteBuffer* out) override {
+    etcdserverpb::RangeRequest req;
+    if (!ParseRaw(in, &req)) return FinishNow(context, NotParsed());
+    if (!req.serializable()) {
+      if (auto refused = RefuseOnLearner(node_); !refused.ok())
+        return FinishNow(context, ToGrpc(refused));
     }
-    auto r = FromWire(*req);
-    if (!r.ok()) return ToGrpc(r.status());
-    if (Status s = mvcc::ValidateRange(*r); !s.ok()) return ToGrpc(s);
-    if (!r->serializable) {
-      if (Status s = node_->ReadBarrier(); !s.ok()) return ToGrpc(s);
+    auto r = FromWire(req);
+    if (!r.ok()) return FinishNow(context, ToGrpc(r.status()));
+    if (Status s = mvcc::ValidateRange(*r); !s.ok()) return FinishNow(context, ToGrpc(s));
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    // A read of one key is short enough for the thread at hand; longer ones
+    // go to the read pool, so they hold up neither gRPC's threads nor the
+    // node's (whose callback ends a linearizable read's wait).
+    const bool point = r->range_end.empty();
+    if (r->serializable) {
+      if (point) {
+        RunRange(*r, reactor, out);
+      } else {
+        reads_.Post([this, r = std::move(*r), reactor, out] { RunRange(r, reactor, out); });
+      }
+      return reactor;
     }
-    auto out = node_->store()->Range(*r);
-    if (!out.ok()) return ToGrpc(out.status());
-    ToWire(*out, resp);
-    headers_.Fill(resp->mutable_header(), out->revision);
-    return grpc::Status::OK;
+    node_->ReadBarrierAsync([this, r = std::move(*r), reactor, out](Status s) {
+      if (!s.ok()) return reactor->Finish(ToGrpc(s));
+      reads_.Post([this, r, reactor, out] { RunRange(r, reactor, out); });
+    });
+    return reactor;
   }
 
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* context, const grpc::ByteBuffer* in,
@@ -142,17 +167,26 @@ class KvService final : public KvBase {
                                                 Result<server::ApplyResult> r) {
       if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
       if (!r->status.ok()) return reactor->Finish(ToGrpc(r->status));
-      const auto resp = respond(*r);
-      bool own_buffer = false;
-      reactor->Finish(grpc::SerializationTraits<std::decay_t<decltype(resp)>>::Serialize(
-          resp, out, &own_buffer));
+      FinishWith(reactor, respond(*r), out);
     });
     return reactor;
+  }
+
+  // Reads the store and finishes the call with the response (or error).
+  void RunRange(const mvcc::RangeRequest& r, grpc::ServerUnaryReactor* reactor,
+                grpc::ByteBuffer* out) {
+    auto result = node_->store()->Range(r);
+    if (!result.ok()) return reactor->Finish(ToGrpc(result.status()));
+    etcdserverpb::RangeResponse resp;
+    ToWire(*result, &resp);
+    headers_.Fill(resp.mutable_header(), result->revision);
+    FinishWith(reactor, resp, out);
   }
 
   server::Node* node_;
   const ServiceOptions& options_;
   Headers headers_;
+  WorkerPool reads_{std::clamp<size_t>(std::thread::hardware_concurrency(), 2, 8), "kv-reads"};
 };
 
 }  // namespace

@@ -342,6 +342,15 @@ void Node::ExpireWaiters() {
       if (w->on_done && now >= w->deadline) expired.push_back(w);
     }
   }
+  {
+    // Reads whose index is known but not yet applied.
+    std::lock_guard<std::mutex> lock(apply_mu_);
+    for (PendingRead& p : pending_reads_) {
+      for (const auto& w : p.waiters) {
+        if (now >= w->deadline) expired.push_back(w);
+      }
+    }
+  }
   for (auto& w : expired)
     w->Complete(RequestTimedOut());
 }
@@ -349,14 +358,26 @@ void Node::ExpireWaiters() {
 Status Node::ReadBarrier() {
   if (options_.test_bug_local_reads) return Status::Ok();
   auto w = std::make_shared<Waiter>();
+  if (!EnqueueRead(w)) return Stopped();
+  return w->Wait().status();
+}
+
+void Node::ReadBarrierAsync(std::function<void(Status)> done) {
+  if (options_.test_bug_local_reads) return done(Status::Ok());
+  auto w = std::make_shared<Waiter>();
+  w->on_done = [done = std::move(done)](Result<ApplyResult> r) { done(r.status()); };
+  if (!EnqueueRead(w)) w->Complete(Stopped());
+}
+
+bool Node::EnqueueRead(const std::shared_ptr<Waiter>& w) {
   w->deadline = SteadyClock::now() + options_.request_timeout;
   {
     std::lock_guard<std::mutex> lock(inbox_mu_);
-    if (stopping_) return Stopped();
+    if (stopping_) return false;
     inbox_reads_.push_back(w);
   }
   inbox_cv_.notify_one();
-  return w->Wait().status();
+  return true;
 }
 
 Result<int64_t> Node::RenewLease(lease::LeaseId id) {
@@ -532,7 +553,10 @@ void Node::IssueReads() {
   const auto retry_after = options_.tick_interval * options_.election_ticks;
   std::vector<uint64_t> stale;
   for (auto& [ctx, batch] : reads_in_flight_) {
-    std::erase_if(batch->waiters, [&](const auto& w) { return now >= w->deadline || w->done(); });
+    std::erase_if(batch->waiters, [&](const auto& w) {
+      if (now >= w->deadline) w->Complete(RequestTimedOut());
+      return w->done();
+    });
     if (batch->waiters.empty() || now - batch->issued >= retry_after) stale.push_back(ctx);
   }
   for (uint64_t ctx : stale) {

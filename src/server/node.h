@@ -191,6 +191,10 @@ class Node {
   // Returns once this member has applied every entry committed before the
   // call (a ReadIndex round, shared with the reads that arrive meanwhile).
   Status ReadBarrier();
+  // The same without blocking the caller: `done` runs exactly once, with Ok
+  // or the error, on the driver or apply thread (or right here when the node
+  // is stopping). It must not block or call back into the node.
+  void ReadBarrierAsync(std::function<void(Status)> done);
 
   // Leases: keep-alive and TTL queries are answered by the leader's lessor;
   // on a follower they return kNotLeader and the api layer forwards them.
@@ -302,7 +306,10 @@ class Node {
   // Registers `w` and queues it for the driver; false (and `w` completed
   // with the refusal) when the node is stopping or too many are pending.
   bool Enqueue(const std::shared_ptr<Waiter>& w);
-  // Completes (with a timeout) the registered waiters whose deadline passed.
+  // Queues a read barrier's waiter for the driver; false when stopping.
+  bool EnqueueRead(const std::shared_ptr<Waiter>& w);
+  // Completes (with a timeout) the registered waiters and the pending reads
+  // whose deadline passed.
   void ExpireWaiters();
 
   // node.cc: the driver.
