@@ -192,7 +192,38 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreO
   RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(opts, path, &raw), "mvcc: open " + path));
   std::unique_ptr<Store> store(new Store(std::unique_ptr<rocksdb::DB>(raw), options));
   RETURN_IF_ERROR(store->LoadMeta());
+  RETURN_IF_ERROR(store->LoadLatest());
   return store;
+}
+
+Status Store::LoadLatest() {
+  latest_.clear();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  const std::string end = keys::VersionSpaceEnd(options_.group);
+  // Versions of a key sort newest first: the first one seen is its newest.
+  for (it->Seek(keys::VersionSpaceStart(options_.group)); it->Valid();) {
+    const rocksdb::Slice raw = it->key();
+    if (raw.compare(end) >= 0) break;
+    auto decoded = keys::DecodeVersionKey(std::string_view(raw.data(), raw.size()));
+    if (!decoded) return Status::Corruption("mvcc: malformed version key");
+    auto value = keys::DecodeVersionValue(std::string_view(it->value().data(), it->value().size()));
+    if (!value) return Status::Corruption("mvcc: malformed version value");
+    if (!value->tombstone) {
+      latest_[decoded->user_key] = Latest{value->create_revision, value->version, value->lease};
+    }
+    it->Seek(keys::VersionPrefixEnd(options_.group, decoded->user_key));
+  }
+  return FromRocks(it->status(), "mvcc: load key index");
+}
+
+void Store::UpdateLatest(const std::vector<Event>& events) {
+  for (const Event& e : events) {
+    if (e.type == EventType::kDelete) {
+      latest_.erase(e.kv.key);
+    } else {
+      latest_[e.kv.key] = Latest{e.kv.create_revision, e.kv.version, e.kv.lease};
+    }
+  }
 }
 
 Result<StoreMeta> Store::MetaAt(const rocksdb::Snapshot* snapshot) const {
@@ -314,7 +345,8 @@ Status Store::ReplaceWith(rocksdb::WriteBatch* wb, uint64_t applied_index) {
   rocksdb::WriteOptions wo;
   wo.sync = true;
   RETURN_IF_ERROR(FromRocks(db_->Write(wo, wb), "mvcc: install snapshot"));
-  return LoadMeta();
+  RETURN_IF_ERROR(LoadMeta());
+  return LoadLatest();
 }
 
 Result<RangeResponse> Store::Range(const RangeRequest& r) const {
@@ -379,6 +411,7 @@ Status Store::Commit(std::unique_ptr<ApplyBatch> batch) {
   Status s = FromRocks(db_->Write(wo, wb), "mvcc: commit");
   batch_open_ = false;
   if (!s.ok()) return s;
+  UpdateLatest(batch->events_);
   current_rev_.store(batch->current_rev_, std::memory_order_release);
   compact_rev_.store(batch->compact_rev_, std::memory_order_release);
   applied_index_.store(batch->applied_index_, std::memory_order_release);
@@ -453,6 +486,7 @@ Result<ApplyBatch::Found> ApplyBatch::Get(const std::string& key, int64_t rev) {
 void ApplyBatch::WriteVersion(const std::string& key, Revision rev, const keys::VersionValue& v) {
   const uint64_t g = store_->group();
   wb_->Put(keys::VersionKey(g, key, rev), keys::EncodeVersionValue(v));
+  touched_.insert(key);
   Event e;
   e.type = v.tombstone ? EventType::kDelete : EventType::kPut;
   e.kv.key = key;
@@ -486,7 +520,17 @@ Result<PutResponse> ApplyBatch::Put(const PutRequest& r) {
 }
 
 Result<PutResponse> ApplyBatch::DoPut(const PutRequest& r) {
-  ASSIGN_OR_RETURN(Found prev, Get(r.key, VisibleRevision()));
+  Found prev;
+  if (r.prev_kv || r.ignore_value || touched_.contains(r.key)) {
+    ASSIGN_OR_RETURN(prev, Get(r.key, VisibleRevision()));
+  } else if (auto it = store_->latest_.find(r.key); it != store_->latest_.end()) {
+    // Neither the old value nor this batch's writes matter: the key index
+    // answers without reading RocksDB.
+    prev.exists = true;
+    prev.kv.create_revision = it->second.create_revision;
+    prev.kv.version = it->second.version;
+    prev.kv.lease = it->second.lease;
+  }
   if ((r.ignore_value || r.ignore_lease) && !prev.exists) return errors::KeyNotFound();
   keys::VersionValue v;
   v.create_revision = prev.exists ? prev.kv.create_revision : pending_main_;

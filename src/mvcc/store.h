@@ -30,6 +30,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -126,6 +128,18 @@ class Store {
   friend class ApplyBatch;
   Store(std::unique_ptr<rocksdb::DB> db, const StoreOptions& options);
   Status LoadMeta();
+  // Rebuilds latest_ from the version keyspace.
+  Status LoadLatest();
+  // Brings latest_ up to a committed batch's writes, in order.
+  void UpdateLatest(const std::vector<Event>& events);
+
+  // What a put needs of a key's newest live version, so that applying one
+  // reads nothing from RocksDB (etcd keeps the same in its key index).
+  struct Latest {
+    int64_t create_revision = 0;
+    int64_t version = 0;
+    int64_t lease = 0;
+  };
 
   std::unique_ptr<rocksdb::DB> db_;
   StoreOptions options_;
@@ -134,6 +148,9 @@ class Store {
   std::atomic<uint64_t> applied_index_{0};
   std::atomic<uint64_t> applied_term_{0};
   bool batch_open_ = false;
+  // Every key with a live newest version; used and changed only by the
+  // thread that applies (and by Open and ReplaceWith).
+  std::unordered_map<std::string, Latest> latest_;
 };
 
 // The writes of one applied batch of log entries. Obtained from
@@ -190,6 +207,9 @@ class ApplyBatch {
 
   Store* store_;
   std::unique_ptr<rocksdb::WriteBatchWithIndex> wb_;
+  // Keys this batch wrote (a superset after a rolled-back txn): their newest
+  // version is in wb_, not in the store's latest_.
+  std::unordered_set<std::string> touched_;
   int64_t current_rev_;
   int64_t compact_rev_;
   uint64_t applied_index_;

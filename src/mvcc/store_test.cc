@@ -197,6 +197,47 @@ TEST_F(StoreTest, PutAssignsRevisionsAndVersions) {
   EXPECT_EQ(old.kvs[0].value, "1");
 }
 
+// A put takes the key's version, create revision and lease from the key
+// index; the index must follow deletes, same-batch writes, txns, lease
+// revocation-style deletes and a reopen exactly as RocksDB does.
+TEST_F(StoreTest, KeyIndexAgreesWithTheStoredVersions) {
+  auto expect = [&](const std::string& key, int64_t version, int64_t create, int64_t lease) {
+    RangeResponse r = Get({.key = key});
+    ASSERT_EQ(r.kvs.size(), 1u) << key;
+    EXPECT_EQ(r.kvs[0].version, version) << key;
+    EXPECT_EQ(r.kvs[0].create_revision, create) << key;
+    EXPECT_EQ(r.kvs[0].lease, lease) << key;
+  };
+  Put("a", "1", 9);  // rev 2
+  Put("a", "2", 9);  // rev 3
+  expect("a", 2, 2, 9);
+  Delete("a");    // rev 4
+  Put("a", "3");  // rev 5: a new life
+  expect("a", 1, 5, 0);
+  // Two puts of one key in one batch: the second sees the first.
+  Apply([&](ApplyBatch& b) {
+    EXPECT_TRUE(b.Put(PutRequest{.key = "b", .value = "x"}).ok());
+    EXPECT_TRUE(b.Put(PutRequest{.key = "b", .value = "y", .lease = 4}).ok());
+    return 0;
+  });  // revs 6, 7
+  expect("b", 2, 6, 4);
+  ASSERT_TRUE(TryPut({.key = "b", .value = "z", .ignore_lease = true}).ok());  // rev 8
+  expect("b", 3, 6, 4);
+  // A txn that deletes and re-puts in one go.
+  ASSERT_TRUE(Txn(MakeTxn({DeleteOp("b"), PutOp("c", "1")}, {}, {})).ok());  // rev 9
+  Put("b", "again");                                                         // rev 10
+  expect("b", 1, 10, 0);
+  expect("c", 1, 9, 0);
+  Reopen();
+  Put("a", "4");
+  Put("c", "2");
+  expect("a", 2, 5, 0);
+  expect("c", 2, 9, 0);
+  Delete("a", "d");  // a range delete of everything
+  Put("b", "new");
+  expect("b", 1, store_->CurrentRevision(), 0);
+}
+
 TEST_F(StoreTest, SurvivesReopen) {
   Put("k", "v");
   Put("k2", "v2");
@@ -993,7 +1034,9 @@ TEST_F(StoreTest, CorruptVersionIsAnErrorNotAMissingKey) {
                          {Cmp("k", Compare::Target::kVersion, Compare::Result::kEqual, 1)}));
   ASSERT_FALSE(txn.ok());
   EXPECT_EQ(txn.status().code(), StatusCode::kCorruption);
-  auto put = TryPut({.key = "k", .value = "w"});
+  // A plain put reads nothing from RocksDB (the key index answers); one that
+  // wants the previous value reads the version and finds it corrupt.
+  auto put = TryPut({.key = "k", .value = "w", .prev_kv = true});
   ASSERT_FALSE(put.ok());
   EXPECT_EQ(put.status().code(), StatusCode::kCorruption);
   auto del = TryDelete({.key = "k"});
