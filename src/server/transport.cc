@@ -54,12 +54,85 @@ struct Transport::Peer {
   uint64_t id = 0;
   std::string target;
   std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<raftpb::Peer::Stub> stub;
   std::atomic<bool> retired{false};  // removed from the cluster (or re-addressed)
-  std::atomic<bool> exited{false};   // its sender thread has returned
+  std::atomic<bool> exited{false};   // its connect thread has returned
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<raft::Message> queue;  // guarded by mu
-  std::thread thread;
+  std::deque<raft::Message> queue;     // guarded by mu
+  std::shared_ptr<PeerStream> stream;  // guarded by mu: the open stream, if any
+  bool writing = false;                // guarded by mu: a batch is being written on it
+  int streams_alive = 0;               // guarded by mu: opened and not yet destroyed
+  // guarded by mu: how the last stream ended, for the connect thread.
+  bool stream_ended = false;
+  grpc::Status last_status;
+  std::chrono::steady_clock::time_point last_opened;
+  std::thread thread;  // opens streams (lazily, with backoff)
+};
+
+// One Peer.Stream on gRPC's callback API. Writes are started by whoever finds
+// the stream idle with messages queued (the driver, in Send) and continued
+// from OnWriteDone, so a message reaches the socket without a thread hand-off.
+// A hold keeps the call from finishing while a write may still start: it is
+// released, once, when the stream is closing and no write is in flight.
+class Transport::PeerStream final
+    : public grpc::ClientBidiReactor<raftpb::MessageBatch, raftpb::StreamAck> {
+ public:
+  PeerStream(Transport* transport, Peer* peer) : transport_(transport), peer_(peer) {}
+
+  // Binds the call and queues the first read; StartCall starts it.
+  void Bind(std::shared_ptr<PeerStream> self) {
+    self_ = std::move(self);
+    peer_->stub->async()->Stream(&context_, this);
+    AddHold();
+    StartRead(&ack_);
+  }
+  void Cancel() { context_.TryCancel(); }
+
+  // Encodes `messages` as the next batch and writes it (peer->writing is set).
+  void Write(std::vector<raft::Message> messages) {
+    batch_.Clear();
+    batch_.set_cluster_id(transport_->node_->cluster_id());
+    batch_.set_from_node(transport_->node_->member_id());
+    batch_.set_to_node(peer_->id);
+    batch_.set_sequence(++sequence_);
+    for (const raft::Message& m : messages)
+      EncodeMessage(m, batch_.add_messages());
+    in_flight_ = messages.size();
+    StartWrite(&batch_);
+  }
+
+  void OnWriteDone(bool ok) override { transport_->WriteDone(peer_, this, ok, in_flight_); }
+  void OnReadDone(bool ok) override {
+    // Acks only need draining; a failed read means the stream is over.
+    if (ok) return StartRead(&ack_);
+    transport_->Closing(peer_, this);
+  }
+  void OnDone(const grpc::Status& status) override {
+    Transport* transport = transport_;
+    Peer* peer = peer_;
+    transport->StreamDone(peer, this, status);
+    // Destroyed here (the context with its channel reference) before the
+    // connect thread may learn it is gone, unless a Kick still holds it.
+    std::shared_ptr<PeerStream> self = std::move(self_);
+    self.reset();
+    transport->StreamGone(peer);
+  }
+
+  // Guarded by peer->mu.
+  bool closing = false;
+  bool hold_released = false;
+  std::chrono::steady_clock::time_point opened;
+
+ private:
+  Transport* transport_;
+  Peer* peer_;
+  std::shared_ptr<PeerStream> self_;  // alive until OnDone
+  grpc::ClientContext context_;
+  raftpb::MessageBatch batch_;
+  raftpb::StreamAck ack_;
+  uint64_t sequence_ = 0;
+  size_t in_flight_ = 0;
 };
 
 // ---- services ----
@@ -240,6 +313,7 @@ std::shared_ptr<Transport::Peer> Transport::NewPeer(uint64_t id, const std::stri
   // The deadline of one connection attempt (gRPC's default is 20 s).
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, keepalive_ms);
   p->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  p->stub = raftpb::Peer::NewStub(p->channel);
   return p;
 }
 
@@ -281,7 +355,7 @@ void Transport::SetPeers(const std::map<uint64_t, std::string>& peers) {
   for (const auto& [id, target] : peers) {
     if (peers_.contains(id)) continue;
     auto p = NewPeer(id, target);
-    if (started_) p->thread = std::thread([this, peer = p.get()] { SenderLoop(peer); });
+    if (started_) p->thread = std::thread([this, peer = p.get()] { ConnectLoop(peer); });
     peers_.emplace(id, std::move(p));
   }
 }
@@ -303,7 +377,7 @@ void Transport::Start() {
   started_ = true;
   for (auto& [id, p] : peers_) {
     Peer* peer = p.get();
-    peer->thread = std::thread([this, peer] { SenderLoop(peer); });
+    peer->thread = std::thread([this, peer] { ConnectLoop(peer); });
   }
 }
 
@@ -338,8 +412,10 @@ std::shared_ptr<Transport::Peer> Transport::FindPeer(uint64_t id) {
 }
 
 void Transport::Send(std::vector<raft::Message> messages) {
+  std::vector<std::shared_ptr<Peer>> touched;
   for (raft::Message& m : messages) {
-    std::shared_ptr<Peer> p = FindPeer(m.to);
+    std::shared_ptr<Peer> p =
+        touched.empty() || touched.back()->id != m.to ? FindPeer(m.to) : touched.back();
     if (p == nullptr) {
       messages_dropped_.fetch_add(1);
       continue;
@@ -352,8 +428,85 @@ void Transport::Send(std::vector<raft::Message> messages) {
       }
       p->queue.push_back(std::move(m));
     }
-    p->cv.notify_one();
+    if (std::find(touched.begin(), touched.end(), p) == touched.end()) touched.push_back(p);
   }
+  for (const std::shared_ptr<Peer>& p : touched)
+    Kick(p.get());
+}
+
+std::vector<raft::Message> Transport::TakeBatch(Peer* peer) {
+  std::vector<raft::Message> messages;
+  size_t bytes = 0;
+  while (!peer->queue.empty() && (messages.empty() || bytes < options_.batch_bytes_max)) {
+    for (const raft::Entry& e : peer->queue.front().entries)
+      bytes += e.data.size() + 24;
+    bytes += 64;
+    messages.push_back(std::move(peer->queue.front()));
+    peer->queue.pop_front();
+  }
+  return messages;
+}
+
+void Transport::Kick(Peer* peer) {
+  std::unique_lock<std::mutex> lock(peer->mu);
+  if (peer->queue.empty() || peer->writing) return;
+  if (peer->stream == nullptr || peer->stream->closing) {
+    // The connect thread opens a stream (or is backing off).
+    lock.unlock();
+    peer->cv.notify_all();
+    return;
+  }
+  std::shared_ptr<PeerStream> stream = peer->stream;
+  peer->writing = true;
+  std::vector<raft::Message> batch = TakeBatch(peer);
+  lock.unlock();
+  stream->Write(std::move(batch));
+}
+
+void Transport::WriteDone(Peer* peer, PeerStream* stream, bool ok, size_t written) {
+  std::unique_lock<std::mutex> lock(peer->mu);
+  if (ok) messages_sent_.fetch_add(written);
+  if (!ok) stream->closing = true;
+  if (ok && !stream->closing && !peer->queue.empty()) {
+    std::vector<raft::Message> batch = TakeBatch(peer);
+    lock.unlock();
+    stream->Write(std::move(batch));
+    return;
+  }
+  peer->writing = false;
+  const bool release = stream->closing && !stream->hold_released;
+  if (release) stream->hold_released = true;
+  lock.unlock();
+  if (!ok) Drop(peer, written);
+  if (release) stream->RemoveHold();  // may finish the call and delete the stream
+}
+
+void Transport::Closing(Peer* peer, PeerStream* stream) {
+  std::unique_lock<std::mutex> lock(peer->mu);
+  stream->closing = true;
+  const bool release = !peer->writing && !stream->hold_released;
+  if (release) stream->hold_released = true;
+  lock.unlock();
+  if (release) stream->RemoveHold();
+}
+
+void Transport::StreamDone(Peer* peer, PeerStream* stream, const grpc::Status& status) {
+  std::lock_guard<std::mutex> lock(peer->mu);
+  if (peer->stream.get() == stream) {
+    peer->stream_ended = true;
+    peer->last_status = status;
+    peer->last_opened = stream->opened;
+    peer->stream.reset();  // the stream's own reference keeps it alive for now
+  }
+  peer->cv.notify_all();
+}
+
+void Transport::StreamGone(Peer* peer) {
+  std::lock_guard<std::mutex> lock(peer->mu);
+  --peer->streams_alive;
+  // Under the lock: once the connect thread sees no live stream it may
+  // return and the peer be freed.
+  peer->cv.notify_all();
 }
 
 void Transport::Drop(Peer* peer, size_t count) {
@@ -361,90 +514,56 @@ void Transport::Drop(Peer* peer, size_t count) {
   node_->ReportUnreachable(peer->id);
 }
 
-void Transport::SenderLoop(Peer* peer) {
-  SetThreadName("peer-send");
-  struct MarkExited {
-    Peer* p;
-    ~MarkExited() { p->exited.store(true); }
-  } mark{peer};
+void Transport::ConnectLoop(Peer* peer) {
+  SetThreadName("peer-connect");
   auto done = [&] { return stopping_.load() || peer->retired.load(); };
   auto backoff = options_.backoff_min;
+  std::unique_lock<std::mutex> lock(peer->mu);
   while (!done()) {
-    {
-      // Connect lazily: only when there is something to send.
-      std::unique_lock<std::mutex> lock(peer->mu);
-      peer->cv.wait_for(lock, std::chrono::milliseconds(500),
-                        [&] { return done() || !peer->queue.empty(); });
-      if (done()) return;
-      if (peer->queue.empty()) continue;
-    }
-    auto stub = raftpb::Peer::NewStub(peer->channel);
-    grpc::ClientContext context;
-    auto stream = stub->Stream(&context);
-    // Acks only need draining; reading them keeps flow control moving.
-    std::thread acks([&] {
-      SetThreadName("peer-acks");
-      raftpb::StreamAck ack;
-      while (stream->Read(&ack)) {
+    // Connect lazily: only when there is something to send.
+    peer->cv.wait_for(lock, std::chrono::milliseconds(500),
+                      [&] { return done() || (peer->stream == nullptr && !peer->queue.empty()); });
+    if (done()) break;
+    if (peer->stream != nullptr || peer->queue.empty()) continue;
+    if (peer->stream_ended) {
+      peer->stream_ended = false;
+      const grpc::Status s = peer->last_status;
+      if (s.error_code() == grpc::FAILED_PRECONDITION &&
+          s.error_message().find("was removed from the cluster") != std::string::npos &&
+          options_.on_removed && !removed_reported_.exchange(true)) {
+        lock.unlock();
+        options_.on_removed();
+        lock.lock();
       }
-    });
-    const auto opened = std::chrono::steady_clock::now();
-    Pump(peer, stream.get());
-    context.TryCancel();
-    acks.join();
-    grpc::Status s = stream->Finish();
-    if (done()) return;
-    if (s.error_code() == grpc::FAILED_PRECONDITION &&
-        s.error_message().find("was removed from the cluster") != std::string::npos &&
-        options_.on_removed && !removed_reported_.exchange(true)) {
-      options_.on_removed();
-    }
-    // A stream that lived a while was healthy: start the backoff afresh.
-    if (std::chrono::steady_clock::now() - opened > options_.backoff_max) {
-      backoff = options_.backoff_min;
-    }
-    LOG_DEBUG("peer {:x}: stream closed ({}); retrying in {} ms", peer->id, s.error_message(),
-              backoff.count());
-    std::unique_lock<std::mutex> lock(peer->mu);
-    peer->cv.wait_for(lock, backoff, done);
-    backoff = std::min(backoff * 2, options_.backoff_max);
-  }
-}
-
-void Transport::Pump(Peer* peer,
-                     grpc::ClientReaderWriter<raftpb::MessageBatch, raftpb::StreamAck>* stream) {
-  auto done = [&] { return stopping_.load() || peer->retired.load(); };
-  uint64_t sequence = 0;
-  while (!done()) {
-    std::vector<raft::Message> messages;
-    {
-      std::unique_lock<std::mutex> lock(peer->mu);
-      peer->cv.wait_for(lock, std::chrono::milliseconds(500),
-                        [&] { return done() || !peer->queue.empty(); });
-      if (done()) return;
-      size_t bytes = 0;
-      while (!peer->queue.empty() && (messages.empty() || bytes < options_.batch_bytes_max)) {
-        for (const raft::Entry& e : peer->queue.front().entries)
-          bytes += e.data.size() + 24;
-        bytes += 64;
-        messages.push_back(std::move(peer->queue.front()));
-        peer->queue.pop_front();
+      // A stream that lived a while was healthy: start the backoff afresh.
+      if (std::chrono::steady_clock::now() - peer->last_opened > options_.backoff_max) {
+        backoff = options_.backoff_min;
       }
+      LOG_DEBUG("peer {:x}: stream closed ({}); retrying in {} ms", peer->id, s.error_message(),
+                backoff.count());
+      peer->cv.wait_for(lock, backoff, done);
+      backoff = std::min(backoff * 2, options_.backoff_max);
+      continue;  // re-check: stopping, or nothing left to send
     }
-    if (messages.empty()) continue;
-    raftpb::MessageBatch batch;
-    batch.set_cluster_id(node_->cluster_id());
-    batch.set_from_node(node_->member_id());
-    batch.set_to_node(peer->id);
-    batch.set_sequence(++sequence);
-    for (const raft::Message& m : messages)
-      EncodeMessage(m, batch.add_messages());
-    if (!stream->Write(batch)) {
-      Drop(peer, messages.size());
-      return;
-    }
-    messages_sent_.fetch_add(messages.size());
+    auto stream = std::make_shared<PeerStream>(this, peer);
+    stream->opened = std::chrono::steady_clock::now();
+    stream->Bind(stream);
+    peer->stream = stream;
+    ++peer->streams_alive;
+    lock.unlock();
+    stream->StartCall();
+    Kick(peer);
+    lock.lock();
   }
+  // Stopping or retired: end the open stream and wait until it is over, so
+  // that nothing refers to the peer once this thread has returned.
+  if (std::shared_ptr<PeerStream> stream = peer->stream) {
+    lock.unlock();
+    stream->Cancel();
+    lock.lock();
+  }
+  peer->cv.wait(lock, [&] { return peer->streams_alive == 0; });
+  peer->exited.store(true);
 }
 
 void Transport::SendSnapshot(raft::Message m) {

@@ -2,15 +2,17 @@
 // members of a cluster, over gRPC (proto/conclave/raftpb/raft.proto and
 // proto/conclave/serverpb/server.proto).
 //
-// Sending. One sender thread per peer keeps one Peer.Stream open and writes
-// whatever is queued for that peer as one MessageBatch (up to
-// batch_bytes_max), so a burst of messages costs one write. A failed stream
-// is reopened after a backoff that doubles from backoff_min to backoff_max;
-// messages that cannot be sent are dropped and the peer is reported
-// unreachable to the node (Raft retransmits what matters). A peer's queue is
-// bounded (queue_messages_max); when it is full the oldest message is
-// dropped. Snapshots go on their own Member.Snapshot stream, one thread per
-// transfer, and their outcome is reported to the node.
+// Sending. Each peer has one Peer.Stream on gRPC's callback API. Send queues
+// the messages and, when the stream is idle, writes what is queued as one
+// MessageBatch (up to batch_bytes_max) right away; when a write completes,
+// whatever queued meanwhile goes as the next batch. So a burst of messages
+// costs one write and no thread hand-off. A connect thread per peer opens the
+// stream when something waits to be sent, and reopens a failed one after a
+// backoff that doubles from backoff_min to backoff_max; messages that cannot
+// be sent are dropped and the peer is reported unreachable to the node (Raft
+// retransmits what matters). A peer's queue is bounded (queue_messages_max);
+// when it is full the oldest message is dropped. Snapshots go on their own Member.Snapshot stream,
+// one thread per transfer, and their outcome is reported to the node.
 //
 // Receiving. The Peer and Member services are registered on the node's peer
 // listener. Batches from another cluster or for another member are refused;
@@ -115,12 +117,25 @@ class Transport final : public MessageSender {
 
  private:
   struct Peer;
+  class PeerStream;
   class PeerServiceImpl;
   class MemberServiceImpl;
 
-  void SenderLoop(Peer* peer);
-  // Writes batches on one open stream until it fails or the transport stops.
-  void Pump(Peer* peer, grpc::ClientReaderWriter<raftpb::MessageBatch, raftpb::StreamAck>* stream);
+  // The peer's connect thread: opens a stream when messages wait and none is
+  // open, after a backoff once one has failed; ends it when stopping.
+  void ConnectLoop(Peer* peer);
+  // Starts writing the peer's queue if its stream is open and idle, or wakes
+  // the connect thread when there is no stream.
+  void Kick(Peer* peer);
+  // Takes queued messages for one batch (peer->mu held).
+  std::vector<raft::Message> TakeBatch(Peer* peer);
+  // PeerStream's reactions: a write finished (the next one starts if more is
+  // queued), the stream is closing (its reads failed), the call is over.
+  void WriteDone(Peer* peer, PeerStream* stream, bool ok, size_t written);
+  void Closing(Peer* peer, PeerStream* stream);
+  void StreamDone(Peer* peer, PeerStream* stream, const grpc::Status& status);
+  // After a stream's destruction: the connect thread may stop waiting for it.
+  void StreamGone(Peer* peer);
   void Drop(Peer* peer, size_t count);
   void RunSnapshot(const raft::Message& m);
   Status StreamSnapshot(const raft::Message& m);
