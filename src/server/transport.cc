@@ -28,8 +28,6 @@ Status FromGrpc(const grpc::Status& s) {
   return Status(static_cast<StatusCode>(s.error_code()), s.error_message());
 }
 
-constexpr uint64_t kAckEveryBatches = 64;
-
 }  // namespace
 
 Result<std::string> GrpcTarget(const std::string& url) {
@@ -137,54 +135,67 @@ class Transport::PeerStream final
 
 // ---- services ----
 
-class Transport::PeerServiceImpl final : public raftpb::Peer::Service {
+class Transport::PeerServiceImpl final : public raftpb::Peer::CallbackService {
  public:
   explicit PeerServiceImpl(Node* node) : node_(node) {}
 
-  grpc::Status Stream(
-      grpc::ServerContext* /*context*/,
-      grpc::ServerReaderWriter<raftpb::StreamAck, raftpb::MessageBatch>* stream) override {
-    raftpb::MessageBatch batch;
-    while (stream->Read(&batch)) {
-      if (node_->IsRemoved(batch.from_node())) {
-        return grpc::Status(
-            grpc::FAILED_PRECONDITION,
-            fmt::format("peer: member {:x} was removed from the cluster", batch.from_node()));
-      }
-      if (batch.cluster_id() != node_->cluster_id()) {
-        return grpc::Status(grpc::FAILED_PRECONDITION,
-                            fmt::format("peer: cluster id {:x} is not this cluster's ({:x})",
-                                        batch.cluster_id(), node_->cluster_id()));
-      }
-      if (batch.to_node() != node_->member_id()) {
-        return grpc::Status(grpc::FAILED_PRECONDITION,
-                            fmt::format("peer: batch for member {:x} reached member {:x}",
-                                        batch.to_node(), node_->member_id()));
-      }
+  grpc::ServerBidiReactor<raftpb::MessageBatch, raftpb::StreamAck>* Stream(
+      grpc::CallbackServerContext* /*context*/) override {
+    return new Inbound(node_);
+  }
+
+ private:
+  // One peer's stream into this member, on gRPC's callback API: each batch
+  // read is checked, decoded and handed to the node, then the next read
+  // starts; no thread waits on the stream. Nothing is written back: acks
+  // are optional in the protocol and senders only drain them.
+  class Inbound final : public grpc::ServerBidiReactor<raftpb::MessageBatch, raftpb::StreamAck> {
+   public:
+    explicit Inbound(Node* node) : node_(node) { StartRead(&batch_); }
+
+    void OnReadDone(bool ok) override {
+      if (!ok) return Finish(grpc::Status::OK);  // the sender closed, or the call broke
+      if (grpc::Status refused = Check(); !refused.ok()) return Finish(refused);
       std::vector<raft::Message> messages;
-      messages.reserve(batch.messages_size());
-      for (const raftpb::Message& pm : batch.messages()) {
+      messages.reserve(batch_.messages_size());
+      for (const raftpb::Message& pm : batch_.messages()) {
         auto m = DecodeMessage(pm);
         if (!m.ok()) {
-          LOG_WARN("peer: dropping a message from {:x}: {}", batch.from_node(),
+          LOG_WARN("peer: dropping a message from {:x}: {}", batch_.from_node(),
                    m.status().ToString());
           continue;
         }
         messages.push_back(std::move(*m));
       }
       node_->Receive(std::move(messages));
-      // Acks are cumulative and nothing waits for them: one per
-      // kAckEveryBatches spares a write (and a wake-up at the sender) per batch.
-      if (batch.sequence() % kAckEveryBatches == 0) {
-        raftpb::StreamAck ack;
-        ack.set_sequence(batch.sequence());
-        if (!stream->Write(ack)) break;
-      }
+      StartRead(&batch_);
     }
-    return grpc::Status::OK;
-  }
+    void OnDone() override { delete this; }
 
- private:
+   private:
+    grpc::Status Check() const {
+      if (node_->IsRemoved(batch_.from_node())) {
+        return grpc::Status(
+            grpc::FAILED_PRECONDITION,
+            fmt::format("peer: member {:x} was removed from the cluster", batch_.from_node()));
+      }
+      if (batch_.cluster_id() != node_->cluster_id()) {
+        return grpc::Status(grpc::FAILED_PRECONDITION,
+                            fmt::format("peer: cluster id {:x} is not this cluster's ({:x})",
+                                        batch_.cluster_id(), node_->cluster_id()));
+      }
+      if (batch_.to_node() != node_->member_id()) {
+        return grpc::Status(grpc::FAILED_PRECONDITION,
+                            fmt::format("peer: batch for member {:x} reached member {:x}",
+                                        batch_.to_node(), node_->member_id()));
+      }
+      return grpc::Status::OK;
+    }
+
+    Node* node_;
+    raftpb::MessageBatch batch_;
+  };
+
   Node* node_;
 };
 
