@@ -33,6 +33,11 @@ void AppendEscaped(std::string* dst, std::string_view user_key) {
 
 }  // namespace
 
+bool IsEventKey(std::string_view key) {
+  static_assert(kEventSpacePrefixBytes == kGroupBytes + 1);
+  return key.size() >= kEventSpacePrefixBytes && key[kGroupBytes] == kEvent;
+}
+
 std::string GroupPrefix(uint64_t group) {
   std::string s;
   PutBigEndian64(&s, group);

@@ -59,6 +59,10 @@ struct DecodedVersionKey {
 std::optional<DecodedVersionKey> DecodeVersionKey(std::string_view key);
 
 std::string EventKey(uint64_t group, Revision rev);
+// Every history key of a group starts with the same <group> 'r': its length,
+// and whether a raw key is a history key.
+inline constexpr size_t kEventSpacePrefixBytes = 9;
+bool IsEventKey(std::string_view key);
 std::string EventSpaceStart(uint64_t group);
 std::string EventSpaceEnd(uint64_t group);
 std::optional<Revision> DecodeEventKey(std::string_view key);

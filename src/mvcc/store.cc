@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <rocksdb/db.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/snapshot.h>
 #include <rocksdb/utilities/write_batch_with_index.h>
 #include <rocksdb/write_batch.h>
@@ -178,6 +179,25 @@ bool CompareHolds(const Compare& c, const KeyValue& kv) {
 
 }  // namespace
 
+namespace {
+
+// Watch-history keys of a group arrive in increasing order. Naming their
+// shared prefix lets the memtable insert each one next to the previous one
+// instead of searching its skiplist from the top (in a profile of puts,
+// memtable inserts were the largest single cost of applying).
+class EventSpacePrefix final : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "conclave.EventSpacePrefix"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    return rocksdb::Slice(key.data(), keys::kEventSpacePrefixBytes);
+  }
+  bool InDomain(const rocksdb::Slice& key) const override {
+    return keys::IsEventKey(std::string_view(key.data(), key.size()));
+  }
+};
+
+}  // namespace
+
 // ---- Store ----
 
 Store::Store(std::unique_ptr<rocksdb::DB> db, const StoreOptions& options)
@@ -188,6 +208,7 @@ Store::~Store() = default;
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreOptions& options) {
   rocksdb::Options opts;
   opts.create_if_missing = true;
+  opts.memtable_insert_with_hint_prefix_extractor = std::make_shared<EventSpacePrefix>();
   rocksdb::DB* raw = nullptr;
   RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(opts, path, &raw), "mvcc: open " + path));
   std::unique_ptr<Store> store(new Store(std::unique_ptr<rocksdb::DB>(raw), options));
