@@ -209,6 +209,10 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreO
   rocksdb::Options opts;
   opts.create_if_missing = true;
   opts.memtable_insert_with_hint_prefix_extractor = std::make_shared<EventSpacePrefix>();
+  // Half RocksDB's default memtable: the Raft log already buffers recent
+  // writes, and the key index costs memory too. Peak memory of a member
+  // holding 1M keys of 256 B drops by up to two memtables' difference.
+  opts.write_buffer_size = 32 << 20;
   rocksdb::DB* raw = nullptr;
   RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(opts, path, &raw), "mvcc: open " + path));
   std::unique_ptr<Store> store(new Store(std::unique_ptr<rocksdb::DB>(raw), options));
