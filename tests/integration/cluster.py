@@ -415,6 +415,12 @@ class Cluster:
             proc.wait(timeout=timeout_s)
             raise AssertionError("%s did not exit within %ss of SIGTERM"
                                  % (self.members[i].name, timeout_s))
+        # A clean exit is 0 (Conclave) or the re-raised SIGTERM (etcd); a
+        # crash on the way out (SIGABRT from a double free, SIGSEGV) is a bug
+        # that the shutdown must not hide.
+        if proc.returncode not in (0, -signal.SIGTERM):
+            raise AssertionError("%s exited with status %s after SIGTERM"
+                                 % (self.members[i].name, proc.returncode))
 
     def kill(self, i):
         """SIGKILL: no chance to flush or say goodbye."""
