@@ -47,8 +47,10 @@ bool Node::Waiter::Complete(Result<ApplyResult> r) {
     std::lock_guard<std::mutex> lock(mu);
     if (result) return false;
     if (on_done) {
+      // Nobody waits on an asynchronous waiter: the result goes to the
+      // callback, and an empty one only marks it done.
       callback.swap(on_done);
-      result.emplace(r);
+      result.emplace(ApplyResult{});
     } else {
       result.emplace(std::move(r));
     }
@@ -264,21 +266,21 @@ void Node::FailAll(const Status& status) {
 
 // ---- requests from gRPC threads ----
 
-Result<ApplyResult> Node::Propose(serverpb::Command command) {
+std::shared_ptr<Node::Waiter> Node::NewProposal(serverpb::Command& command) {
   auto w = std::make_shared<Waiter>();
   w->request_id = next_request_id_.fetch_add(1);
   command.set_proposer(options_.member_id);
   command.set_request_id(w->request_id);
   w->data = command.SerializeAsString();
-  return Submit(w);
+  return w;
+}
+
+Result<ApplyResult> Node::Propose(serverpb::Command command) {
+  return Submit(NewProposal(command));
 }
 
 void Node::ProposeAsync(serverpb::Command command, std::function<void(Result<ApplyResult>)> done) {
-  auto w = std::make_shared<Waiter>();
-  w->request_id = next_request_id_.fetch_add(1);
-  command.set_proposer(options_.member_id);
-  command.set_request_id(w->request_id);
-  w->data = command.SerializeAsString();
+  std::shared_ptr<Waiter> w = NewProposal(command);
   w->on_done = [this, id = w->request_id, done = std::move(done)](Result<ApplyResult> r) {
     {
       std::lock_guard<std::mutex> lock(waiters_mu_);

@@ -301,6 +301,9 @@ class Node {
   Node(const NodeOptions& options, Clock& clock);
   Status Recover();
   Status Bootstrap();
+  // A waiter for `command`, which it stamps with this member and a fresh
+  // request id before serializing it.
+  std::shared_ptr<Waiter> NewProposal(serverpb::Command& command);
   // Queues a proposal and waits for its result.
   Result<ApplyResult> Submit(const std::shared_ptr<Waiter>& w);
   // Registers `w` and queues it for the driver; false (and `w` completed
