@@ -31,6 +31,20 @@ void PutLengthPrefixed(std::string* dst, std::string_view bytes) {
   dst->append(bytes.data(), bytes.size());
 }
 
+void PutBigEndian32(std::string* dst, uint32_t v) {
+  char buf[4];
+  for (int i = 0; i < 4; ++i)
+    buf[i] = static_cast<char>((v >> (8 * (3 - i))) & 0xff);
+  dst->append(buf, 4);
+}
+
+void PutBigEndian64(std::string* dst, uint64_t v) {
+  char buf[8];
+  for (int i = 0; i < 8; ++i)
+    buf[i] = static_cast<char>((v >> (8 * (7 - i))) & 0xff);
+  dst->append(buf, 8);
+}
+
 uint32_t DecodeFixed32(const char* p) {
   uint32_t v = 0;
   for (int i = 0; i < 4; ++i)
@@ -45,6 +59,29 @@ uint64_t DecodeFixed64(const char* p) {
   return v;
 }
 
+uint32_t DecodeBigEndian32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i)
+    v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+uint64_t DecodeBigEndian64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i)
+    v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+size_t VarintLength(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
 bool Decoder::ReadFixed32(uint32_t* v) {
   if (rest_.size() < 4) return false;
   *v = DecodeFixed32(rest_.data());
@@ -55,6 +92,20 @@ bool Decoder::ReadFixed32(uint32_t* v) {
 bool Decoder::ReadFixed64(uint64_t* v) {
   if (rest_.size() < 8) return false;
   *v = DecodeFixed64(rest_.data());
+  rest_.remove_prefix(8);
+  return true;
+}
+
+bool Decoder::ReadBigEndian32(uint32_t* v) {
+  if (rest_.size() < 4) return false;
+  *v = DecodeBigEndian32(rest_.data());
+  rest_.remove_prefix(4);
+  return true;
+}
+
+bool Decoder::ReadBigEndian64(uint64_t* v) {
+  if (rest_.size() < 8) return false;
+  *v = DecodeBigEndian64(rest_.data());
   rest_.remove_prefix(8);
   return true;
 }

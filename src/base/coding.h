@@ -1,5 +1,6 @@
 // Little helpers for binary encodings: fixed-width little-endian integers,
-// LEB128 varints and length-prefixed strings.
+// fixed-width big-endian integers (for keys, whose bytewise order must follow
+// the numbers' order), LEB128 varints and length-prefixed strings.
 //
 // Encoders append to a std::string. Decoders read from a Decoder that
 // consumes a string_view and reports truncated or malformed input as a
@@ -18,9 +19,19 @@ void PutFixed32(std::string* dst, uint32_t v);
 void PutFixed64(std::string* dst, uint64_t v);
 void PutVarint64(std::string* dst, uint64_t v);
 void PutLengthPrefixed(std::string* dst, std::string_view bytes);
+// Big-endian: most significant byte first, so that encodings compare
+// bytewise like the numbers.
+void PutBigEndian32(std::string* dst, uint32_t v);
+void PutBigEndian64(std::string* dst, uint64_t v);
 
 uint32_t DecodeFixed32(const char* p);
 uint64_t DecodeFixed64(const char* p);
+uint32_t DecodeBigEndian32(const char* p);
+uint64_t DecodeBigEndian64(const char* p);
+
+// How many bytes PutVarint64 writes for v (1 to 10). A decoder that must
+// accept only the shortest encoding compares this with what it consumed.
+size_t VarintLength(uint64_t v);
 
 class Decoder {
  public:
@@ -28,6 +39,8 @@ class Decoder {
 
   bool ReadFixed32(uint32_t* v);
   bool ReadFixed64(uint64_t* v);
+  bool ReadBigEndian32(uint32_t* v);
+  bool ReadBigEndian64(uint64_t* v);
   bool ReadVarint64(uint64_t* v);
   bool ReadByte(uint8_t* v);
   bool ReadLengthPrefixed(std::string_view* v);
