@@ -9,6 +9,7 @@
 #include "base/random.h"
 #include "mvcc/snapshot.h"
 #include "mvcc/store.h"
+#include "storage/engine.h"
 
 namespace conclave::mvcc {
 namespace {
@@ -28,8 +29,28 @@ std::string Key(uint64_t i) {
   return buf;
 }
 
-std::unique_ptr<Store> OpenFresh(const std::string& dir) {
-  return std::move(Store::Open(dir, StoreOptions{.group = 1})).value();
+// A store on its own RocksDB engine, as a member runs it.
+class BenchStore {
+ public:
+  explicit BenchStore(const std::string& dir)
+      : engine_(std::move(storage::OpenRocksEngine(dir, StoreRocksEngineOptions())).value()),
+        store_(std::move(Store::Open(engine_.get(), StoreOptions{.group = 1})).value()) {}
+
+  Store* get() const { return store_.get(); }
+  Store* operator->() const { return store_.get(); }
+  // Closes the store, then its engine.
+  void reset() {
+    store_.reset();
+    engine_.reset();
+  }
+
+ private:
+  std::unique_ptr<storage::Engine> engine_;
+  std::unique_ptr<Store> store_;
+};
+
+BenchStore OpenFresh(const std::string& dir) {
+  return BenchStore(dir);
 }
 
 void Fill(Store* store, uint64_t keys, size_t value_bytes, uint64_t batch_size) {

@@ -5,8 +5,6 @@
 // raises the NOSPACE alarm through the log; while it is raised every member
 // refuses writes ("etcdserver: mvcc: database space exceeded") until space is
 // freed (compaction, defragmentation) and the alarm is disarmed.
-#include <rocksdb/db.h>
-
 #include <cstring>
 
 #include "api/service_util.h"
@@ -129,16 +127,14 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
     return grpc::Status::OK;
   }
 
-  // Compacts all of RocksDB's files, dropping what compaction and deletes
-  // left behind; reads and writes go on meanwhile.
+  // Compacts all of the storage engine's files, dropping what compaction
+  // and deletes left behind; reads and writes go on meanwhile.
   grpc::Status Defragment(grpc::ServerContext* /*context*/,
                           const etcdserverpb::DefragmentRequest* /*req*/,
                           etcdserverpb::DefragmentResponse* resp) override {
     if (auto refused = RefuseOnLearner(node_); !refused.ok()) return ToGrpc(refused);
-    rocksdb::CompactRangeOptions opts;
-    opts.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
-    rocksdb::Status s = node_->store()->db()->CompactRange(opts, nullptr, nullptr);
-    if (!s.ok()) return ToGrpc(Status::Internal("defragment: " + s.ToString()));
+    const conclave::Status s = node_->store()->engine()->Compact();
+    if (!s.ok()) return ToGrpc(Status::Internal("defragment: " + s.message()));
     headers_.Fill(resp->mutable_header(), headers_.current());
     return grpc::Status::OK;
   }
@@ -169,12 +165,7 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
 }  // namespace
 
 int64_t StoreBytes(server::Node* node) {
-  uint64_t sst = 0;
-  uint64_t mem = 0;
-  rocksdb::DB* db = node->store()->db();
-  db->GetIntProperty("rocksdb.total-sst-files-size", &sst);
-  db->GetIntProperty("rocksdb.cur-size-all-mem-tables", &mem);
-  return static_cast<int64_t>(sst + mem);
+  return static_cast<int64_t>(node->store()->engine()->ApproximateBytes());
 }
 
 Status CheckQuota(server::Node* node, const ServiceOptions& options, size_t request_bytes) {

@@ -1,7 +1,7 @@
-// How the MVCC store lays out its data in RocksDB (docs/MVCC.md).
+// How the MVCC store lays out its data in the storage engine (docs/MVCC.md).
 //
-// Every key starts with the 8-byte big-endian group id, so one RocksDB
-// instance can hold many Raft groups' state side by side:
+// Every key starts with the 8-byte big-endian group id, so one engine (one
+// RocksDB instance) can hold many Raft groups' state side by side:
 //
 //   <group> 'm' <name>                       metadata (applied index, revisions)
 //   <group> 'k' <escaped user key> 00 01 <~main> <~sub>   one version of a key

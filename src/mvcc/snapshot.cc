@@ -1,8 +1,6 @@
 #include "mvcc/snapshot.h"
 
 #include <fmt/format.h>
-#include <rocksdb/db.h>
-#include <rocksdb/write_batch.h>
 
 #include "base/coding.h"
 #include "base/crc32c.h"
@@ -88,22 +86,17 @@ Result<SnapshotChunk> DecodeChunk(std::string_view bytes) {
 SnapshotWriter::SnapshotWriter(Store* store, SnapshotId id, size_t chunk_bytes)
     : store_(store), id_(id), chunk_bytes_(chunk_bytes) {}
 
-SnapshotWriter::~SnapshotWriter() {
-  it_.reset();
-  if (snapshot_ != nullptr) store_->db()->ReleaseSnapshot(snapshot_);
-}
+SnapshotWriter::~SnapshotWriter() = default;
 
 Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::Create(Store* store, size_t chunk_bytes) {
   std::unique_ptr<SnapshotWriter> w(
       new SnapshotWriter(store, SnapshotId{store->group(), 0, 0}, chunk_bytes));
-  w->snapshot_ = store->db()->GetSnapshot();
-  // The applied index as of the RocksDB snapshot, not as of now.
-  ASSIGN_OR_RETURN(StoreMeta meta, store->MetaAt(w->snapshot_));
+  w->snapshot_ = store->engine()->GetSnapshot();
+  // The applied index as of the engine snapshot, not as of now.
+  ASSIGN_OR_RETURN(StoreMeta meta, store->MetaAt(w->snapshot_.get()));
   w->id_.index = meta.applied_index;
   w->id_.term = meta.applied_term;
-  rocksdb::ReadOptions ro;
-  ro.snapshot = w->snapshot_;
-  w->it_.reset(store->db()->NewIterator(ro));
+  w->it_ = store->engine()->NewIterator(w->snapshot_.get());
   w->it_->Seek(keys::GroupPrefix(store->group()));
   return w;
 }
@@ -117,11 +110,13 @@ Result<bool> SnapshotWriter::Next(std::string* out) {
   size_t bytes = 0;
   while (it_->Valid() && bytes < chunk_bytes_) {
     if (id_.group != UINT64_MAX && it_->key().compare(end) >= 0) break;
-    c.records.emplace_back(it_->key().ToString(), it_->value().ToString());
+    c.records.emplace_back(it_->key(), it_->value());
     bytes += it_->key().size() + it_->value().size();
     it_->Next();
   }
-  if (!it_->status().ok()) return Status::IOError("snapshot read: " + it_->status().ToString());
+  if (const Status s = it_->status(); !s.ok()) {
+    return Status::IOError("snapshot read: " + s.message());
+  }
   records_ += c.records.size();
   const bool at_end = !it_->Valid() || (id_.group != UINT64_MAX && it_->key().compare(end) >= 0);
   if (at_end) {
@@ -228,8 +223,8 @@ Status RemoveStaleParts(storage::FileSystem* fs, const std::string& dir) {
 Status InstallSnapshot(Store* store, storage::FileSystem* fs, const std::string& path) {
   ASSIGN_OR_RETURN(std::string data, fs->ReadFile(path));
   const uint64_t group = store->group();
-  rocksdb::WriteBatch wb;
-  wb.DeleteRange(keys::GroupPrefix(group), keys::GroupPrefix(group + 1));
+  std::unique_ptr<storage::EngineBatch> batch = store->engine()->NewBatch();
+  batch->DeleteRange(keys::GroupPrefix(group), keys::GroupPrefix(group + 1));
   std::string_view rest(data);
   uint32_t seq = 0;
   uint64_t records = 0;
@@ -263,7 +258,7 @@ Status InstallSnapshot(Store* store, storage::FileSystem* fs, const std::string&
         return Status::Corruption(
             fmt::format("{} offset {}: record outside the group", path, offset));
       }
-      wb.Put(k, v);
+      batch->Put(k, v);
     }
     records += c->records.size();
     last = c->last;
@@ -276,7 +271,7 @@ Status InstallSnapshot(Store* store, storage::FileSystem* fs, const std::string&
     rest.remove_prefix(4 + n);
   }
   if (!last) return Status::Corruption(fmt::format("{}: the last chunk is missing", path));
-  RETURN_IF_ERROR(store->ReplaceWith(&wb, id.index));
+  RETURN_IF_ERROR(store->ReplaceWith(batch.get(), id.index));
   LOG_INFO("mvcc: installed snapshot group={} index={} term={} records={}", group, id.index,
            id.term, records);
   return Status::Ok();

@@ -2,7 +2,7 @@
 // self-checking chunks, received into a staging file, installed atomically
 // (docs/SNAPSHOT.md).
 //
-//   SnapshotWriter   reads a Store at one committed batch (a RocksDB
+//   SnapshotWriter   reads a Store at one committed batch (an engine
 //                    snapshot) and cuts its keyspace into chunks of about
 //                    chunk_bytes each, for the transport to stream.
 //   SnapshotReceiver checks each arriving chunk (checksum, order, identity)
@@ -10,7 +10,7 @@
 //                    renames it into place, so a crash leaves either a whole
 //                    snapshot file or a part file that is discarded.
 //   InstallSnapshot  checks a whole snapshot file again and replaces the
-//                    group's keyspace with it in one RocksDB write batch: a
+//                    group's keyspace with it in one engine write batch: a
 //                    crash leaves the old state or the new, never a mix.
 //
 // Staging files go through storage::FileSystem, so tests can crash, tear and
@@ -28,11 +28,8 @@
 
 #include "base/status.h"
 #include "mvcc/store.h"
+#include "storage/engine.h"
 #include "storage/file_system.h"
-
-namespace rocksdb {
-class Snapshot;
-}
 
 namespace conclave::mvcc {
 
@@ -67,7 +64,7 @@ class SnapshotWriter {
   const SnapshotId& id() const { return id_; }
   // Application metadata (Store::GetMeta) as of the image.
   Result<std::optional<std::string>> GetMeta(std::string_view name) const {
-    return store_->GetMeta(name, snapshot_);
+    return store_->GetMeta(name, snapshot_.get());
   }
   // The next encoded chunk; false when the last one has been returned.
   Result<bool> Next(std::string* chunk);
@@ -78,8 +75,9 @@ class SnapshotWriter {
   Store* store_;
   SnapshotId id_;
   size_t chunk_bytes_;
-  const rocksdb::Snapshot* snapshot_ = nullptr;
-  std::unique_ptr<rocksdb::Iterator> it_;
+  std::shared_ptr<const storage::EngineSnapshot> snapshot_;
+  // Reads snapshot_, so it goes first.
+  std::unique_ptr<storage::EngineIterator> it_;
   uint32_t seq_ = 0;
   uint64_t records_ = 0;
   bool done_ = false;

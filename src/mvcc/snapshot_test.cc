@@ -5,36 +5,74 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <thread>
 
 #include "base/random.h"
 #include "base/sha256.h"
+#include "storage/engine_test_util.h"
 #include "storage/fault_injection_file_system.h"
 
 namespace conclave::mvcc {
 namespace {
 
 namespace fs = std::filesystem;
+using storage::test::EngineKind;
 
-class SnapshotTest : public ::testing::Test {
+// Runs on RocksDB and on MemEngine. Stores live in named engines (RocksDB:
+// a directory under root_), opened on first use; stores of different groups
+// may share one.
+class SnapshotTest : public ::testing::TestWithParam<EngineKind> {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() /
-            ("conclave-snap-" + std::to_string(::getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(name.begin(), name.end(), '/', '-');
+    root_ =
+        fs::temp_directory_path() / ("conclave-snap-" + std::to_string(::getpid()) + "-" + name);
     fs::remove_all(root_);
     fs::create_directories(root_);
     source_ = OpenStore("source");
   }
-  void TearDown() override { fs::remove_all(root_); }
+  void TearDown() override {
+    source_.reset();
+    engines_.clear();
+    fs::remove_all(root_);
+  }
 
+  storage::Engine* EngineFor(const std::string& name) {
+    std::unique_ptr<storage::Engine>& engine = engines_[name];
+    if (!engine) {
+      engine = storage::test::OpenTestEngine(GetParam(), (root_ / name).string(),
+                                             StoreRocksEngineOptions());
+    }
+    return engine.get();
+  }
   std::unique_ptr<Store> OpenStore(const std::string& name, uint64_t group = 5) {
-    auto s = Store::Open((root_ / name).string(), StoreOptions{.group = group});
+    auto s = Store::Open(EngineFor(name), StoreOptions{.group = group});
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return std::move(s).value();
+  }
+  // Closes the engine `name`, keeping RocksDB's files. No store may be open
+  // on it.
+  void CloseEngine(const std::string& name) { engines_.erase(name); }
+  // What a restart of the engine `name` leaves (no store may be open on
+  // it): RocksDB reopened from its files; MemEngine crashed, which keeps at
+  // least what was synced.
+  void Restart(const std::string& name) {
+    if (GetParam() == EngineKind::kMem) {
+      static_cast<storage::MemEngine*>(EngineFor(name))->Crash(crash_random_);
+      return;
+    }
+    CloseEngine(name);
+  }
+  // Drops the engine `name` and everything in it.
+  void Discard(const std::string& name) {
+    CloseEngine(name);
+    fs::remove_all(root_ / name);
   }
 
   // Fills a store with puts, overwrites, deletes and a compaction.
@@ -106,10 +144,16 @@ class SnapshotTest : public ::testing::Test {
   }
 
   fs::path root_;
+  SeededRandom crash_random_{77};
+  // Before source_, which uses one of them.
+  std::map<std::string, std::unique_ptr<storage::Engine>> engines_;
   std::unique_ptr<Store> source_;
 };
 
-TEST_F(SnapshotTest, ChunkRoundTripAndChecks) {
+// Needs RocksDB: a child process installs into the store's files.
+using SnapshotKillTest = SnapshotTest;
+
+TEST_P(SnapshotTest, ChunkRoundTripAndChecks) {
   SnapshotChunk c{.id = {1, 2, 3},
                   .seq = 4,
                   .last = true,
@@ -131,7 +175,7 @@ TEST_F(SnapshotTest, ChunkRoundTripAndChecks) {
     EXPECT_FALSE(DecodeChunk(bytes.substr(0, n)).ok());
 }
 
-TEST_F(SnapshotTest, DecodeSurvivesRandomBytes) {
+TEST_P(SnapshotTest, DecodeSurvivesRandomBytes) {
   SeededRandom rnd(17);
   for (int i = 0; i < 20000; ++i) {
     std::string junk(rnd.Uniform(120), '\0');
@@ -142,7 +186,7 @@ TEST_F(SnapshotTest, DecodeSurvivesRandomBytes) {
   }
 }
 
-TEST_F(SnapshotTest, StreamInstallAndContinue) {
+TEST_P(SnapshotTest, StreamInstallAndContinue) {
   Populate(source_.get(), 200, 1);
   auto posix = storage::NewPosixFileSystem();
   auto path = Stream(source_.get(), posix.get(), (root_ / "staging").string(), 4096);
@@ -154,6 +198,7 @@ TEST_F(SnapshotTest, StreamInstallAndContinue) {
   ExpectSameState(source_.get(), target.get());
   // Restart from the installed snapshot, then apply the log tail.
   target.reset();
+  Restart("target");
   target = OpenStore("target");
   ExpectSameState(source_.get(), target.get());
   for (Store* s : {source_.get(), target.get()}) {
@@ -168,7 +213,7 @@ TEST_F(SnapshotTest, StreamInstallAndContinue) {
 // A saved snapshot file (Maintenance.Snapshot's stream): the .snap image,
 // zero padding to 512 bytes, its SHA-256. Decoding returns the image, and
 // refuses a wrong digest, stray bytes in the padding and a bare image.
-TEST_F(SnapshotTest, SavedSnapshotFileRoundTripAndChecks) {
+TEST_P(SnapshotTest, SavedSnapshotFileRoundTripAndChecks) {
   Populate(source_.get(), 50, 1);
   auto posix = storage::NewPosixFileSystem();
   auto path = Stream(source_.get(), posix.get(), (root_ / "staging").string(), 1024);
@@ -196,12 +241,12 @@ TEST_F(SnapshotTest, SavedSnapshotFileRoundTripAndChecks) {
   EXPECT_FALSE(DecodeSavedSnapshot("").ok());
 }
 
-TEST_F(SnapshotTest, OtherGroupsAreUntouched) {
+TEST_P(SnapshotTest, OtherGroupsAreUntouched) {
   Populate(source_.get(), 30, 3);
   auto posix = storage::NewPosixFileSystem();
   auto path = Stream(source_.get(), posix.get(), (root_ / "staging").string(), 1 << 20);
   ASSERT_TRUE(path.ok());
-  // Group 5 and group 6 share one RocksDB; installing group 5 leaves 6 alone.
+  // Group 5 and group 6 share one engine; installing group 5 leaves 6 alone.
   auto target5 = OpenStore("shared", 5);
   target5.reset();
   {
@@ -218,7 +263,7 @@ TEST_F(SnapshotTest, OtherGroupsAreUntouched) {
   }
 }
 
-TEST_F(SnapshotTest, CorruptionIsRefusedAndNamesTheOffset) {
+TEST_P(SnapshotTest, CorruptionIsRefusedAndNamesTheOffset) {
   Populate(source_.get(), 100, 5);
   storage::FaultInjectionFileSystem fsys(1);
   auto path = Stream(source_.get(), &fsys, "staging", 2048);
@@ -244,7 +289,7 @@ TEST_F(SnapshotTest, CorruptionIsRefusedAndNamesTheOffset) {
 // Crashes the receiving side at random points, losing or tearing whatever
 // was not yet synced: a snapshot file either survives whole and installs to
 // the source's exact state, or does not exist and nothing is installed.
-TEST_F(SnapshotTest, CrashConsistencyOfReceiveAndInstall) {
+TEST_P(SnapshotTest, CrashConsistencyOfReceiveAndInstall) {
   Populate(source_.get(), 120, 9);
   auto target = OpenStore("target");
   Populate(target.get(), 10, 10);
@@ -286,7 +331,7 @@ TEST_F(SnapshotTest, CrashConsistencyOfReceiveAndInstall) {
     ++installed;
     // Put the target back for the next round.
     target.reset();
-    fs::remove_all(root_ / "target");
+    Discard("target");
     target = OpenStore("target");
     Populate(target.get(), 10, 10);
   }
@@ -302,7 +347,9 @@ int InstallChildIfAsked() {
   const char* store_dir = std::getenv("CONCLAVE_INSTALL_STORE");
   const char* snap = std::getenv("CONCLAVE_INSTALL_SNAPSHOT");
   if (store_dir == nullptr || snap == nullptr) return 0;
-  auto store = Store::Open(store_dir, StoreOptions{.group = 5});
+  auto engine = storage::OpenRocksEngine(store_dir, StoreRocksEngineOptions());
+  if (!engine.ok()) _exit(2);
+  auto store = Store::Open(engine->get(), StoreOptions{.group = 5});
   if (!store.ok()) _exit(2);
   auto posix = storage::NewPosixFileSystem();
   // Tell the parent the install starts now, so its kill lands inside it.
@@ -316,7 +363,7 @@ const int kInstallChild = InstallChildIfAsked();
 // Kills (SIGKILL) a process in the middle of installing a snapshot, at
 // random moments across the install: the store must afterwards hold either
 // its old state or exactly the snapshot's, never a mix.
-TEST_F(SnapshotTest, InstallKilledAtAnyPointLeavesOldOrNew) {
+TEST_P(SnapshotKillTest, InstallKilledAtAnyPointLeavesOldOrNew) {
   Populate(source_.get(), 3000, 21);
   auto posix = storage::NewPosixFileSystem();
   auto path = Stream(source_.get(), posix.get(), (root_ / "staging").string(), 64 << 10);
@@ -360,6 +407,7 @@ TEST_F(SnapshotTest, InstallKilledAtAnyPointLeavesOldOrNew) {
     auto target = OpenStore("target");
     ExpectSameState(source_.get(), target.get());
   }
+  CloseEngine("target");
 
   SeededRandom rnd(5);
   int old_state = 0;
@@ -372,6 +420,7 @@ TEST_F(SnapshotTest, InstallKilledAtAnyPointLeavesOldOrNew) {
       Populate(target.get(), 40, 100 + i);
       before = All(target.get());
     }
+    CloseEngine("target");  // the child opens it
     (void)run_child(std::chrono::microseconds(rnd.Uniform(whole.count() + 1)));
     auto target = OpenStore("target");
     const RangeResponse after = All(target.get());
@@ -382,10 +431,22 @@ TEST_F(SnapshotTest, InstallKilledAtAnyPointLeavesOldOrNew) {
       EXPECT_EQ(after.kvs, before.kvs) << "a mix of old and new state after kill " << i;
       ++old_state;
     }
+    target.reset();
+    CloseEngine("target");
   }
   std::printf("killed installs: %d old state, %d new state (whole run %lld us)\n", old_state,
               new_state, static_cast<long long>(whole.count()));
 }
+
+INSTANTIATE_TEST_SUITE_P(Engines, SnapshotTest,
+                         ::testing::Values(EngineKind::kRocks, EngineKind::kMem),
+                         [](const ::testing::TestParamInfo<EngineKind>& info) {
+                           return storage::test::EngineKindName(info.param);
+                         });
+INSTANTIATE_TEST_SUITE_P(Engines, SnapshotKillTest, ::testing::Values(EngineKind::kRocks),
+                         [](const ::testing::TestParamInfo<EngineKind>& info) {
+                           return storage::test::EngineKindName(info.param);
+                         });
 
 }  // namespace
 }  // namespace conclave::mvcc

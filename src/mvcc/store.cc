@@ -1,11 +1,6 @@
 #include "mvcc/store.h"
 
 #include <fmt/format.h>
-#include <rocksdb/db.h>
-#include <rocksdb/slice_transform.h>
-#include <rocksdb/snapshot.h>
-#include <rocksdb/utilities/write_batch_with_index.h>
-#include <rocksdb/write_batch.h>
 
 #include <algorithm>
 
@@ -15,10 +10,16 @@
 namespace conclave::mvcc {
 namespace {
 
-Status FromRocks(const rocksdb::Status& s, std::string_view what) {
-  if (s.ok()) return Status::Ok();
-  if (s.IsCorruption()) return Status::Corruption(fmt::format("{}: {}", what, s.ToString()));
-  return Status::IOError(fmt::format("{}: {}", what, s.ToString()));
+// An engine error with what the store was doing; its code unchanged.
+Status Annotate(const Status& s, std::string_view what) {
+  if (s.ok()) return s;
+  return Status(s.code(), fmt::format("{}: {}", what, s.message()));
+}
+
+template <typename T>
+Result<T> Annotate(Result<T> r, std::string_view what) {
+  if (r.ok()) return r;
+  return Annotate(r.status(), what);
 }
 
 // Resolves the revision a read runs at, or etcd's error for it.
@@ -36,16 +37,16 @@ bool IsFromKey(const std::string& range_end) {
 // Visits the newest live version at or before `rev` of every key in the
 // request's range, in key order. `visit` returns false to stop.
 template <typename Visit>
-Status ScanLive(rocksdb::Iterator* it, uint64_t group, const std::string& key,
+Status ScanLive(storage::EngineIterator* it, uint64_t group, const std::string& key,
                 const std::string& range_end, int64_t rev, Visit visit) {
   const bool single = range_end.empty();
   const bool to_end = IsFromKey(range_end);
   const std::string space_end = keys::VersionSpaceEnd(group);
   it->Seek(keys::VersionPrefix(group, key));
   while (it->Valid()) {
-    const rocksdb::Slice raw = it->key();
+    const std::string_view raw = it->key();
     if (raw.compare(space_end) >= 0) break;
-    auto decoded = keys::DecodeVersionKey(std::string_view(raw.data(), raw.size()));
+    auto decoded = keys::DecodeVersionKey(raw);
     if (!decoded) return Status::Corruption("mvcc: malformed version key");
     const std::string& user_key = decoded->user_key;
     if (single && user_key != key) break;
@@ -54,11 +55,11 @@ Status ScanLive(rocksdb::Iterator* it, uint64_t group, const std::string& key,
       // Skip to this key's newest version at or before rev.
       it->Seek(keys::VersionSeekKey(group, user_key, rev));
       if (!it->Valid()) break;
-      auto again = keys::DecodeVersionKey(std::string_view(it->key().data(), it->key().size()));
+      auto again = keys::DecodeVersionKey(it->key());
       if (!again || again->user_key != user_key) continue;  // no such version: next key
       decoded = std::move(again);
     }
-    auto value = keys::DecodeVersionValue(std::string_view(it->value().data(), it->value().size()));
+    auto value = keys::DecodeVersionValue(it->value());
     if (!value) return Status::Corruption("mvcc: malformed version value");
     if (!value->tombstone) {
       KeyValue kv{user_key,       value->create_revision, decoded->rev.main,
@@ -67,7 +68,7 @@ Status ScanLive(rocksdb::Iterator* it, uint64_t group, const std::string& key,
     }
     it->Seek(keys::VersionPrefixEnd(group, user_key));
   }
-  return FromRocks(it->status(), "mvcc range");
+  return Annotate(it->status(), "mvcc range");
 }
 
 int64_t SortField(const KeyValue& kv, SortTarget t) {
@@ -83,7 +84,7 @@ int64_t SortField(const KeyValue& kv, SortTarget t) {
   }
 }
 
-Result<RangeResponse> RangeOver(rocksdb::Iterator* it, uint64_t group, const RangeRequest& r,
+Result<RangeResponse> RangeOver(storage::EngineIterator* it, uint64_t group, const RangeRequest& r,
                                 int64_t current, int64_t compacted) {
   ASSIGN_OR_RETURN(int64_t rev, ReadRevision(r.revision, current, compacted));
   const bool filtered =
@@ -179,43 +180,33 @@ bool CompareHolds(const Compare& c, const KeyValue& kv) {
 
 }  // namespace
 
-namespace {
-
-// Watch-history keys of a group arrive in increasing order. Naming their
-// shared prefix lets the memtable insert each one next to the previous one
-// instead of searching its skiplist from the top (in a profile of puts,
-// memtable inserts were the largest single cost of applying).
-class EventSpacePrefix final : public rocksdb::SliceTransform {
- public:
-  const char* Name() const override { return "conclave.EventSpacePrefix"; }
-  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
-    return rocksdb::Slice(key.data(), keys::kEventSpacePrefixBytes);
-  }
-  bool InDomain(const rocksdb::Slice& key) const override {
-    return keys::IsEventKey(std::string_view(key.data(), key.size()));
-  }
-};
-
-}  // namespace
+storage::RocksEngineOptions StoreRocksEngineOptions() {
+  storage::RocksEngineOptions options;
+  // Watch-history keys of a group arrive in increasing order. Naming their
+  // shared prefix lets the memtable insert each one next to the previous one
+  // instead of searching its skiplist from the top (in a profile of puts,
+  // memtable inserts were the largest single cost of applying).
+  options.increasing_key_prefix = [](std::string_view key) -> std::optional<size_t> {
+    if (!keys::IsEventKey(key)) return std::nullopt;
+    return keys::kEventSpacePrefixBytes;
+  };
+  // write_buffer_bytes keeps the engine's default, half RocksDB's own: the
+  // Raft log already buffers recent writes, and the key index costs memory
+  // too. Peak memory of a member holding 1M keys of 256 B drops by up to two
+  // memtables' difference.
+  return options;
+}
 
 // ---- Store ----
 
-Store::Store(std::unique_ptr<rocksdb::DB> db, const StoreOptions& options)
-    : db_(std::move(db)), options_(options) {}
+Store::Store(storage::Engine* engine, const StoreOptions& options)
+    : engine_(engine), options_(options) {}
 
 Store::~Store() = default;
 
-Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreOptions& options) {
-  rocksdb::Options opts;
-  opts.create_if_missing = true;
-  opts.memtable_insert_with_hint_prefix_extractor = std::make_shared<EventSpacePrefix>();
-  // Half RocksDB's default memtable: the Raft log already buffers recent
-  // writes, and the key index costs memory too. Peak memory of a member
-  // holding 1M keys of 256 B drops by up to two memtables' difference.
-  opts.write_buffer_size = 32 << 20;
-  rocksdb::DB* raw = nullptr;
-  RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(opts, path, &raw), "mvcc: open " + path));
-  std::unique_ptr<Store> store(new Store(std::unique_ptr<rocksdb::DB>(raw), options));
+Result<std::unique_ptr<Store>> Store::Open(storage::Engine* engine, const StoreOptions& options) {
+  CHECK(engine != nullptr);
+  std::unique_ptr<Store> store(new Store(engine, options));
   RETURN_IF_ERROR(store->LoadMeta());
   RETURN_IF_ERROR(store->LoadLatest());
   return store;
@@ -223,22 +214,22 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreO
 
 Status Store::LoadLatest() {
   latest_.clear();
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  std::unique_ptr<storage::EngineIterator> it = engine_->NewIterator();
   const std::string end = keys::VersionSpaceEnd(options_.group);
   // Versions of a key sort newest first: the first one seen is its newest.
   for (it->Seek(keys::VersionSpaceStart(options_.group)); it->Valid();) {
-    const rocksdb::Slice raw = it->key();
+    const std::string_view raw = it->key();
     if (raw.compare(end) >= 0) break;
-    auto decoded = keys::DecodeVersionKey(std::string_view(raw.data(), raw.size()));
+    auto decoded = keys::DecodeVersionKey(raw);
     if (!decoded) return Status::Corruption("mvcc: malformed version key");
-    auto value = keys::DecodeVersionValue(std::string_view(it->value().data(), it->value().size()));
+    auto value = keys::DecodeVersionValue(it->value());
     if (!value) return Status::Corruption("mvcc: malformed version value");
     if (!value->tombstone) {
       latest_[decoded->user_key] = Latest{value->create_revision, value->version, value->lease};
     }
     it->Seek(keys::VersionPrefixEnd(options_.group, decoded->user_key));
   }
-  return FromRocks(it->status(), "mvcc: load key index");
+  return Annotate(it->status(), "mvcc: load key index");
 }
 
 void Store::UpdateLatest(const std::vector<Event>& events) {
@@ -251,16 +242,13 @@ void Store::UpdateLatest(const std::vector<Event>& events) {
   }
 }
 
-Result<StoreMeta> Store::MetaAt(const rocksdb::Snapshot* snapshot) const {
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snapshot;
+Result<StoreMeta> Store::MetaAt(const storage::EngineSnapshot* snapshot) const {
   // Reads one integer into *out, leaving the default when it was never written.
   auto read = [&](std::string_view name, int64_t* out) -> Status {
-    std::string v;
-    rocksdb::Status s = db_->Get(ro, keys::MetaKey(options_.group, name), &v);
-    if (s.IsNotFound()) return Status::Ok();
-    RETURN_IF_ERROR(FromRocks(s, "mvcc: read meta"));
-    *out = keys::DecodeMetaInt(v);
+    ASSIGN_OR_RETURN(
+        std::optional<std::string> v,
+        Annotate(engine_->Get(keys::MetaKey(options_.group, name), snapshot), "mvcc: read meta"));
+    if (v.has_value()) *out = keys::DecodeMetaInt(*v);
     return Status::Ok();
   };
   StoreMeta meta;
@@ -277,63 +265,52 @@ Result<StoreMeta> Store::MetaAt(const rocksdb::Snapshot* snapshot) const {
 }
 
 Result<KvHash> Store::HashKV(int64_t revision) const {
-  rocksdb::ManagedSnapshot managed(db_.get());
-  const rocksdb::Snapshot* snap = managed.snapshot();
-  ASSIGN_OR_RETURN(StoreMeta meta, MetaAt(snap));
+  const std::shared_ptr<const storage::EngineSnapshot> snap = engine_->GetSnapshot();
+  ASSIGN_OR_RETURN(StoreMeta meta, MetaAt(snap.get()));
   if (revision <= 0) revision = meta.revision;
   if (revision > meta.revision) return errors::FutureRevision();
   if (revision < meta.compacted) return errors::Compacted();
   KvHash out;
   out.revision = revision;
   out.compact_revision = meta.compacted;
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap;
   const std::string end = keys::VersionSpaceEnd(options_.group);
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::unique_ptr<storage::EngineIterator> it = engine_->NewIterator(snap.get());
   uint32_t crc = 0;
   for (it->Seek(keys::VersionSpaceStart(options_.group)); it->Valid(); it->Next()) {
-    const rocksdb::Slice k = it->key();
+    const std::string_view k = it->key();
     if (k.compare(end) >= 0) break;
-    auto decoded = keys::DecodeVersionKey(std::string_view(k.data(), k.size()));
+    auto decoded = keys::DecodeVersionKey(k);
     if (!decoded) return Status::Corruption("mvcc: malformed version key");
     if (decoded->rev.main > revision) continue;
     crc = Crc32cExtend(crc, k.data(), k.size());
     crc = Crc32cExtend(crc, it->value().data(), it->value().size());
   }
-  RETURN_IF_ERROR(FromRocks(it->status(), "mvcc: hash"));
+  RETURN_IF_ERROR(Annotate(it->status(), "mvcc: hash"));
   out.hash = crc;
   return out;
 }
 
 Result<uint32_t> Store::Hash() const {
-  rocksdb::ManagedSnapshot snap(db_.get());
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap.snapshot();
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  const std::shared_ptr<const storage::EngineSnapshot> snap = engine_->GetSnapshot();
+  std::unique_ptr<storage::EngineIterator> it = engine_->NewIterator(snap.get());
   const std::string meta_start = keys::MetaKey(options_.group, "");
   const std::string group_end = keys::GroupPrefix(options_.group + 1);
   uint32_t crc = 0;
   for (it->Seek(keys::GroupPrefix(options_.group)); it->Valid(); it->Next()) {
-    const rocksdb::Slice k = it->key();
+    const std::string_view k = it->key();
     if (k.compare(group_end) >= 0) break;
     if (k.starts_with(meta_start)) continue;
     crc = Crc32cExtend(crc, k.data(), k.size());
     crc = Crc32cExtend(crc, it->value().data(), it->value().size());
   }
-  RETURN_IF_ERROR(FromRocks(it->status(), "mvcc: hash"));
+  RETURN_IF_ERROR(Annotate(it->status(), "mvcc: hash"));
   return crc;
 }
 
 Result<std::optional<std::string>> Store::GetMeta(std::string_view name,
-                                                  const rocksdb::Snapshot* snapshot) const {
-  std::string v;
+                                                  const storage::EngineSnapshot* snapshot) const {
   const std::string key = keys::MetaKey(options_.group, std::string(keys::kAppMetaPrefix) += name);
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snapshot;
-  rocksdb::Status s = db_->Get(ro, key, &v);
-  if (s.IsNotFound()) return std::optional<std::string>();
-  RETURN_IF_ERROR(FromRocks(s, "mvcc: read meta"));
-  return std::optional<std::string>(std::move(v));
+  return Annotate(engine_->Get(key, snapshot), "mvcc: read meta");
 }
 
 Result<std::vector<std::pair<std::string, std::string>>> Store::ScanMeta(
@@ -342,16 +319,16 @@ Result<std::vector<std::pair<std::string, std::string>>> Store::ScanMeta(
       keys::MetaKey(options_.group, std::string(keys::kAppMetaPrefix) += prefix);
   const size_t name_offset = keys::MetaKey(options_.group, keys::kAppMetaPrefix).size();
   std::vector<std::pair<std::string, std::string>> out;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  std::unique_ptr<storage::EngineIterator> it = engine_->NewIterator();
   for (it->Seek(start); it->Valid() && it->key().starts_with(start); it->Next()) {
-    out.emplace_back(it->key().ToString().substr(name_offset), it->value().ToString());
+    out.emplace_back(it->key().substr(name_offset), it->value());
   }
-  RETURN_IF_ERROR(FromRocks(it->status(), "mvcc: scan meta"));
+  RETURN_IF_ERROR(Annotate(it->status(), "mvcc: scan meta"));
   return out;
 }
 
 Status Store::Sync() {
-  return FromRocks(db_->SyncWAL(), "mvcc: sync");
+  return Annotate(engine_->Sync(), "mvcc: sync");
 }
 
 Status Store::LoadMeta() {
@@ -363,55 +340,49 @@ Status Store::LoadMeta() {
   return Status::Ok();
 }
 
-Status Store::ReplaceWith(rocksdb::WriteBatch* wb, uint64_t applied_index) {
+Status Store::ReplaceWith(storage::EngineBatch* batch, uint64_t applied_index) {
   CHECK_MSG(!batch_open_, "mvcc: snapshot install while an apply batch is open");
-  wb->Put(keys::MetaKey(options_.group, keys::kMetaAppliedIndex),
-          keys::EncodeMetaInt(static_cast<int64_t>(applied_index)));
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
-  RETURN_IF_ERROR(FromRocks(db_->Write(wo, wb), "mvcc: install snapshot"));
+  batch->Put(keys::MetaKey(options_.group, keys::kMetaAppliedIndex),
+             keys::EncodeMetaInt(static_cast<int64_t>(applied_index)));
+  RETURN_IF_ERROR(Annotate(engine_->Write(batch, /*sync=*/true), "mvcc: install snapshot"));
   RETURN_IF_ERROR(LoadMeta());
   return LoadLatest();
 }
 
 Result<RangeResponse> Store::Range(const RangeRequest& r) const {
   RETURN_IF_ERROR(ValidateRange(r));
-  rocksdb::ManagedSnapshot snap(db_.get());
+  const std::shared_ptr<const storage::EngineSnapshot> snap = engine_->GetSnapshot();
   // Revisions as of the snapshot, not as of now.
-  ASSIGN_OR_RETURN(StoreMeta meta, MetaAt(snap.snapshot()));
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap.snapshot();
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  ASSIGN_OR_RETURN(StoreMeta meta, MetaAt(snap.get()));
+  std::unique_ptr<storage::EngineIterator> it = engine_->NewIterator(snap.get());
   return RangeOver(it.get(), options_.group, r, meta.revision, meta.compacted);
 }
 
 Result<std::vector<Event>> Store::Events(int64_t from, int64_t to, size_t limit) const {
   // One snapshot for the compaction check and the scan, so that a compaction
   // committed meanwhile cannot silently cut the front off the answer.
-  rocksdb::ManagedSnapshot snap(db_.get());
-  ASSIGN_OR_RETURN(StoreMeta meta, MetaAt(snap.snapshot()));
+  const std::shared_ptr<const storage::EngineSnapshot> snap = engine_->GetSnapshot();
+  ASSIGN_OR_RETURN(StoreMeta meta, MetaAt(snap.get()));
   // History at the compacted revision itself is kept (a watch may start
   // there, as with etcd); below it, it is gone.
   if (from < meta.compacted) return errors::Compacted();
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap.snapshot();
   std::vector<Event> out;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::unique_ptr<storage::EngineIterator> it = engine_->NewIterator(snap.get());
   const std::string end = keys::EventSpaceEnd(options_.group);
   int64_t last_main = 0;
   for (it->Seek(keys::EventKey(options_.group, Revision{from, 0})); it->Valid(); it->Next()) {
     if (it->key().compare(end) >= 0) break;
-    auto rev = keys::DecodeEventKey(std::string_view(it->key().data(), it->key().size()));
+    auto rev = keys::DecodeEventKey(it->key());
     if (!rev) return Status::Corruption("mvcc: malformed event key");
     if (to > 0 && rev->main > to) break;
     // The limit never splits a revision: callers resume after the last one.
     if (limit && out.size() >= limit && rev->main != last_main) break;
-    auto e = keys::DecodeEvent(std::string_view(it->value().data(), it->value().size()));
+    auto e = keys::DecodeEvent(it->value());
     if (!e) return Status::Corruption("mvcc: malformed event");
     out.push_back(std::move(*e));
     last_main = rev->main;
   }
-  RETURN_IF_ERROR(FromRocks(it->status(), "mvcc events"));
+  RETURN_IF_ERROR(Annotate(it->status(), "mvcc events"));
   return out;
 }
 
@@ -424,16 +395,14 @@ std::unique_ptr<ApplyBatch> Store::NewBatch() {
 Status Store::Commit(std::unique_ptr<ApplyBatch> batch) {
   CHECK(batch && batch->store_ == this);
   const uint64_t g = options_.group;
-  rocksdb::WriteBatch* wb = batch->wb_->GetWriteBatch();
+  storage::EngineBatch* wb = batch->wb_.get();
   wb->Put(keys::MetaKey(g, keys::kMetaRevision), keys::EncodeMetaInt(batch->current_rev_));
   wb->Put(keys::MetaKey(g, keys::kMetaCompacted), keys::EncodeMetaInt(batch->compact_rev_));
   wb->Put(keys::MetaKey(g, keys::kMetaAppliedIndex),
           keys::EncodeMetaInt(static_cast<int64_t>(batch->applied_index_)));
   wb->Put(keys::MetaKey(g, keys::kMetaAppliedTerm),
           keys::EncodeMetaInt(static_cast<int64_t>(batch->applied_term_)));
-  rocksdb::WriteOptions wo;
-  wo.sync = options_.sync;
-  Status s = FromRocks(db_->Write(wo, wb), "mvcc: commit");
+  Status s = Annotate(engine_->Write(wb, options_.sync), "mvcc: commit");
   batch_open_ = false;
   if (!s.ok()) return s;
   UpdateLatest(batch->events_);
@@ -448,15 +417,14 @@ Status Store::Commit(std::unique_ptr<ApplyBatch> batch) {
 
 ApplyBatch::ApplyBatch(Store* store)
     : store_(store),
-      wb_(std::make_unique<rocksdb::WriteBatchWithIndex>(rocksdb::BytewiseComparator(), 0, true)),
+      wb_(store->engine_->NewBatch()),
       current_rev_(store->CurrentRevision()),
       compact_rev_(store->CompactRevision()),
       applied_index_(store->AppliedIndex()),
       applied_term_(store->AppliedTerm()) {}
 
 void ApplyBatch::PutMeta(std::string_view name, std::string_view value) {
-  wb_->Put(keys::MetaKey(store_->group(), std::string(keys::kAppMetaPrefix) += name),
-           rocksdb::Slice(value.data(), value.size()));
+  wb_->Put(keys::MetaKey(store_->group(), std::string(keys::kAppMetaPrefix) += name), value);
 }
 
 void ApplyBatch::DeleteMeta(std::string_view name) {
@@ -464,13 +432,9 @@ void ApplyBatch::DeleteMeta(std::string_view name) {
 }
 
 Result<std::optional<std::string>> ApplyBatch::GetMeta(std::string_view name) {
-  std::string v;
-  rocksdb::Status s = wb_->GetFromBatchAndDB(
-      store_->db_.get(), rocksdb::ReadOptions(),
-      keys::MetaKey(store_->group(), std::string(keys::kAppMetaPrefix) += name), &v);
-  if (s.IsNotFound()) return std::optional<std::string>();
-  RETURN_IF_ERROR(FromRocks(s, "mvcc: read meta"));
-  return std::optional<std::string>(std::move(v));
+  return Annotate(
+      wb_->Get(keys::MetaKey(store_->group(), std::string(keys::kAppMetaPrefix) += name)),
+      "mvcc: read meta");
 }
 
 Result<std::vector<std::pair<std::string, std::string>>> ApplyBatch::ScanMeta(
@@ -479,11 +443,11 @@ Result<std::vector<std::pair<std::string, std::string>>> ApplyBatch::ScanMeta(
       keys::MetaKey(store_->group(), std::string(keys::kAppMetaPrefix) += prefix);
   const size_t name_offset = keys::MetaKey(store_->group(), keys::kAppMetaPrefix).size();
   std::vector<std::pair<std::string, std::string>> out;
-  std::unique_ptr<rocksdb::Iterator> it = NewIterator();
+  std::unique_ptr<storage::EngineIterator> it = NewIterator();
   for (it->Seek(start); it->Valid() && it->key().starts_with(start); it->Next()) {
-    out.emplace_back(it->key().ToString().substr(name_offset), it->value().ToString());
+    out.emplace_back(it->key().substr(name_offset), it->value());
   }
-  RETURN_IF_ERROR(FromRocks(it->status(), "mvcc: scan meta"));
+  RETURN_IF_ERROR(Annotate(it->status(), "mvcc: scan meta"));
   return out;
 }
 
@@ -492,14 +456,13 @@ ApplyBatch::~ApplyBatch() {
   if (store_->batch_open_ && wb_) store_->batch_open_ = false;
 }
 
-std::unique_ptr<rocksdb::Iterator> ApplyBatch::NewIterator() {
-  return std::unique_ptr<rocksdb::Iterator>(
-      wb_->NewIteratorWithBase(store_->db_->NewIterator(rocksdb::ReadOptions())));
+std::unique_ptr<storage::EngineIterator> ApplyBatch::NewIterator() {
+  return wb_->NewIterator();
 }
 
 Result<ApplyBatch::Found> ApplyBatch::Get(const std::string& key, int64_t rev) {
   Found f;
-  std::unique_ptr<rocksdb::Iterator> it = NewIterator();
+  std::unique_ptr<storage::EngineIterator> it = NewIterator();
   RETURN_IF_ERROR(ScanLive(it.get(), store_->group(), key, std::string(), rev, [&](KeyValue kv) {
     f.exists = true;
     f.kv = std::move(kv);
@@ -528,7 +491,7 @@ void ApplyBatch::WriteVersion(const std::string& key, Revision rev, const keys::
 
 Result<RangeResponse> ApplyBatch::Range(const RangeRequest& r) {
   RETURN_IF_ERROR(ValidateRange(r));
-  std::unique_ptr<rocksdb::Iterator> it = NewIterator();
+  std::unique_ptr<storage::EngineIterator> it = NewIterator();
   return RangeOver(it.get(), store_->group(), r, current_rev_, compact_rev_);
 }
 
@@ -550,7 +513,7 @@ Result<PutResponse> ApplyBatch::DoPut(const PutRequest& r) {
     ASSIGN_OR_RETURN(prev, Get(r.key, VisibleRevision()));
   } else if (auto it = store_->latest_.find(r.key); it != store_->latest_.end()) {
     // Neither the old value nor this batch's writes matter: the key index
-    // answers without reading RocksDB.
+    // answers without reading the engine.
     prev.exists = true;
     prev.kv.create_revision = it->second.create_revision;
     prev.kv.version = it->second.version;
@@ -585,7 +548,7 @@ Result<DeleteRangeResponse> ApplyBatch::DeleteRange(const DeleteRangeRequest& r)
 Result<DeleteRangeResponse> ApplyBatch::DoDeleteRange(const DeleteRangeRequest& r) {
   std::vector<KeyValue> victims;
   {
-    std::unique_ptr<rocksdb::Iterator> it = NewIterator();
+    std::unique_ptr<storage::EngineIterator> it = NewIterator();
     RETURN_IF_ERROR(ScanLive(it.get(), store_->group(), r.key, r.range_end, VisibleRevision(),
                              [&](KeyValue kv) {
                                victims.push_back(std::move(kv));
@@ -606,7 +569,7 @@ Result<DeleteRangeResponse> ApplyBatch::DoDeleteRange(const DeleteRangeRequest& 
 Result<bool> ApplyBatch::EvaluateCompares(const TxnRequest& r) {
   for (const Compare& c : r.compare) {
     std::vector<KeyValue> kvs;
-    std::unique_ptr<rocksdb::Iterator> it = NewIterator();
+    std::unique_ptr<storage::EngineIterator> it = NewIterator();
     // A read error fails the txn; it must not pass for a false compare.
     RETURN_IF_ERROR(
         ScanLive(it.get(), store_->group(), c.key, c.range_end, current_rev_, [&](KeyValue kv) {
@@ -667,7 +630,7 @@ Result<TxnResponse> ApplyBatch::ExecuteTxn(const TxnRequest& r, const std::vecto
   for (const RequestOp& op : resp.succeeded ? r.success : r.failure) {
     ResponseOp out;
     if (const auto* rr = std::get_if<RangeRequest>(&op.op)) {
-      std::unique_ptr<rocksdb::Iterator> it = NewIterator();
+      std::unique_ptr<storage::EngineIterator> it = NewIterator();
       // Reads inside the txn see its own earlier writes: the store is at the
       // txn's revision once something was written.
       const int64_t rev = VisibleRevision();
@@ -726,14 +689,12 @@ Result<TxnResponse> ApplyBatch::Txn(const TxnRequest& r) {
   const size_t events_before = events_.size();
   Result<TxnResponse> resp = ExecuteTxn(r, path, &pos);
   if (!resp.ok()) {
-    const rocksdb::Status undone = wb_->RollbackToSavePoint();
-    CHECK_MSG(undone.ok(), "mvcc: txn rollback: {}", undone.ToString());
+    wb_->RollbackToSavePoint();
     events_.resize(events_before);
     next_sub_ = 0;
     return resp;
   }
-  const rocksdb::Status popped = wb_->PopSavePoint();
-  CHECK_MSG(popped.ok(), "mvcc: txn save point: {}", popped.ToString());
+  wb_->PopSavePoint();
   if (next_sub_ > 0) current_rev_ = pending_main_;
   SetRevisions(&resp.value(), current_rev_);
   return resp;
@@ -747,7 +708,7 @@ Result<int64_t> ApplyBatch::Compact(const CompactionRequest& r) {
   // Keep, for every key, the newest version at or before rev (unless it is
   // a tombstone) and everything newer; drop the rest.
   {
-    std::unique_ptr<rocksdb::Iterator> it = NewIterator();
+    std::unique_ptr<storage::EngineIterator> it = NewIterator();
     const std::string end = keys::VersionSpaceEnd(g);
     std::string last_key;
     bool kept_for_key = false;
@@ -755,7 +716,7 @@ Result<int64_t> ApplyBatch::Compact(const CompactionRequest& r) {
     std::vector<std::string> drop;
     for (it->Seek(keys::VersionSpaceStart(g)); it->Valid(); it->Next()) {
       if (it->key().compare(end) >= 0) break;
-      auto k = keys::DecodeVersionKey(std::string_view(it->key().data(), it->key().size()));
+      auto k = keys::DecodeVersionKey(it->key());
       if (!k) return Status::Corruption("mvcc: malformed version key during compaction");
       if (!have_key || k->user_key != last_key) {
         last_key = k->user_key;
@@ -765,21 +726,21 @@ Result<int64_t> ApplyBatch::Compact(const CompactionRequest& r) {
       if (k->rev.main > rev) continue;
       if (!kept_for_key) {
         kept_for_key = true;
-        auto v = keys::DecodeVersionValue(std::string_view(it->value().data(), it->value().size()));
+        auto v = keys::DecodeVersionValue(it->value());
         if (v && !v->tombstone) continue;
       }
-      drop.emplace_back(it->key().data(), it->key().size());
+      drop.emplace_back(it->key());
     }
     for (const std::string& k : drop)
       wb_->Delete(k);
   }
   {
-    std::unique_ptr<rocksdb::Iterator> it = NewIterator();
+    std::unique_ptr<storage::EngineIterator> it = NewIterator();
     const std::string stop = keys::EventKey(g, Revision{rev, 0});
     std::vector<std::string> drop;
     for (it->Seek(keys::EventSpaceStart(g)); it->Valid(); it->Next()) {
       if (it->key().compare(stop) >= 0) break;
-      drop.emplace_back(it->key().data(), it->key().size());
+      drop.emplace_back(it->key());
     }
     for (const std::string& k : drop)
       wb_->Delete(k);

@@ -1,14 +1,16 @@
-// Store: the revisioned key-value state machine of one Raft group, on
-// RocksDB, with etcd's semantics (docs/MVCC.md).
+// Store: the revisioned key-value state machine of one Raft group, on a
+// storage::Engine (RocksDB, or the simulator's in-memory engine), with
+// etcd's semantics (docs/MVCC.md). Several stores of different groups may
+// share one engine: every key a store writes starts with its group.
 //
 // Writes happen only through an ApplyBatch, on the apply thread: every
-// command of a batch of committed log entries is applied to one RocksDB
+// command of a batch of committed log entries is applied to one engine
 // write batch that also records the applied index, and Commit writes it
 // atomically. Restart therefore resumes exactly after the last committed
 // batch, and the same entries applied anywhere give the same state.
 // Commands inside a batch see the batch's earlier writes.
 //
-// Reads (Range, Events) may come from any thread; each runs on a RocksDB
+// Reads (Range, Events) may come from any thread; each runs on an engine
 // snapshot, so it sees one committed batch boundary and the revision that
 // goes with it.
 //
@@ -38,23 +40,21 @@
 #include "base/status.h"
 #include "mvcc/keys.h"
 #include "mvcc/kv.h"
-
-namespace rocksdb {
-class DB;
-class Snapshot;
-class WriteBatch;
-class WriteBatchWithIndex;
-class Iterator;
-}  // namespace rocksdb
+#include "storage/engine.h"
 
 namespace conclave::mvcc {
 
 struct StoreOptions {
   uint64_t group = 0;
-  // Sync RocksDB's own log on every commit. Off when the Raft log provides
+  // Sync the engine on every commit. Off when the Raft log provides
   // durability and replays entries after the applied index.
   bool sync = false;
 };
+
+// Options for a RocksDB engine holding stores: the watch history's keys
+// arrive in increasing order within each group's history prefix, which
+// lets RocksDB insert them into its memtable next to the previous one.
+storage::RocksEngineOptions StoreRocksEngineOptions();
 
 class ApplyBatch;
 
@@ -75,8 +75,9 @@ struct StoreMeta {
 
 class Store {
  public:
-  // Opens (creating if missing) a RocksDB database at `path` owned by the store.
-  static Result<std::unique_ptr<Store>> Open(const std::string& path, const StoreOptions& options);
+  // Opens the store of options.group in `engine` (empty: a fresh store at
+  // revision 1). The engine is not owned and must outlive the store.
+  static Result<std::unique_ptr<Store>> Open(storage::Engine* engine, const StoreOptions& options);
   ~Store();
 
   Result<RangeResponse> Range(const RangeRequest& r) const;
@@ -100,18 +101,18 @@ class Store {
   // Writes the batch atomically; afterwards readers see it.
   Status Commit(std::unique_ptr<ApplyBatch> batch);
 
-  // Replaces the group's state with what `wb` writes (it must begin by
+  // Replaces the group's state with what `batch` writes (it must begin by
   // deleting the group's keyspace) and sets the applied index, durably and
   // atomically. For snapshot install; no ApplyBatch may be open.
-  Status ReplaceWith(rocksdb::WriteBatch* wb, uint64_t applied_index);
-  // The metadata as of a RocksDB snapshot (nullptr: the latest state).
-  Result<StoreMeta> MetaAt(const rocksdb::Snapshot* snapshot) const;
+  Status ReplaceWith(storage::EngineBatch* batch, uint64_t applied_index);
+  // The metadata as of an engine snapshot (nullptr: the latest state).
+  Result<StoreMeta> MetaAt(const storage::EngineSnapshot* snapshot) const;
   // Application metadata written with ApplyBatch::PutMeta (its raft
   // configuration, its leases): one value, or every name with a prefix.
   // Travels in snapshots with the rest of the group's state.
   // `snapshot` (nullptr: the latest state) as in MetaAt.
-  Result<std::optional<std::string>> GetMeta(std::string_view name,
-                                             const rocksdb::Snapshot* snapshot = nullptr) const;
+  Result<std::optional<std::string>> GetMeta(
+      std::string_view name, const storage::EngineSnapshot* snapshot = nullptr) const;
   Result<std::vector<std::pair<std::string, std::string>>> ScanMeta(std::string_view prefix) const;
   // Makes every committed batch durable (the store commits without syncing
   // when the Raft log provides durability; call this before releasing log).
@@ -122,11 +123,11 @@ class Store {
   uint64_t AppliedIndex() const { return applied_index_.load(std::memory_order_acquire); }
   uint64_t AppliedTerm() const { return applied_term_.load(std::memory_order_acquire); }
   uint64_t group() const { return options_.group; }
-  rocksdb::DB* db() { return db_.get(); }
+  storage::Engine* engine() const { return engine_; }
 
  private:
   friend class ApplyBatch;
-  Store(std::unique_ptr<rocksdb::DB> db, const StoreOptions& options);
+  Store(storage::Engine* engine, const StoreOptions& options);
   Status LoadMeta();
   // Rebuilds latest_ from the version keyspace.
   Status LoadLatest();
@@ -134,14 +135,14 @@ class Store {
   void UpdateLatest(const std::vector<Event>& events);
 
   // What a put needs of a key's newest live version, so that applying one
-  // reads nothing from RocksDB (etcd keeps the same in its key index).
+  // reads nothing from the engine (etcd keeps the same in its key index).
   struct Latest {
     int64_t create_revision = 0;
     int64_t version = 0;
     int64_t lease = 0;
   };
 
-  std::unique_ptr<rocksdb::DB> db_;
+  storage::Engine* engine_;
   StoreOptions options_;
   std::atomic<int64_t> current_rev_{1};
   std::atomic<int64_t> compact_rev_{0};
@@ -196,7 +197,7 @@ class ApplyBatch {
   // The revision the current request reads at: once it has written, its own
   // pending revision, so that later ops of a txn see the earlier ones.
   int64_t VisibleRevision() const { return next_sub_ > 0 ? pending_main_ : current_rev_; }
-  std::unique_ptr<rocksdb::Iterator> NewIterator();
+  std::unique_ptr<storage::EngineIterator> NewIterator();
   void WriteVersion(const std::string& key, Revision rev, const keys::VersionValue& v);
   Status CheckTxnReads(const TxnRequest& r, const std::vector<bool>& path, size_t* pos);
   Result<bool> EvaluateCompares(const TxnRequest& r);
@@ -206,7 +207,7 @@ class ApplyBatch {
   Result<DeleteRangeResponse> DoDeleteRange(const DeleteRangeRequest& r);
 
   Store* store_;
-  std::unique_ptr<rocksdb::WriteBatchWithIndex> wb_;
+  std::unique_ptr<storage::EngineBatch> wb_;
   // Keys this batch wrote (a superset after a rolled-back txn): their newest
   // version is in wb_, not in the store's latest_.
   std::unordered_set<std::string> touched_;

@@ -1,7 +1,6 @@
 #include "mvcc/store.h"
 
 #include <gtest/gtest.h>
-#include <rocksdb/db.h>
 
 #include <algorithm>
 #include <atomic>
@@ -10,6 +9,7 @@
 #include <thread>
 
 #include "mvcc/keys.h"
+#include "storage/engine_test_util.h"
 
 namespace conclave::mvcc {
 
@@ -89,22 +89,34 @@ const TxnResponse& AsTxn(const ResponseOp& op) {
   return *std::get<std::shared_ptr<TxnResponse>>(op.op);
 }
 
-class StoreTest : public ::testing::Test {
+using storage::test::EngineKind;
+
+// Every store test runs on RocksDB and on MemEngine.
+class StoreTest : public ::testing::TestWithParam<EngineKind> {
  protected:
   void SetUp() override {
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(name.begin(), name.end(), '/', '-');
     dir_ = std::filesystem::temp_directory_path() /
-           ("conclave-mvcc-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+           ("conclave-mvcc-" + std::to_string(::getpid()) + "-" + name);
     std::filesystem::remove_all(dir_);
+    engine_ = storage::test::OpenTestEngine(GetParam(), dir_.string(), StoreRocksEngineOptions());
     Reopen();
   }
   void TearDown() override {
     store_.reset();
+    engine_.reset();
     std::filesystem::remove_all(dir_);
   }
+  // Opens the store again from what the engine holds: RocksDB is reopened
+  // from its files too; MemEngine stays as it is (nothing crashes).
   void Reopen() {
     store_.reset();
-    auto s = Store::Open(dir_.string(), StoreOptions{.group = 3});
+    if (GetParam() == EngineKind::kRocks) {
+      engine_.reset();
+      engine_ = storage::test::OpenTestEngine(GetParam(), dir_.string(), StoreRocksEngineOptions());
+    }
+    auto s = Store::Open(engine_.get(), StoreOptions{.group = 3});
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(s).value();
   }
@@ -152,9 +164,9 @@ class StoreTest : public ::testing::Test {
     RangeResponse r = Get({.key = key});
     return r.kvs.empty() ? "<absent>" : r.kvs[0].value;
   }
-  // How many stored versions (live or tombstone) `key` has in RocksDB.
+  // How many stored versions (live or tombstone) `key` has in the engine.
   int CountVersions(const std::string& key) {
-    std::unique_ptr<rocksdb::Iterator> it(store_->db()->NewIterator(rocksdb::ReadOptions()));
+    std::unique_ptr<storage::EngineIterator> it = store_->engine()->NewIterator();
     const std::string end = keys::VersionPrefixEnd(store_->group(), key);
     int n = 0;
     for (it->Seek(keys::VersionPrefix(store_->group(), key)); it->Valid(); it->Next()) {
@@ -163,9 +175,9 @@ class StoreTest : public ::testing::Test {
     }
     return n;
   }
-  // How many change records with main revision <= `rev` RocksDB holds.
+  // How many change records with main revision <= `rev` the engine holds.
   int CountEventsThrough(int64_t rev) {
-    std::unique_ptr<rocksdb::Iterator> it(store_->db()->NewIterator(rocksdb::ReadOptions()));
+    std::unique_ptr<storage::EngineIterator> it = store_->engine()->NewIterator();
     const std::string end = keys::EventKey(store_->group(), Revision{rev + 1, 0});
     int n = 0;
     for (it->Seek(keys::EventSpaceStart(store_->group())); it->Valid(); it->Next()) {
@@ -176,11 +188,12 @@ class StoreTest : public ::testing::Test {
   }
 
   std::filesystem::path dir_;
+  std::unique_ptr<storage::Engine> engine_;
   std::unique_ptr<Store> store_;
   uint64_t index_ = 0;
 };
 
-TEST_F(StoreTest, PutAssignsRevisionsAndVersions) {
+TEST_P(StoreTest, PutAssignsRevisionsAndVersions) {
   EXPECT_EQ(store_->CurrentRevision(), 1);
   EXPECT_EQ(Put("a", "1").revision, 2);
   EXPECT_EQ(Put("a", "2").revision, 3);
@@ -199,8 +212,8 @@ TEST_F(StoreTest, PutAssignsRevisionsAndVersions) {
 
 // A put takes the key's version, create revision and lease from the key
 // index; the index must follow deletes, same-batch writes, txns, lease
-// revocation-style deletes and a reopen exactly as RocksDB does.
-TEST_F(StoreTest, KeyIndexAgreesWithTheStoredVersions) {
+// revocation-style deletes and a reopen exactly as the stored versions do.
+TEST_P(StoreTest, KeyIndexAgreesWithTheStoredVersions) {
   auto expect = [&](const std::string& key, int64_t version, int64_t create, int64_t lease) {
     RangeResponse r = Get({.key = key});
     ASSERT_EQ(r.kvs.size(), 1u) << key;
@@ -238,13 +251,52 @@ TEST_F(StoreTest, KeyIndexAgreesWithTheStoredVersions) {
   expect("b", 1, store_->CurrentRevision(), 0);
 }
 
-TEST_F(StoreTest, SurvivesReopen) {
+TEST_P(StoreTest, SurvivesReopen) {
   Put("k", "v");
   Put("k2", "v2");
   Reopen();
   EXPECT_EQ(store_->CurrentRevision(), 3);
   EXPECT_EQ(store_->AppliedIndex(), 2u);
   EXPECT_EQ(Get({.key = "k", .range_end = "l"}).count, 2);
+}
+
+// Stores of two groups on one engine: each sees only its own keys,
+// revisions, history and metadata, before and after a reopen.
+TEST_P(StoreTest, GroupsShareOneEngine) {
+  auto opened = Store::Open(engine_.get(), StoreOptions{.group = 4});
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<Store> other = std::move(opened).value();
+  Put("k", "three");
+  auto batch = other->NewBatch();
+  ASSERT_TRUE(batch->Put({.key = "k", .value = "four"}).ok());
+  ASSERT_TRUE(batch->Put({.key = "only-four", .value = "x"}).ok());
+  batch->PutMeta("name", "four");
+  batch->SetApplied(9, 2);
+  ASSERT_TRUE(other->Commit(std::move(batch)).ok());
+
+  auto check = [&] {
+    EXPECT_EQ(ValueOf("k"), "three");
+    EXPECT_EQ(Get({.key = "a", .range_end = "z"}).count, 1);
+    EXPECT_EQ(store_->CurrentRevision(), 2);
+    EXPECT_EQ(store_->AppliedIndex(), 1u);
+    EXPECT_EQ(*store_->GetMeta("name"), std::nullopt);
+    EXPECT_EQ(store_->Events(1, 0, 0)->size(), 1u);
+    auto theirs = other->Range({.key = "a", .range_end = "z"});
+    ASSERT_TRUE(theirs.ok());
+    EXPECT_EQ(Keys(*theirs), (std::vector<std::string>{"k", "only-four"}));
+    EXPECT_EQ(theirs->kvs[0].value, "four");
+    EXPECT_EQ(other->CurrentRevision(), 3);
+    EXPECT_EQ(other->AppliedIndex(), 9u);
+    EXPECT_EQ(*other->GetMeta("name"), "four");
+    EXPECT_EQ(other->Events(1, 0, 0)->size(), 2u);
+  };
+  check();
+  other.reset();
+  Reopen();
+  opened = Store::Open(engine_.get(), StoreOptions{.group = 4});
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  other = std::move(opened).value();
+  check();
 }
 
 // ---- Range ----
@@ -258,7 +310,7 @@ class RangeTest : public StoreTest {
   }
 };
 
-TEST_F(RangeTest, SingleKey) {
+TEST_P(RangeTest, SingleKey) {
   RangeResponse r = Get({.key = "a"});
   EXPECT_EQ(Keys(r), (std::vector<std::string>{"a"}));
   EXPECT_EQ(r.count, 1);
@@ -271,7 +323,7 @@ TEST_F(RangeTest, SingleKey) {
   EXPECT_EQ(missing.revision, 6);
 }
 
-TEST_F(RangeTest, RangeEndIsExclusive) {
+TEST_P(RangeTest, RangeEndIsExclusive) {
   EXPECT_EQ(Keys(Get({.key = "ab", .range_end = "c"})), (std::vector<std::string>{"ab", "b"}));
   EXPECT_EQ(Keys(Get({.key = "a", .range_end = "b"})), (std::vector<std::string>{"a", "ab"}));
   // An end at or before the key selects nothing.
@@ -280,7 +332,7 @@ TEST_F(RangeTest, RangeEndIsExclusive) {
   EXPECT_EQ(Get({.key = "c", .range_end = "a"}).count, 0);
 }
 
-TEST_F(RangeTest, Prefix) {
+TEST_P(RangeTest, Prefix) {
   Put("a/x", "1");
   Put("a/y", "2");
   Put("a0", "3");  // '0' follows '/': not in the prefix
@@ -291,7 +343,7 @@ TEST_F(RangeTest, Prefix) {
             (std::vector<std::string>{"a", "a/x", "a/y", "a0", "ab"}));
 }
 
-TEST_F(RangeTest, FromKey) {
+TEST_P(RangeTest, FromKey) {
   const std::string from_key(1, '\0');
   EXPECT_EQ(Keys(Get({.key = "b", .range_end = from_key})),
             (std::vector<std::string>{"b", "c", "d"}));
@@ -300,7 +352,7 @@ TEST_F(RangeTest, FromKey) {
   EXPECT_TRUE(Get({.key = "e", .range_end = from_key}).kvs.empty());
 }
 
-TEST_F(RangeTest, AllKeys) {
+TEST_P(RangeTest, AllKeys) {
   Put(std::string("\0", 1), "zero");
   Put("\xff", "ff");
   RangeResponse r = Get({.key = std::string(1, '\0'), .range_end = std::string(1, '\0')});
@@ -309,7 +361,7 @@ TEST_F(RangeTest, AllKeys) {
   EXPECT_EQ(r.count, 7);
 }
 
-TEST_F(RangeTest, LimitSetsMore) {
+TEST_P(RangeTest, LimitSetsMore) {
   RangeResponse r = Get({.key = "a", .range_end = "z", .limit = 2});
   EXPECT_EQ(Keys(r), (std::vector<std::string>{"a", "ab"}));
   EXPECT_TRUE(r.more);
@@ -332,7 +384,7 @@ TEST_F(RangeTest, LimitSetsMore) {
 
 // etcd (checked against 3.4): a negative limit means no limit and a
 // negative revision means the current one ("less or equal to zero").
-TEST_F(RangeTest, NegativeLimitAndRevisionAreLikeZero) {
+TEST_P(RangeTest, NegativeLimitAndRevisionAreLikeZero) {
   RangeResponse r = Get({.key = "a", .range_end = "z", .limit = -1});
   EXPECT_EQ(r.kvs.size(), 5u);
   EXPECT_FALSE(r.more);
@@ -342,7 +394,7 @@ TEST_F(RangeTest, NegativeLimitAndRevisionAreLikeZero) {
   EXPECT_EQ(r.revision, 6);
 }
 
-TEST_F(StoreTest, HistoricalReads) {
+TEST_P(StoreTest, HistoricalReads) {
   Put("a", "1");  // 2
   Put("a", "2");  // 3
   Put("b", "x");  // 4
@@ -363,7 +415,7 @@ TEST_F(StoreTest, HistoricalReads) {
   EXPECT_EQ(at(0).kvs, at(6).kvs);  // revision 0: the current revision
 }
 
-TEST_F(StoreTest, FutureRevisionIsOutOfRange) {
+TEST_P(StoreTest, FutureRevisionIsOutOfRange) {
   Put("a", "1");
   auto r = store_->Range({.key = "a", .revision = 3});
   ASSERT_FALSE(r.ok());
@@ -372,7 +424,7 @@ TEST_F(StoreTest, FutureRevisionIsOutOfRange) {
   EXPECT_TRUE(store_->Range({.key = "a", .revision = 2}).ok());
 }
 
-TEST_F(StoreTest, CompactedRevisionIsOutOfRangeButTheCompactedOneReads) {
+TEST_P(StoreTest, CompactedRevisionIsOutOfRangeButTheCompactedOneReads) {
   Put("a", "1");  // 2
   Put("a", "2");  // 3
   Put("a", "3");  // 4
@@ -411,7 +463,7 @@ class SortTest : public StoreTest {
   }
 };
 
-TEST_F(SortTest, EveryTargetAndOrder) {
+TEST_P(SortTest, EveryTargetAndOrder) {
   using V = std::vector<std::string>;
   struct Case {
     SortTarget target;
@@ -435,7 +487,7 @@ TEST_F(SortTest, EveryTargetAndOrder) {
   }
 }
 
-TEST_F(SortTest, SortsTheWholeRangeBeforeTheLimit) {
+TEST_P(SortTest, SortsTheWholeRangeBeforeTheLimit) {
   using V = std::vector<std::string>;
   EXPECT_EQ(Sorted(SortTarget::kMod, SortOrder::kDescend, 1), V{"a"});
   EXPECT_EQ(Sorted(SortTarget::kKey, SortOrder::kDescend, 2), (V{"c", "b"}));
@@ -458,7 +510,7 @@ TEST_F(SortTest, SortsTheWholeRangeBeforeTheLimit) {
   EXPECT_EQ(r.count, 3);
 }
 
-TEST_F(SortTest, SortsHistoricalReads) {
+TEST_P(SortTest, SortsHistoricalReads) {
   // At revision 5: a(create 3, mod 3, "z"), b(4, 4, "q"), c(2, 5, "y").
   RangeResponse r = Get({.key = "a",
                          .range_end = "z",
@@ -468,7 +520,7 @@ TEST_F(SortTest, SortsHistoricalReads) {
   EXPECT_EQ(Keys(r), (std::vector<std::string>{"a", "c", "b"}));
 }
 
-TEST_F(SortTest, CountOnly) {
+TEST_P(SortTest, CountOnly) {
   RangeResponse r = Get({.key = "a", .range_end = "z", .count_only = true});
   EXPECT_TRUE(r.kvs.empty());
   EXPECT_EQ(r.count, 3);
@@ -478,7 +530,7 @@ TEST_F(SortTest, CountOnly) {
   EXPECT_EQ(Get({.key = "q", .count_only = true}).count, 0);
 }
 
-TEST_F(SortTest, KeysOnly) {
+TEST_P(SortTest, KeysOnly) {
   RangeResponse r = Get({.key = "a", .range_end = "z", .keys_only = true});
   ASSERT_EQ(r.kvs.size(), 3u);
   EXPECT_EQ(r.kvs[0], (KeyValue{"a", 3, 7, 2, "", 0}));
@@ -492,7 +544,7 @@ TEST_F(SortTest, KeysOnly) {
   EXPECT_EQ(Keys(r), (std::vector<std::string>{"a", "c", "b"}));
 }
 
-TEST_F(SortTest, RevisionFilters) {
+TEST_P(SortTest, RevisionFilters) {
   using V = std::vector<std::string>;
   auto range = [&](RangeRequest r) {
     r.key = "a";
@@ -527,7 +579,7 @@ TEST_F(SortTest, RevisionFilters) {
   EXPECT_EQ(Keys(range({.revision = 5, .min_mod_revision = 4})), (V{"b", "c"}));
 }
 
-TEST_F(StoreTest, RangeRejectsAnEmptyKey) {
+TEST_P(StoreTest, RangeRejectsAnEmptyKey) {
   auto r = store_->Range({.key = ""});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message(), "etcdserver: key is not provided");
@@ -535,7 +587,7 @@ TEST_F(StoreTest, RangeRejectsAnEmptyKey) {
 
 // ---- Put ----
 
-TEST_F(StoreTest, PutPrevKv) {
+TEST_P(StoreTest, PutPrevKv) {
   auto first = TryPut({.key = "k", .value = "1", .lease = 9, .prev_kv = true});
   ASSERT_TRUE(first.ok());
   EXPECT_FALSE(first->has_prev_kv);
@@ -551,7 +603,7 @@ TEST_F(StoreTest, PutPrevKv) {
   EXPECT_FALSE(third->has_prev_kv);
 }
 
-TEST_F(StoreTest, PutRecordsLease) {
+TEST_P(StoreTest, PutRecordsLease) {
   Put("k", "v", 42);
   EXPECT_EQ(Get({.key = "k"}).kvs[0].lease, 42);
   // A put without a lease detaches the key from its lease.
@@ -562,14 +614,14 @@ TEST_F(StoreTest, PutRecordsLease) {
   EXPECT_EQ(Get({.key = "k", .revision = 2}).kvs[0].lease, 42);
 }
 
-TEST_F(StoreTest, PutIgnoreValueKeepsTheValue) {
+TEST_P(StoreTest, PutIgnoreValueKeepsTheValue) {
   Put("k", "original", 5);
   auto r = TryPut({.key = "k", .lease = 6, .ignore_value = true});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(Get({.key = "k"}).kvs[0], (KeyValue{"k", 2, 3, 2, "original", 6}));
 }
 
-TEST_F(StoreTest, PutIgnoreLeaseKeepsTheLease) {
+TEST_P(StoreTest, PutIgnoreLeaseKeepsTheLease) {
   Put("k", "v1", 5);
   auto r = TryPut({.key = "k", .value = "v2", .ignore_lease = true});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -579,7 +631,7 @@ TEST_F(StoreTest, PutIgnoreLeaseKeepsTheLease) {
   EXPECT_EQ(Get({.key = "k"}).kvs[0], (KeyValue{"k", 2, 4, 3, "v2", 5}));
 }
 
-TEST_F(StoreTest, PutIgnoreOnMissingKeyFailsAndTakesNoRevision) {
+TEST_P(StoreTest, PutIgnoreOnMissingKeyFailsAndTakesNoRevision) {
   for (const PutRequest& p : {PutRequest{.key = "k", .ignore_value = true},
                               PutRequest{.key = "k", .value = "v", .ignore_lease = true}}) {
     auto r = TryPut(p);
@@ -597,7 +649,7 @@ TEST_F(StoreTest, PutIgnoreOnMissingKeyFailsAndTakesNoRevision) {
   EXPECT_TRUE(Get({.key = "k"}).kvs.empty());
 }
 
-TEST_F(StoreTest, PutValidation) {
+TEST_P(StoreTest, PutValidation) {
   auto value = ValidatePut({.key = "k", .value = "v", .ignore_value = true});
   EXPECT_EQ(value.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(value.message(), "etcdserver: value is provided");
@@ -617,7 +669,7 @@ TEST_F(StoreTest, PutValidation) {
   EXPECT_EQ(store_->CurrentRevision(), 2);
 }
 
-TEST_F(StoreTest, DeleteResetsVersionAndCreateRevision) {
+TEST_P(StoreTest, DeleteResetsVersionAndCreateRevision) {
   Put("k", "1");  // 2
   Put("k", "2");  // 3
   Delete("k");    // 4
@@ -631,7 +683,7 @@ TEST_F(StoreTest, DeleteResetsVersionAndCreateRevision) {
 
 // ---- DeleteRange ----
 
-TEST_F(StoreTest, DeleteRangePrevKvAndCount) {
+TEST_P(StoreTest, DeleteRangePrevKvAndCount) {
   Put("a", "1");      // 2
   Put("b", "2", 4);   // 3
   Put("c", "3");      // 4
@@ -652,7 +704,7 @@ TEST_F(StoreTest, DeleteRangePrevKvAndCount) {
   EXPECT_EQ(all.revision, 7);
 }
 
-TEST_F(StoreTest, DeletingNothingTakesNoRevision) {
+TEST_P(StoreTest, DeletingNothingTakesNoRevision) {
   Put("a", "1");
   Delete("a");
   EXPECT_EQ(store_->CurrentRevision(), 3);
@@ -688,7 +740,7 @@ class TxnTest : public StoreTest {
   }
 };
 
-TEST_F(TxnTest, CompareEveryTargetAndResult) {
+TEST_P(TxnTest, CompareEveryTargetAndResult) {
   using T = Compare::Target;
   using R = Compare::Result;
   struct Case {
@@ -727,7 +779,7 @@ TEST_F(TxnTest, CompareEveryTargetAndResult) {
   EXPECT_EQ(store_->CurrentRevision(), 4);
 }
 
-TEST_F(TxnTest, EveryCompareMustHold) {
+TEST_P(TxnTest, EveryCompareMustHold) {
   using T = Compare::Target;
   using R = Compare::Result;
   EXPECT_TRUE(Holds(Cmp("k", T::kVersion, R::kEqual, 2)));
@@ -740,7 +792,7 @@ TEST_F(TxnTest, EveryCompareMustHold) {
   EXPECT_FALSE(both(4));
 }
 
-TEST_F(TxnTest, CompareOverARangeNeedsEveryKey) {
+TEST_P(TxnTest, CompareOverARangeNeedsEveryKey) {
   using T = Compare::Target;
   using R = Compare::Result;
   Put("r1", "x");  // 5
@@ -764,7 +816,7 @@ TEST_F(TxnTest, CompareOverARangeNeedsEveryKey) {
   EXPECT_TRUE(Holds(Cmp("k", T::kLease, R::kLess, 6, "", std::string(1, '\0'))));
 }
 
-TEST_F(TxnTest, MissingKeysCompareAsZeroExceptValues) {
+TEST_P(TxnTest, MissingKeysCompareAsZeroExceptValues) {
   using T = Compare::Target;
   using R = Compare::Result;
   for (const std::string& end : {std::string(), std::string("nz")}) {
@@ -787,7 +839,7 @@ TEST_F(TxnTest, MissingKeysCompareAsZeroExceptValues) {
   EXPECT_FALSE(Holds(Cmp("k", T::kValue, R::kEqual, 0, "v2")));
 }
 
-TEST_F(TxnTest, RunsTheChosenBranch) {
+TEST_P(TxnTest, RunsTheChosenBranch) {
   using T = Compare::Target;
   using R = Compare::Result;
   auto txn = [&](int64_t version) {
@@ -819,7 +871,7 @@ TEST_F(TxnTest, RunsTheChosenBranch) {
   EXPECT_EQ(empty->revision, 6);
 }
 
-TEST_F(TxnTest, ReadsSeeTheTxnsEarlierWrites) {
+TEST_P(TxnTest, ReadsSeeTheTxnsEarlierWrites) {
   auto r = Txn(
       MakeTxn({RangeOp({.key = "k"}), PutOp("k", "v3"), PutOp("n", "new"), RangeOp({.key = "k"}),
                RangeOp({.key = "a", .range_end = "z"}), DeleteOp("other"),
@@ -834,7 +886,7 @@ TEST_F(TxnTest, ReadsSeeTheTxnsEarlierWrites) {
   EXPECT_EQ(r->revision, 5);
 }
 
-TEST_F(TxnTest, OneRevisionWithIncreasingSubRevisions) {
+TEST_P(TxnTest, OneRevisionWithIncreasingSubRevisions) {
   auto batch = store_->NewBatch();
   auto r =
       batch->Txn(MakeTxn({PutOp("x", "1"), PutOp("y", "2"), DeleteOp("other"), PutOp("z", "3")}));
@@ -859,14 +911,9 @@ TEST_F(TxnTest, OneRevisionWithIncreasingSubRevisions) {
   }
   // Stored under (5, 0), (5, 1), (5, 2), (5, 3) in op order.
   for (size_t i = 0; i < order.size(); ++i) {
-    std::string value;
-    EXPECT_TRUE(
-        store_->db()
-            ->Get(rocksdb::ReadOptions(),
-                  keys::VersionKey(store_->group(), order[i], Revision{5, static_cast<int64_t>(i)}),
-                  &value)
-            .ok())
-        << order[i];
+    auto value = store_->engine()->Get(
+        keys::VersionKey(store_->group(), order[i], Revision{5, static_cast<int64_t>(i)}));
+    EXPECT_TRUE(value.ok() && value->has_value()) << order[i];
   }
   auto events = store_->Events(5, 5, 0);
   ASSERT_TRUE(events.ok());
@@ -877,7 +924,7 @@ TEST_F(TxnTest, OneRevisionWithIncreasingSubRevisions) {
   EXPECT_EQ(store_->CurrentRevision(), 5);
 }
 
-TEST_F(TxnTest, ReadOnlyTxnTakesNoRevision) {
+TEST_P(TxnTest, ReadOnlyTxnTakesNoRevision) {
   auto r = Txn(MakeTxn({RangeOp({.key = "k"}), DeleteOp("missing")}, {},
                        {Cmp("k", Compare::Target::kVersion, Compare::Result::kEqual, 2)}));
   ASSERT_TRUE(r.ok());
@@ -889,7 +936,7 @@ TEST_F(TxnTest, ReadOnlyTxnTakesNoRevision) {
   EXPECT_EQ(Put("after", "x").revision, 5);
 }
 
-TEST_F(TxnTest, NestedTxnComparesSeeTheStateBeforeTheTxn) {
+TEST_P(TxnTest, NestedTxnComparesSeeTheStateBeforeTheTxn) {
   using T = Compare::Target;
   using R = Compare::Result;
   // etcd 3.4 answers "no": the nested compare does not see the outer put.
@@ -922,7 +969,7 @@ TEST_F(TxnTest, NestedTxnComparesSeeTheStateBeforeTheTxn) {
   EXPECT_EQ(ValueOf("deep"), "ok");
 }
 
-TEST_F(TxnTest, CompactedRangeInTheChosenBranchFailsTheWholeTxn) {
+TEST_P(TxnTest, CompactedRangeInTheChosenBranchFailsTheWholeTxn) {
   ASSERT_TRUE(Compact(3).ok());
   auto batch = store_->NewBatch();
   ASSERT_TRUE(batch->Put({.key = "before", .value = "1"}).ok());  // 5
@@ -947,7 +994,7 @@ TEST_F(TxnTest, CompactedRangeInTheChosenBranchFailsTheWholeTxn) {
   EXPECT_EQ(Get({.key = "x"}).kvs[0].version, 1);
 }
 
-TEST_F(TxnTest, IgnoreValueOnMissingKeyFailsTheWholeTxn) {
+TEST_P(TxnTest, IgnoreValueOnMissingKeyFailsTheWholeTxn) {
   auto r =
       Txn(MakeTxn({PutOp("x", "1"), RequestOp{PutRequest{.key = "nope", .ignore_value = true}}}));
   ASSERT_FALSE(r.ok());
@@ -962,7 +1009,7 @@ TEST_F(TxnTest, IgnoreValueOnMissingKeyFailsTheWholeTxn) {
 
 // etcd 3.4: the second delete sees the first one's work and deletes only
 // what is left ("deleted": 2 then 1).
-TEST_F(StoreTest, TxnDeletesSeeEarlierDeletes) {
+TEST_P(StoreTest, TxnDeletesSeeEarlierDeletes) {
   Put("a", "1");
   Put("b", "2");
   Put("c", "3");
@@ -980,7 +1027,7 @@ TEST_F(StoreTest, TxnDeletesSeeEarlierDeletes) {
 
 // etcd 3.4 accepts a put in one nested txn and a delete of the same key in a
 // later one, and the delete removes the put's key.
-TEST_F(StoreTest, TxnDeleteSeesAnEarlierNestedPut) {
+TEST_P(StoreTest, TxnDeleteSeesAnEarlierNestedPut) {
   const TxnRequest t =
       MakeTxn({TxnOp(MakeTxn({PutOp("k", "v")})), TxnOp(MakeTxn({DeleteOp("k")}))});
   ASSERT_TRUE(ValidateTxn(t, 128).ok());
@@ -998,7 +1045,7 @@ TEST_F(StoreTest, TxnDeleteSeesAnEarlierNestedPut) {
 
 // A txn that fails after some of its writes (possible only for a txn that
 // skipped ValidateTxn) must still leave nothing behind.
-TEST_F(StoreTest, TxnFailingMidwayLeavesNothingBehind) {
+TEST_P(StoreTest, TxnFailingMidwayLeavesNothingBehind) {
   Put("k", "v");
   const TxnRequest t = MakeTxn(
       {PutOp("z", "1"), DeleteOp("k"), RequestOp{PutRequest{.key = "k", .ignore_value = true}}});
@@ -1021,12 +1068,11 @@ TEST_F(StoreTest, TxnFailingMidwayLeavesNothingBehind) {
 // A version that cannot be decoded is an error, not a missing key: a
 // compare must not quietly take the failure branch, nor a put start a new
 // generation over it.
-TEST_F(StoreTest, CorruptVersionIsAnErrorNotAMissingKey) {
+TEST_P(StoreTest, CorruptVersionIsAnErrorNotAMissingKey) {
   Put("k", "v");
-  ASSERT_TRUE(store_->db()
-                  ->Put(rocksdb::WriteOptions(),
-                        keys::VersionKey(store_->group(), "k", Revision{2, 5}), "\x07garbage")
-                  .ok());
+  auto garbage = store_->engine()->NewBatch();
+  garbage->Put(keys::VersionKey(store_->group(), "k", Revision{2, 5}), "\x07garbage");
+  ASSERT_TRUE(store_->engine()->Write(garbage.get(), /*sync=*/false).ok());
   auto range = store_->Range({.key = "k"});
   ASSERT_FALSE(range.ok());
   EXPECT_EQ(range.status().code(), StatusCode::kCorruption);
@@ -1034,7 +1080,7 @@ TEST_F(StoreTest, CorruptVersionIsAnErrorNotAMissingKey) {
                          {Cmp("k", Compare::Target::kVersion, Compare::Result::kEqual, 1)}));
   ASSERT_FALSE(txn.ok());
   EXPECT_EQ(txn.status().code(), StatusCode::kCorruption);
-  // A plain put reads nothing from RocksDB (the key index answers); one that
+  // A plain put reads nothing from the engine (the key index answers); one that
   // wants the previous value reads the version and finds it corrupt.
   auto put = TryPut({.key = "k", .value = "w", .prev_kv = true});
   ASSERT_FALSE(put.ok());
@@ -1188,7 +1234,7 @@ class CompactTest : public StoreTest {
   }
 };
 
-TEST_F(CompactTest, RemovesHistoryButKeepsTheLatestVersions) {
+TEST_P(CompactTest, RemovesHistoryButKeepsTheLatestVersions) {
   auto r = Compact(7);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(*r, 10);  // compaction takes no revision
@@ -1228,7 +1274,7 @@ TEST_F(CompactTest, RemovesHistoryButKeepsTheLatestVersions) {
   EXPECT_EQ(Get({.key = "b"}).kvs[0], (KeyValue{"b", 12, 12, 1, "again", 0}));
 }
 
-TEST_F(CompactTest, ErrorsForOldAndFutureRevisions) {
+TEST_P(CompactTest, ErrorsForOldAndFutureRevisions) {
   ASSERT_TRUE(Compact(5).ok());
   for (int64_t rev : {5, 4, 1}) {
     auto again = Compact(rev);
@@ -1248,7 +1294,7 @@ TEST_F(CompactTest, ErrorsForOldAndFutureRevisions) {
   EXPECT_EQ(CountVersions("c"), 1);
 }
 
-TEST_F(CompactTest, SurvivesReopen) {
+TEST_P(CompactTest, SurvivesReopen) {
   ASSERT_TRUE(Compact(7).ok());
   Reopen();
   EXPECT_EQ(store_->CompactRevision(), 7);
@@ -1258,7 +1304,7 @@ TEST_F(CompactTest, SurvivesReopen) {
   EXPECT_FALSE(Compact(7).ok());
 }
 
-TEST_F(CompactTest, InsideABatchWithWrites) {
+TEST_P(CompactTest, InsideABatchWithWrites) {
   auto batch = store_->NewBatch();
   ASSERT_TRUE(batch->Put({.key = "a", .value = "4"}).ok());  // 11
   ASSERT_TRUE(batch->Compact({.revision = 11}).ok());
@@ -1294,7 +1340,7 @@ class EventsTest : public StoreTest {
   }
 };
 
-TEST_F(EventsTest, EveryChangeInRevisionOrder) {
+TEST_P(EventsTest, EveryChangeInRevisionOrder) {
   const std::vector<Event> all = Events(1, 0, 0);
   const std::vector<Event> want = {
       {EventType::kPut, {"a", 2, 2, 1, "1", 3}}, {EventType::kPut, {"b", 3, 3, 1, "1", 0}},
@@ -1313,7 +1359,7 @@ TEST_F(EventsTest, EveryChangeInRevisionOrder) {
 
 // A revision is atomic: a limit never returns part of a txn's changes,
 // since the caller resumes from the next revision.
-TEST_F(EventsTest, LimitNeverSplitsARevision) {
+TEST_P(EventsTest, LimitNeverSplitsARevision) {
   EXPECT_EQ(Revisions(Events(2, 0, 3)), (std::vector<int64_t>{2, 3, 4, 4, 4}));
   EXPECT_EQ(Revisions(Events(4, 0, 1)), (std::vector<int64_t>{4, 4, 4}));
   EXPECT_EQ(Revisions(Events(4, 0, 4)), (std::vector<int64_t>{4, 4, 4, 5}));
@@ -1330,7 +1376,7 @@ TEST_F(EventsTest, LimitNeverSplitsARevision) {
 
 // History below the compacted revision is gone; a watch may still start at
 // the compacted revision itself (etcd 3.4 delivers from there too).
-TEST_F(EventsTest, FailAfterCompaction) {
+TEST_P(EventsTest, FailAfterCompaction) {
   ASSERT_TRUE(Compact(4).ok());
   for (int64_t from : {1, 3}) {
     auto r = store_->Events(from, 0, 0);
@@ -1344,7 +1390,7 @@ TEST_F(EventsTest, FailAfterCompaction) {
 
 // Events runs on one snapshot: a compaction committed while it runs makes
 // it fail or leaves its answer complete, never silently short.
-TEST_F(StoreTest, EventsRacingCompactionAreCompleteOrCompacted) {
+TEST_P(StoreTest, EventsRacingCompactionAreCompleteOrCompacted) {
   constexpr int kRevisions = 200;
   {
     auto batch = store_->NewBatch();
@@ -1381,7 +1427,7 @@ TEST_F(StoreTest, EventsRacingCompactionAreCompleteOrCompacted) {
 
 // ---- ApplyBatch ----
 
-TEST_F(StoreTest, CommandsInOneBatchSeeEachOther) {
+TEST_P(StoreTest, CommandsInOneBatchSeeEachOther) {
   auto batch = store_->NewBatch();
   ASSERT_TRUE(batch->Put({.key = "a", .value = "1"}).ok());  // 2
   ASSERT_TRUE(batch->Put({.key = "a", .value = "2"}).ok());  // 3
@@ -1416,7 +1462,7 @@ TEST_F(StoreTest, CommandsInOneBatchSeeEachOther) {
   EXPECT_EQ(Get({.key = "a", .revision = 3}).kvs.at(0).value, "2");
 }
 
-TEST_F(StoreTest, AppliedIndexIsPersistedWithTheBatch) {
+TEST_P(StoreTest, AppliedIndexIsPersistedWithTheBatch) {
   auto batch = store_->NewBatch();
   ASSERT_TRUE(batch->Put({.key = "a", .value = "1"}).ok());
   ASSERT_TRUE(batch->Put({.key = "b", .value = "1"}).ok());
@@ -1436,7 +1482,7 @@ TEST_F(StoreTest, AppliedIndexIsPersistedWithTheBatch) {
   EXPECT_EQ(Keys(Get({.key = "a", .range_end = "z"})), (std::vector<std::string>{"a", "b"}));
 }
 
-TEST_F(StoreTest, BatchDroppedWithoutCommitLeavesNothing) {
+TEST_P(StoreTest, BatchDroppedWithoutCommitLeavesNothing) {
   Put("a", "1");  // index 1, revision 2
   {
     auto batch = store_->NewBatch();
@@ -1466,7 +1512,7 @@ TEST_F(StoreTest, BatchDroppedWithoutCommitLeavesNothing) {
 
 // ---- Keys with 0x00 and 0xff bytes ----
 
-TEST_F(StoreTest, BinaryKeysSortAndRoundTrip) {
+TEST_P(StoreTest, BinaryKeysSortAndRoundTrip) {
   const std::vector<std::string> sorted = {std::string("\0", 1),
                                            std::string("\0\0", 2),
                                            std::string("\0\xff", 2),
@@ -1518,7 +1564,7 @@ TEST_F(StoreTest, BinaryKeysSortAndRoundTrip) {
   EXPECT_EQ(Get({.key = zero, .range_end = zero}).count, static_cast<int64_t>(sorted.size()) - 2);
 }
 
-TEST_F(StoreTest, BinaryKeyHistoriesDoNotInterleave) {
+TEST_P(StoreTest, BinaryKeyHistoriesDoNotInterleave) {
   const std::string a0("a\0", 2);
   Put("a", "1");      // 2
   Put(a0, "x");       // 3
@@ -1547,7 +1593,7 @@ TEST_F(StoreTest, BinaryKeyHistoriesDoNotInterleave) {
 
 // Readers on other threads run on snapshots: two keys always written
 // together by one txn are never seen from different revisions.
-TEST_F(StoreTest, ConcurrentReadersNeverSeeATornTxn) {
+TEST_P(StoreTest, ConcurrentReadersNeverSeeATornTxn) {
   constexpr int kTxns = 300;
   std::atomic<bool> done{false};
   std::atomic<int> torn{0};
@@ -1584,6 +1630,18 @@ TEST_F(StoreTest, ConcurrentReadersNeverSeeATornTxn) {
   EXPECT_EQ(torn.load(), 0) << "of " << reads.load() << " reads";
   EXPECT_EQ(store_->CurrentRevision(), 1 + kTxns);
 }
+
+std::string EngineName(const ::testing::TestParamInfo<EngineKind>& info) {
+  return storage::test::EngineKindName(info.param);
+}
+
+const auto kBothEngines = ::testing::Values(EngineKind::kRocks, EngineKind::kMem);
+INSTANTIATE_TEST_SUITE_P(Engines, StoreTest, kBothEngines, EngineName);
+INSTANTIATE_TEST_SUITE_P(Engines, RangeTest, kBothEngines, EngineName);
+INSTANTIATE_TEST_SUITE_P(Engines, SortTest, kBothEngines, EngineName);
+INSTANTIATE_TEST_SUITE_P(Engines, TxnTest, kBothEngines, EngineName);
+INSTANTIATE_TEST_SUITE_P(Engines, CompactTest, kBothEngines, EngineName);
+INSTANTIATE_TEST_SUITE_P(Engines, EventsTest, kBothEngines, EngineName);
 
 }  // namespace
 }  // namespace conclave::mvcc

@@ -35,13 +35,17 @@ class WatchHubTest : public ::testing::Test {
         (std::filesystem::temp_directory_path() / "conclave-watch-XXXXXX").string();
     ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
     dir_ = pattern;
-    auto s = Store::Open(dir_ + "/db", StoreOptions{.group = 1});
+    auto engine = storage::OpenRocksEngine(dir_ + "/db", StoreRocksEngineOptions());
+    ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+    engine_ = std::move(engine).value();
+    auto s = Store::Open(engine_.get(), StoreOptions{.group = 1});
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(s).value();
   }
   void TearDown() override {
     hub_.reset();
     store_.reset();
+    engine_.reset();
     std::filesystem::remove_all(dir_);
   }
 
@@ -109,6 +113,7 @@ class WatchHubTest : public ::testing::Test {
   }
 
   std::string dir_;
+  std::unique_ptr<storage::Engine> engine_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<WatchHub> hub_;
   StreamId stream_ = 0;

@@ -8,6 +8,7 @@
 #include "mvcc/store.h"
 #include "server/node.h"
 #include "server/raft_codec.h"
+#include "storage/engine.h"
 #include "storage/file_system.h"
 #include "storage/wal.h"
 
@@ -81,9 +82,12 @@ namespace {
 // file is read into memory (twice its size at the peak).
 Status BuildFromSnapshot(storage::FileSystem* fs, const RestoreOptions& options) {
   RETURN_IF_ERROR(fs->CreateDirs(options.data_dir));
-  ASSIGN_OR_RETURN(auto store,
-                   mvcc::Store::Open(storage::JoinPath(options.data_dir, "db"),
-                                     mvcc::StoreOptions{.group = kGroup, .sync = true}));
+  // Declared before the store, so it closes after it.
+  ASSIGN_OR_RETURN(std::unique_ptr<storage::Engine> engine,
+                   storage::OpenRocksEngine(storage::JoinPath(options.data_dir, "db"),
+                                            mvcc::StoreRocksEngineOptions()));
+  ASSIGN_OR_RETURN(auto store, mvcc::Store::Open(engine.get(), mvcc::StoreOptions{.group = kGroup,
+                                                                                  .sync = true}));
   ASSIGN_OR_RETURN(std::string saved, fs->ReadFile(options.snapshot_path));
   ASSIGN_OR_RETURN(std::string image, mvcc::DecodeSavedSnapshot(saved));
   const std::string snap_dir = storage::JoinPath(options.data_dir, "snap");

@@ -99,8 +99,10 @@ Status Node::Recover() {
   ASSIGN_OR_RETURN(wal_,
                    storage::Wal::Open(fs_.get(), storage::JoinPath(options_.data_dir, "wal")));
   storage::WalReplay replay = wal_->Replay();
-  ASSIGN_OR_RETURN(store_, mvcc::Store::Open(storage::JoinPath(options_.data_dir, "db"),
-                                             mvcc::StoreOptions{.group = kGroup, .sync = false}));
+  ASSIGN_OR_RETURN(engine_, storage::OpenRocksEngine(storage::JoinPath(options_.data_dir, "db"),
+                                                     mvcc::StoreRocksEngineOptions()));
+  ASSIGN_OR_RETURN(
+      store_, mvcc::Store::Open(engine_.get(), mvcc::StoreOptions{.group = kGroup, .sync = false}));
   RETURN_IF_ERROR(fs_->CreateDirs(snapshot_dir()));
   RETURN_IF_ERROR(mvcc::RemoveStaleParts(fs_.get(), snapshot_dir()));
 

@@ -63,6 +63,7 @@
 #include "mvcc/watch_hub.h"
 #include "raft/raft.h"
 #include "raft/storage.h"
+#include "storage/engine.h"
 #include "storage/file_system.h"
 #include "storage/wal.h"
 
@@ -363,6 +364,8 @@ class Node {
   Clock& clock_;
   std::unique_ptr<storage::FileSystem> fs_;
   std::unique_ptr<storage::Wal> wal_;
+  // The store's engine: declared first, so it closes after the store.
+  std::unique_ptr<storage::Engine> engine_;
   std::unique_ptr<mvcc::Store> store_;
   std::unique_ptr<mvcc::WatchHub> hub_;
   std::unique_ptr<lease::Lessor> lessor_;

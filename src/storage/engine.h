@@ -78,7 +78,7 @@ class EngineBatch {
   virtual void DeleteRange(std::string_view begin, std::string_view end) = 0;
 
   // Reads through the batch: its own puts and deletes over the engine's
-  // latest state.
+  // latest state. Changing the batch invalidates its iterators.
   virtual Result<std::optional<std::string>> Get(std::string_view key) = 0;
   virtual std::unique_ptr<EngineIterator> NewIterator() = 0;
 
@@ -97,7 +97,8 @@ class Engine {
  public:
   virtual ~Engine() = default;
 
-  // `snapshot` nullptr: the latest state.
+  // `snapshot` nullptr: the latest state. An iterator without a snapshot
+  // reads the state as of its creation, as if it held one.
   virtual Result<std::optional<std::string>> Get(std::string_view key,
                                                  const EngineSnapshot* snapshot = nullptr) const = 0;
   virtual std::unique_ptr<EngineIterator> NewIterator(
