@@ -5,7 +5,8 @@ DEBUG_DIR := build/debug
 FUZZ_DIR := build/fuzz
 CMAKE ?= cmake
 # libFuzzer targets, built with clang in their own tree; ctest runs each briefly.
-FUZZ_TARGETS := wal_record_fuzz snapshot_chunk_fuzz conf_change_fuzz mvcc_keys_fuzz keys_fuzz
+FUZZ_TARGETS := wal_record_fuzz snapshot_chunk_fuzz conf_change_fuzz mvcc_keys_fuzz keys_fuzz \
+  proposal_fuzz
 
 .PHONY: all deps build debug fuzz-build test run bench bench-compare sim soak fmt lint clean
 

@@ -3,7 +3,6 @@
 // leader (server/membership.h), forwarded to it from other members.
 #include "api/service_util.h"
 #include "etcd/api/etcdserverpb/rpc.grpc.pb.h"
-#include "server/membership.h"
 
 namespace conclave::api::internal {
 
@@ -25,8 +24,7 @@ void ToWire(const std::vector<serverpb::MemberRecord>& members, Members* out) {
 
 class ClusterService final : public etcdserverpb::Cluster::Service {
  public:
-  ClusterService(server::Node* node, server::Transport* transport)
-      : node_(node), transport_(transport), headers_(node) {}
+  explicit ClusterService(server::EtcdGroup* node) : node_(node), headers_(node) {}
 
   grpc::Status MemberList(grpc::ServerContext* /*context*/,
                           const etcdserverpb::MemberListRequest* req,
@@ -88,10 +86,11 @@ class ClusterService final : public etcdserverpb::Cluster::Service {
  private:
   // Runs `r` on the leader: here, or forwarded.
   Result<serverpb::MembershipResponse> Execute(const serverpb::MembershipRequest& r) {
-    if (node_->is_leader()) return server::ExecuteMembership(node_, r);
+    if (node_->is_leader()) return node_->ChangeMembership(r);
     const uint64_t leader = node_->leader();
     if (leader == 0) return Status::Unavailable("etcdserver: no leader");
-    ASSIGN_OR_RETURN(serverpb::MembershipResponse out, transport_->ForwardMembership(leader, r));
+    ASSIGN_OR_RETURN(serverpb::MembershipResponse out,
+                     node_->leader_calls()->ForwardMembership(leader, r));
     // Answer once this member has applied the change too, so the client's
     // next MemberList here shows it.
     RETURN_IF_ERROR(node_->ReadBarrier());
@@ -107,16 +106,15 @@ class ClusterService final : public etcdserverpb::Cluster::Service {
     return grpc::Status::OK;
   }
 
-  server::Node* node_;
-  server::Transport* transport_;
+  server::EtcdGroup* node_;
   Headers headers_;
 };
 
 }  // namespace
 
-std::unique_ptr<grpc::Service> NewClusterService(server::Node* node, server::Transport* transport,
+std::unique_ptr<grpc::Service> NewClusterService(server::EtcdGroup* node,
                                                  const ServiceOptions& /*options*/) {
-  return std::make_unique<ClusterService>(node, transport);
+  return std::make_unique<ClusterService>(node);
 }
 
 }  // namespace conclave::api::internal

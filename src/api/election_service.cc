@@ -47,7 +47,7 @@ etcdserverpb::RequestOp PutOp(const std::string& key, const std::string& value, 
 
 class ElectionService final : public v3electionpb::Election::Service {
  public:
-  ElectionService(server::Node* node, const ServiceOptions& options)
+  ElectionService(server::EtcdGroup* node, const ServiceOptions& options)
       : node_(node), options_(options) {}
 
   grpc::Status Campaign(grpc::ServerContext* context, const v3electionpb::CampaignRequest* req,
@@ -222,13 +222,13 @@ class ElectionService final : public v3electionpb::Election::Service {
     }
   }
 
-  server::Node* node_;
+  server::EtcdGroup* node_;
   const ServiceOptions& options_;
 };
 
 }  // namespace
 
-std::unique_ptr<grpc::Service> NewElectionService(server::Node* node,
+std::unique_ptr<grpc::Service> NewElectionService(server::EtcdGroup* node,
                                                   const ServiceOptions& options) {
   return std::make_unique<ElectionService>(node, options);
 }

@@ -51,7 +51,7 @@ grpc::Status NotParsed() {
 
 class KvService final : public KvBase {
  public:
-  KvService(server::Node* node, const ServiceOptions& options)
+  KvService(server::EtcdGroup* node, const ServiceOptions& options)
       : node_(node), options_(options), headers_(node) {}
 
   grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* context, const grpc::ByteBuffer* in,
@@ -175,7 +175,7 @@ class KvService final : public KvBase {
   // Reads the store and finishes the call with the response (or error).
   void RunRange(const mvcc::RangeRequest& r, grpc::ServerUnaryReactor* reactor,
                 grpc::ByteBuffer* out) {
-    auto result = node_->store()->Range(r);
+    auto result = node_->Range(r);
     if (!result.ok()) return reactor->Finish(ToGrpc(result.status()));
     etcdserverpb::RangeResponse resp;
     ToWire(*result, &resp);
@@ -183,7 +183,7 @@ class KvService final : public KvBase {
     FinishWith(reactor, resp, out);
   }
 
-  server::Node* node_;
+  server::EtcdGroup* node_;
   const ServiceOptions& options_;
   Headers headers_;
   WorkerPool reads_{std::clamp<size_t>(std::thread::hardware_concurrency(), 2, 8), "kv-reads"};
@@ -191,7 +191,8 @@ class KvService final : public KvBase {
 
 }  // namespace
 
-std::unique_ptr<grpc::Service> NewKvService(server::Node* node, const ServiceOptions& options) {
+std::unique_ptr<grpc::Service> NewKvService(server::EtcdGroup* node,
+                                            const ServiceOptions& options) {
   return std::make_unique<KvService>(node, options);
 }
 

@@ -9,8 +9,8 @@ namespace {
 
 class LeaseService final : public etcdserverpb::Lease::Service {
  public:
-  LeaseService(server::Node* node, server::Transport* transport, const ServiceOptions& options)
-      : node_(node), transport_(transport), options_(options), headers_(node) {}
+  LeaseService(server::EtcdGroup* node, const ServiceOptions& options)
+      : node_(node), options_(options), headers_(node) {}
 
   grpc::Status LeaseGrant(grpc::ServerContext* /*context*/,
                           const etcdserverpb::LeaseGrantRequest* req,
@@ -21,7 +21,7 @@ class LeaseService final : public etcdserverpb::Lease::Service {
     serverpb::Command c;
     *c.mutable_lease_grant() = *req;
     // The proposer picks the id, so applying the grant is deterministic.
-    if (req->id() == 0) c.mutable_lease_grant()->set_id(NewLeaseId());
+    if (req->id() == 0) c.mutable_lease_grant()->set_id(node_->NewLeaseId());
     auto r = ProposeAndWait(node_, std::move(c));
     if (!r.ok()) return ToGrpc(r.status());
     const auto& g = std::get<lease::GrantResult>(r->response);
@@ -97,7 +97,7 @@ class LeaseService final : public etcdserverpb::Lease::Service {
     if (ttl.ok() || ttl.status().message() != lease::errors::kNotLeader) return ttl;
     const uint64_t leader = node_->leader();
     if (leader == 0) return Status::Unavailable("etcdserver: no leader");
-    return transport_->ForwardLeaseRenew(leader, id);
+    return node_->leader_calls()->ForwardLeaseRenew(leader, id);
   }
 
   Status TimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& req,
@@ -114,20 +114,19 @@ class LeaseService final : public etcdserverpb::Lease::Service {
     if (r.status().message() != lease::errors::kNotLeader) return r.status();
     const uint64_t leader = node_->leader();
     if (leader == 0) return Status::Unavailable("etcdserver: no leader");
-    return transport_->ForwardLeaseTimeToLive(leader, req, resp);
+    return node_->leader_calls()->ForwardLeaseTimeToLive(leader, req, resp);
   }
 
-  server::Node* node_;
-  server::Transport* transport_;
+  server::EtcdGroup* node_;
   const ServiceOptions& options_;
   Headers headers_;
 };
 
 }  // namespace
 
-std::unique_ptr<grpc::Service> NewLeaseService(server::Node* node, server::Transport* transport,
+std::unique_ptr<grpc::Service> NewLeaseService(server::EtcdGroup* node,
                                                const ServiceOptions& options) {
-  return std::make_unique<LeaseService>(node, transport, options);
+  return std::make_unique<LeaseService>(node, options);
 }
 
 }  // namespace conclave::api::internal

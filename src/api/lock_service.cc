@@ -14,7 +14,8 @@ namespace {
 
 class LockService final : public v3lockpb::Lock::Service {
  public:
-  LockService(server::Node* node, const ServiceOptions& options) : node_(node), options_(options) {}
+  LockService(server::EtcdGroup* node, const ServiceOptions& options)
+      : node_(node), options_(options) {}
 
   grpc::Status Lock(grpc::ServerContext* context, const v3lockpb::LockRequest* req,
                     v3lockpb::LockResponse* resp) override {
@@ -86,13 +87,14 @@ class LockService final : public v3lockpb::Lock::Service {
   }
 
  private:
-  server::Node* node_;
+  server::EtcdGroup* node_;
   const ServiceOptions& options_;
 };
 
 }  // namespace
 
-std::unique_ptr<grpc::Service> NewLockService(server::Node* node, const ServiceOptions& options) {
+std::unique_ptr<grpc::Service> NewLockService(server::EtcdGroup* node,
+                                              const ServiceOptions& options) {
   return std::make_unique<LockService>(node, options);
 }
 

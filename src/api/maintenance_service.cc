@@ -19,15 +19,14 @@ namespace {
 
 class MaintenanceService final : public etcdserverpb::Maintenance::Service {
  public:
-  MaintenanceService(server::Node* node, server::Transport* /*transport*/,
-                     const ServiceOptions& options)
+  MaintenanceService(server::EtcdGroup* node, const ServiceOptions& options)
       : node_(node), options_(options), headers_(node) {}
 
   grpc::Status Status(grpc::ServerContext* /*context*/, const etcdserverpb::StatusRequest* /*req*/,
                       etcdserverpb::StatusResponse* resp) override {
-    const server::NodeStats st = node_->stats();
+    const server::ReplicaStats st = node_->stats();
     resp->set_version(kEtcdApiVersion);
-    const int64_t size = StoreBytes(node_);
+    const int64_t size = node_->StoreBytes();
     resp->set_dbsize(size);
     resp->set_dbsizeinuse(size);
     resp->set_dbsizequota(options_.quota_backend_bytes);
@@ -62,7 +61,7 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
   grpc::Status Hash(grpc::ServerContext* /*context*/, const etcdserverpb::HashRequest* /*req*/,
                     etcdserverpb::HashResponse* resp) override {
     if (auto refused = RefuseOnLearner(node_); !refused.ok()) return ToGrpc(refused);
-    auto h = node_->store()->Hash();
+    auto h = node_->Hash();
     if (!h.ok()) return ToGrpc(h.status());
     resp->set_hash(*h);
     headers_.Fill(resp->mutable_header(), headers_.current());
@@ -72,12 +71,11 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
   grpc::Status HashKV(grpc::ServerContext* /*context*/, const etcdserverpb::HashKVRequest* req,
                       etcdserverpb::HashKVResponse* resp) override {
     if (auto refused = RefuseOnLearner(node_); !refused.ok()) return ToGrpc(refused);
-    mvcc::Store* store = node_->store();
     // etcd refuses the compacted revision itself, and reports -1 when
     // nothing was ever compacted.
-    if (req->revision() > 0 && req->revision() <= store->CompactRevision())
+    if (req->revision() > 0 && req->revision() <= node_->CompactRevision())
       return ToGrpc(mvcc::errors::Compacted());
-    auto h = store->HashKV(req->revision());
+    auto h = node_->HashKV(req->revision());
     if (!h.ok()) return ToGrpc(h.status());
     resp->set_hash(h->hash);
     resp->set_compact_revision(h->compact_revision == 0 ? -1 : h->compact_revision);
@@ -91,7 +89,7 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
                         grpc::ServerWriter<etcdserverpb::SnapshotResponse>* writer) override {
     if (auto refused = RefuseOnLearner(node_); !refused.ok()) return ToGrpc(refused);
     constexpr size_t kChunkBytes = 1 << 20;
-    auto image = mvcc::SnapshotWriter::Create(node_->store(), kChunkBytes);
+    auto image = node_->NewImage(kChunkBytes);
     if (!image.ok()) return ToGrpc(image.status());
     const int64_t revision = headers_.current();
     Sha256 digest;
@@ -127,14 +125,14 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
     return grpc::Status::OK;
   }
 
-  // Compacts all of the storage engine's files, dropping what compaction
-  // and deletes left behind; reads and writes go on meanwhile.
+  // Compacts all of the engine's files, dropping what compaction and
+  // deletes left behind; reads and writes go on meanwhile.
   grpc::Status Defragment(grpc::ServerContext* /*context*/,
                           const etcdserverpb::DefragmentRequest* /*req*/,
                           etcdserverpb::DefragmentResponse* resp) override {
     if (auto refused = RefuseOnLearner(node_); !refused.ok()) return ToGrpc(refused);
-    const conclave::Status s = node_->store()->engine()->Compact();
-    if (!s.ok()) return ToGrpc(Status::Internal("defragment: " + s.message()));
+    if (conclave::Status s = node_->Defragment(); !s.ok())
+      return ToGrpc(Status::Internal("defragment: " + s.message()));
     headers_.Fill(resp->mutable_header(), headers_.current());
     return grpc::Status::OK;
   }
@@ -157,40 +155,26 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
   }
 
  private:
-  server::Node* node_;
+  server::EtcdGroup* node_;
   const ServiceOptions& options_;
   Headers headers_;
 };
 
 }  // namespace
 
-int64_t StoreBytes(server::Node* node) {
-  return static_cast<int64_t>(node->store()->engine()->ApproximateBytes());
-}
-
-Status CheckQuota(server::Node* node, const ServiceOptions& options, size_t request_bytes) {
+Status CheckQuota(server::EtcdGroup* node, const ServiceOptions& options, size_t request_bytes) {
   if (node->NoSpaceAlarm()) return mvcc::errors::NoSpace();
   if (options.quota_backend_bytes <= 0) return Status::Ok();
-  if (StoreBytes(node) + static_cast<int64_t>(request_bytes) <= options.quota_backend_bytes)
+  if (node->StoreBytes() + static_cast<int64_t>(request_bytes) <= options.quota_backend_bytes)
     return Status::Ok();
   // Over quota: raise the alarm through the log, so every member refuses.
-  // One request raises it; the others meanwhile are refused at once.
-  static std::atomic<bool> raising{false};
-  if (!raising.exchange(true)) {
-    serverpb::Command c;
-    c.mutable_alarm()->set_action(etcdserverpb::AlarmRequest::ACTIVATE);
-    c.mutable_alarm()->set_memberid(node->member_id());
-    c.mutable_alarm()->set_alarm(etcdserverpb::NOSPACE);
-    (void)node->Propose(std::move(c));
-    raising.store(false);
-  }
+  node->RaiseNoSpaceAlarm();
   return mvcc::errors::NoSpace();
 }
 
-std::unique_ptr<grpc::Service> NewMaintenanceService(server::Node* node,
-                                                     server::Transport* transport,
+std::unique_ptr<grpc::Service> NewMaintenanceService(server::EtcdGroup* node,
                                                      const ServiceOptions& options) {
-  return std::make_unique<MaintenanceService>(node, transport, options);
+  return std::make_unique<MaintenanceService>(node, options);
 }
 
 }  // namespace conclave::api::internal

@@ -23,7 +23,7 @@ struct HubWatch::Shared {
   bool wake = false;
 };
 
-HubWatch::HubWatch(server::Node* node, const mvcc::WatchRequest& request)
+HubWatch::HubWatch(server::EtcdGroup* node, const mvcc::WatchRequest& request)
     : node_(node), shared_(std::make_shared<Shared>()) {
   stream_ = node_->hub()->OpenStream([shared = shared_] {
     {
@@ -73,7 +73,7 @@ Result<etcdserverpb::TxnResponse> Recipes::Txn(const etcdserverpb::TxnRequest& r
 Result<etcdserverpb::RangeResponse> Recipes::Get(const etcdserverpb::RangeRequest& req) {
   ASSIGN_OR_RETURN(mvcc::RangeRequest r, FromWire(req));
   if (!r.serializable) RETURN_IF_ERROR(node_->ReadBarrier());
-  ASSIGN_OR_RETURN(mvcc::RangeResponse resp, node_->store()->Range(r));
+  ASSIGN_OR_RETURN(mvcc::RangeResponse resp, node_->Range(r));
   etcdserverpb::RangeResponse out;
   ToWire(resp, &out);
   Headers(node_).Fill(out.mutable_header(), resp.revision);

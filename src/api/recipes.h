@@ -25,14 +25,14 @@
 #include "base/status.h"
 #include "etcd/api/etcdserverpb/rpc.pb.h"
 #include "mvcc/watch_hub.h"
-#include "server/node.h"
+#include "server/etcd_group.h"
 
 namespace conclave::api::internal {
 
 // A watch on the member's hub that one thread waits on.
 class HubWatch {
  public:
-  HubWatch(server::Node* node, const mvcc::WatchRequest& request);
+  HubWatch(server::EtcdGroup* node, const mvcc::WatchRequest& request);
   ~HubWatch();
   HubWatch(const HubWatch&) = delete;
   HubWatch& operator=(const HubWatch&) = delete;
@@ -45,7 +45,7 @@ class HubWatch {
 
  private:
   struct Shared;
-  server::Node* node_;
+  server::EtcdGroup* node_;
   std::shared_ptr<Shared> shared_;
   mvcc::StreamId stream_ = 0;
   Status status_;
@@ -53,7 +53,7 @@ class HubWatch {
 
 class Recipes {
  public:
-  Recipes(server::Node* node, grpc::ServerContext* context) : node_(node), context_(context) {}
+  Recipes(server::EtcdGroup* node, grpc::ServerContext* context) : node_(node), context_(context) {}
 
   // A transaction through the log; the response carries its header.
   Result<etcdserverpb::TxnResponse> Txn(const etcdserverpb::TxnRequest& req);
@@ -76,7 +76,7 @@ class Recipes {
   Status Interrupted() const;
 
  private:
-  server::Node* node_;
+  server::EtcdGroup* node_;
   grpc::ServerContext* context_;
 };
 

@@ -13,8 +13,7 @@
 #include "api/services.h"
 #include "base/status.h"
 #include "etcd/api/etcdserverpb/rpc.pb.h"
-#include "server/node.h"
-#include "server/transport.h"
+#include "server/etcd_group.h"
 
 namespace conclave::api::internal {
 
@@ -34,22 +33,22 @@ Status RequestTooLarge();
 // Fills response headers: this member, the cluster, a revision, the term.
 class Headers {
  public:
-  explicit Headers(server::Node* node) : node_(node) {}
+  explicit Headers(server::EtcdGroup* node) : node_(node) {}
   void Fill(etcdserverpb::ResponseHeader* h, int64_t revision) const {
     h->set_cluster_id(node_->cluster_id());
     h->set_member_id(node_->member_id());
     h->set_revision(revision);
     h->set_raft_term(node_->term());
   }
-  int64_t current() const { return node_->store()->CurrentRevision(); }
+  int64_t current() const { return node_->CurrentRevision(); }
 
  private:
-  server::Node* node_;
+  server::EtcdGroup* node_;
 };
 
 // A learner serves only Status and serializable reads; everything else is
 // refused with etcd's error, so clients move to another member.
-inline Status RefuseOnLearner(server::Node* node) {
+inline Status RefuseOnLearner(server::EtcdGroup* node) {
   if (!node->is_learner()) return Status::Ok();
   return Status::Unavailable("etcdserver: rpc not supported for learner");
 }
@@ -61,34 +60,29 @@ inline bool TooLarge(const google::protobuf::Message& m, const ServiceOptions& o
 
 // Proposes `command`, waits until this member applied it and returns the
 // result, or the error the command failed with.
-Result<server::ApplyResult> ProposeAndWait(server::Node* node, serverpb::Command command);
-
-// A fresh random lease id (positive), for grants that leave it to the server.
-int64_t NewLeaseId();
+Result<server::ApplyResult> ProposeAndWait(server::EtcdGroup* node, serverpb::Command command);
 
 // The lease a Lock or Campaign call holds its key with: `lease`, or when it
 // is 0 a new lease of kSessionTtlSeconds that nobody keeps alive (so a
 // lock taken without a lease ends by itself).
 inline constexpr int64_t kSessionTtlSeconds = 60;
-Result<int64_t> SessionLease(server::Node* node, int64_t lease);
+Result<int64_t> SessionLease(server::EtcdGroup* node, int64_t lease);
 
-// The store's size on disk and in memory tables (Status' dbSize).
-int64_t StoreBytes(server::Node* node);
 // Refuses a write of `request_bytes` while the NOSPACE alarm is raised, and
 // raises it (through the log) when the write would pass the quota.
-Status CheckQuota(server::Node* node, const ServiceOptions& options, size_t request_bytes);
+Status CheckQuota(server::EtcdGroup* node, const ServiceOptions& options, size_t request_bytes);
 
-std::unique_ptr<grpc::Service> NewKvService(server::Node* node, const ServiceOptions& options);
-std::unique_ptr<grpc::Service> NewWatchService(server::Node* node);
-std::unique_ptr<grpc::Service> NewLeaseService(server::Node* node, server::Transport* transport,
+std::unique_ptr<grpc::Service> NewKvService(server::EtcdGroup* node, const ServiceOptions& options);
+std::unique_ptr<grpc::Service> NewWatchService(server::EtcdGroup* node);
+std::unique_ptr<grpc::Service> NewLeaseService(server::EtcdGroup* node,
                                                const ServiceOptions& options);
-std::unique_ptr<grpc::Service> NewClusterService(server::Node* node, server::Transport* transport,
+std::unique_ptr<grpc::Service> NewClusterService(server::EtcdGroup* node,
                                                  const ServiceOptions& options);
-std::unique_ptr<grpc::Service> NewMaintenanceService(server::Node* node,
-                                                     server::Transport* transport,
+std::unique_ptr<grpc::Service> NewMaintenanceService(server::EtcdGroup* node,
                                                      const ServiceOptions& options);
-std::unique_ptr<grpc::Service> NewLockService(server::Node* node, const ServiceOptions& options);
-std::unique_ptr<grpc::Service> NewElectionService(server::Node* node,
+std::unique_ptr<grpc::Service> NewLockService(server::EtcdGroup* node,
+                                              const ServiceOptions& options);
+std::unique_ptr<grpc::Service> NewElectionService(server::EtcdGroup* node,
                                                   const ServiceOptions& options);
 
 }  // namespace conclave::api::internal

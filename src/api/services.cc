@@ -1,7 +1,5 @@
 #include "api/services.h"
 
-#include <mutex>
-#include <random>
 #include <utility>
 
 #include "api/errors.h"
@@ -31,26 +29,16 @@ Status RequestTooLarge() {
   return Status::InvalidArgument("etcdserver: request is too large");
 }
 
-Result<server::ApplyResult> ProposeAndWait(server::Node* node, serverpb::Command command) {
+Result<server::ApplyResult> ProposeAndWait(server::EtcdGroup* node, serverpb::Command command) {
   ASSIGN_OR_RETURN(server::ApplyResult r, node->Propose(std::move(command)));
   if (!r.status.ok()) return r.status;
   return r;
 }
 
-int64_t NewLeaseId() {
-  static std::mutex mu;
-  static std::mt19937_64 random(std::random_device{}());
-  std::lock_guard<std::mutex> lock(mu);
-  int64_t id = 0;
-  while (id <= 0)
-    id = static_cast<int64_t>(random() >> 1);
-  return id;
-}
-
-Result<int64_t> SessionLease(server::Node* node, int64_t lease) {
+Result<int64_t> SessionLease(server::EtcdGroup* node, int64_t lease) {
   if (lease != 0) return lease;
   serverpb::Command c;
-  c.mutable_lease_grant()->set_id(NewLeaseId());
+  c.mutable_lease_grant()->set_id(node->NewLeaseId());
   c.mutable_lease_grant()->set_ttl(kSessionTtlSeconds);
   ASSIGN_OR_RETURN(server::ApplyResult r, ProposeAndWait(node, std::move(c)));
   return std::get<lease::GrantResult>(r.response).id;
@@ -58,13 +46,12 @@ Result<int64_t> SessionLease(server::Node* node, int64_t lease) {
 
 }  // namespace internal
 
-EtcdServices::EtcdServices(server::Node* node, server::Transport* transport, ServiceOptions options)
-    : options_(options) {
+EtcdServices::EtcdServices(server::EtcdGroup* node, ServiceOptions options) : options_(options) {
   services_.push_back(internal::NewKvService(node, options_));
   services_.push_back(internal::NewWatchService(node));
-  services_.push_back(internal::NewLeaseService(node, transport, options_));
-  services_.push_back(internal::NewClusterService(node, transport, options_));
-  services_.push_back(internal::NewMaintenanceService(node, transport, options_));
+  services_.push_back(internal::NewLeaseService(node, options_));
+  services_.push_back(internal::NewClusterService(node, options_));
+  services_.push_back(internal::NewMaintenanceService(node, options_));
   services_.push_back(internal::NewLockService(node, options_));
   services_.push_back(internal::NewElectionService(node, options_));
 }

@@ -10,7 +10,7 @@
 // the Raft term.
 //
 // Lease keep-alives and TTL queries need the leader's clock: on a follower
-// they are forwarded to the leader through the transport.
+// they are forwarded to the leader (EtcdGroup::leader_calls).
 //
 // Threading: gRPC's synchronous server calls the handlers on its own
 // threads. A Watch stream uses its handler thread to read requests and one
@@ -18,14 +18,14 @@
 #pragma once
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/service_type.h>
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "server/node.h"
-#include "server/transport.h"
+#include "server/etcd_group.h"
 
 namespace conclave::api {
 
@@ -40,7 +40,7 @@ inline constexpr const char* kEtcdApiVersion = "3.4.0";
 
 class EtcdServices {
  public:
-  EtcdServices(server::Node* node, server::Transport* transport, ServiceOptions options);
+  explicit EtcdServices(server::EtcdGroup* node, ServiceOptions options);
   ~EtcdServices();
 
   // Registers every service on `builder`; the services must outlive the server.

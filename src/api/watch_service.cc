@@ -16,7 +16,7 @@ namespace {
 
 class WatchService final : public etcdserverpb::Watch::Service {
  public:
-  explicit WatchService(server::Node* node) : node_(node), headers_(node) {}
+  explicit WatchService(server::EtcdGroup* node) : node_(node), headers_(node) {}
 
   grpc::Status Watch(grpc::ServerContext* context,
                      grpc::ServerReaderWriter<etcdserverpb::WatchResponse,
@@ -117,13 +117,13 @@ class WatchService final : public etcdserverpb::Watch::Service {
     }
   }
 
-  server::Node* node_;
+  server::EtcdGroup* node_;
   Headers headers_;
 };
 
 }  // namespace
 
-std::unique_ptr<grpc::Service> NewWatchService(server::Node* node) {
+std::unique_ptr<grpc::Service> NewWatchService(server::EtcdGroup* node) {
   return std::make_unique<WatchService>(node);
 }
 

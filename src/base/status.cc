@@ -48,6 +48,28 @@ std::string_view StatusCodeName(StatusCode code) {
   return "UNKNOWN_CODE";
 }
 
+std::string_view ErrorReasonName(ErrorReason reason) {
+  switch (reason) {
+    case ErrorReason::kNone:
+      return "none";
+    case ErrorReason::kConfChangeInProgress:
+      return "conf-change-in-progress";
+    case ErrorReason::kNoLeader:
+      return "no-leader";
+    case ErrorReason::kRequestTimedOut:
+      return "request-timed-out";
+    case ErrorReason::kStopped:
+      return "stopped";
+    case ErrorReason::kTooManyRequests:
+      return "too-many-requests";
+    case ErrorReason::kMemberRemoved:
+      return "member-removed";
+    case ErrorReason::kGroupNotFound:
+      return "group-not-found";
+  }
+  return "unknown-reason";
+}
+
 std::string Status::ToString() const {
   if (ok()) return "OK";
   return fmt::format("{}: {}", StatusCodeName(code_), message_);

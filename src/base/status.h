@@ -47,6 +47,29 @@ enum class StatusCode : uint8_t {
 
 std::string_view StatusCodeName(StatusCode code);
 
+// The conditions that callers branch on, beyond the code: a Status raised
+// for one of them carries its reason, and code that must react to it tests
+// the reason, never the message text. Messages stay free to change.
+enum class ErrorReason : uint16_t {
+  kNone = 0,
+  // Raft: a configuration change is still in flight (retry once it applied).
+  kConfChangeInProgress,
+  // Raft: no leader is known, or leadership is being transferred.
+  kNoLeader,
+  // A request was not applied within its deadline.
+  kRequestTimedOut,
+  // The member is stopping.
+  kStopped,
+  // Too many requests are queued.
+  kTooManyRequests,
+  // This member was removed from the cluster (its peers refuse it).
+  kMemberRemoved,
+  // The addressed group has no replica here.
+  kGroupNotFound,
+};
+
+std::string_view ErrorReasonName(ErrorReason reason);
+
 class [[nodiscard]] Status {
  public:
   Status() = default;
@@ -77,8 +100,15 @@ class [[nodiscard]] Status {
   static Status Corruption(std::string m) { return {StatusCode::kCorruption, std::move(m)}; }
   static Status IOError(std::string m) { return {StatusCode::kIOError, std::move(m)}; }
 
+  // The same status, carrying `reason`.
+  Status WithReason(ErrorReason reason) && {
+    reason_ = reason;
+    return std::move(*this);
+  }
+
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }
+  ErrorReason reason() const { return reason_; }
   const std::string& message() const { return message_; }
 
   // "INVALID_ARGUMENT: key is not provided", or "OK".
@@ -88,6 +118,7 @@ class [[nodiscard]] Status {
 
  private:
   StatusCode code_ = StatusCode::kOk;
+  ErrorReason reason_ = ErrorReason::kNone;
   std::string message_;
 };
 

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <map>
 
+#include "base/logging.h"
 #include "sim/sim.h"
 
 namespace conclave::cli {
@@ -22,6 +23,7 @@ struct SimFlags {
   uint64_t seed = 0;
   uint64_t seeds = 1000;
   int nodes = 0;
+  int groups = 0;
   std::string profile;
   std::string reads = "auto";
   std::string bug;
@@ -31,6 +33,8 @@ struct SimFlags {
 };
 
 int RunSim(const SimFlags& f) {
+  // The nodes' own logs would drown the report; violations say enough.
+  InitLogging(f.trace ? spdlog::level::info : spdlog::level::err);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   const auto start = std::chrono::steady_clock::now();
@@ -42,6 +46,7 @@ int RunSim(const SimFlags& f) {
     sim::SimOptions o;
     o.seed = seed;
     o.nodes = f.nodes;
+    o.groups = f.groups;
     o.profile = f.profile;
     o.read_mode = f.reads == "safe" ? 0 : f.reads == "lease" ? 1 : -1;
     o.safety_us = static_cast<int64_t>(f.safety_seconds * 1e6);
@@ -86,9 +91,11 @@ std::function<int()> AddSimCommand(CLI::App& app) {
   cmd->add_option("--seeds", flags->seeds, "number of seeds")->capture_default_str();
   cmd->add_option("--nodes", flags->nodes, "cluster size (0: 3 or 5 by seed)")
       ->check(CLI::IsMember({0, 3, 5}));
+  cmd->add_option("--groups", flags->groups, "Raft groups per node (0: 1 to 3 by seed)")
+      ->check(CLI::Range(0, 16));
   cmd->add_option("--profile", flags->profile,
-                  "fault profile: calm, lossy, partitions, crashes, membership, chaos (default: by "
-                  "seed)");
+                  "fault profile: calm, lossy, partitions, crashes, membership, leader-churn, "
+                  "chaos (default: by seed)");
   cmd->add_option("--reads", flags->reads, "read mode: auto, safe or lease")
       ->check(CLI::IsMember({"auto", "safe", "lease"}));
   cmd->add_option("--bug", flags->bug, "plant a deliberate bug (test of the checker)");

@@ -398,11 +398,18 @@ Status Store::Commit(std::unique_ptr<ApplyBatch> batch) {
   storage::EngineBatch* wb = batch->wb_.get();
   wb->Put(keys::MetaKey(g, keys::kMetaRevision), keys::EncodeMetaInt(batch->current_rev_));
   wb->Put(keys::MetaKey(g, keys::kMetaCompacted), keys::EncodeMetaInt(batch->compact_rev_));
-  wb->Put(keys::MetaKey(g, keys::kMetaAppliedIndex),
-          keys::EncodeMetaInt(static_cast<int64_t>(batch->applied_index_)));
-  wb->Put(keys::MetaKey(g, keys::kMetaAppliedTerm),
-          keys::EncodeMetaInt(static_cast<int64_t>(batch->applied_term_)));
+  std::unique_ptr<storage::EngineBatch> apart;
+  storage::EngineBatch* applied = wb;
+  if (options_.test_bug_applied_index_apart) {
+    apart = engine_->NewBatch();
+    applied = apart.get();
+  }
+  applied->Put(keys::MetaKey(g, keys::kMetaAppliedIndex),
+               keys::EncodeMetaInt(static_cast<int64_t>(batch->applied_index_)));
+  applied->Put(keys::MetaKey(g, keys::kMetaAppliedTerm),
+               keys::EncodeMetaInt(static_cast<int64_t>(batch->applied_term_)));
   Status s = Annotate(engine_->Write(wb, options_.sync), "mvcc: commit");
+  if (s.ok() && apart) s = Annotate(engine_->Write(apart.get(), options_.sync), "mvcc: commit");
   batch_open_ = false;
   if (!s.ok()) return s;
   UpdateLatest(batch->events_);

@@ -49,6 +49,10 @@ struct StoreOptions {
   // Sync the engine on every commit. Off when the Raft log provides
   // durability and replays entries after the applied index.
   bool sync = false;
+  // Test-only planted bug (the simulator must catch it): Commit writes the
+  // applied index in a batch of its own after the batch's changes, so a
+  // crash can keep the changes without the index that says they were made.
+  bool test_bug_applied_index_apart = false;
 };
 
 // Options for a RocksDB engine holding stores: the watch history's keys

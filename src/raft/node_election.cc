@@ -146,9 +146,11 @@ Status Node::StepCandidate(Message& m) {
       role_ == Role::kPreCandidate ? MessageType::kPreVoteResponse : MessageType::kVoteResponse;
   switch (m.type) {
     case MessageType::kPropose:
-      return Status::Unavailable("raft: proposal dropped, no leader");
+      return Status::Unavailable("raft: proposal dropped, no leader")
+          .WithReason(ErrorReason::kNoLeader);
     case MessageType::kReadIndex:
-      return Status::Unavailable("raft: read dropped, no leader");
+      return Status::Unavailable("raft: read dropped, no leader")
+          .WithReason(ErrorReason::kNoLeader);
     case MessageType::kAppend:
       BecomeFollower(m.term, m.from);
       HandleAppend(m);

@@ -10,8 +10,10 @@ namespace conclave::raft {
 Status Node::CheckConfChangeProposal(const Entry& e) const {
   if (pending_conf_index_ > log_.applied()) {
     return Status::FailedPrecondition(
-        fmt::format("raft: a configuration change is already in progress (index {}, applied {})",
-                    pending_conf_index_, log_.applied()));
+               fmt::format(
+                   "raft: a configuration change is already in progress (index {}, applied {})",
+                   pending_conf_index_, log_.applied()))
+        .WithReason(ErrorReason::kConfChangeInProgress);
   }
   ASSIGN_OR_RETURN(ConfChange cc, ConfChange::Decode(e.data));
   // Validate against the current configuration, which is the one the change

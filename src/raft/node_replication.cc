@@ -76,10 +76,12 @@ Status Node::StepLeader(Message& m) {
 Status Node::HandlePropose(Message& m) {
   if (m.entries.empty()) return Status::InvalidArgument("raft: empty proposal");
   if (tracker_.Find(id_) == nullptr) {
-    return Status::Unavailable("raft: proposal dropped, leader was removed from the group");
+    return Status::Unavailable("raft: proposal dropped, leader was removed from the group")
+        .WithReason(ErrorReason::kNoLeader);
   }
   if (lead_transferee_ != kNoNode) {
-    return Status::Unavailable("raft: proposal dropped, leadership transfer in progress");
+    return Status::Unavailable("raft: proposal dropped, leadership transfer in progress")
+        .WithReason(ErrorReason::kNoLeader);
   }
   // A refused proposal is dropped whole; no change is pending on its account.
   const uint64_t pending_conf_before = pending_conf_index_;
@@ -177,6 +179,28 @@ void Node::SendHeartbeat(NodeId to, const std::string& context) {
                .context = context});
 }
 
+bool Node::CanQuiesce() const {
+  if (role_ != Role::kLeader || lead_transferee_ != kNoNode || awaiting_advance_) return false;
+  if (!msgs_.empty() || !pending_reads_.empty() || !read_rounds_.empty()) return false;
+  const uint64_t last = log_.LastIndex();
+  if (pending_conf_index_ > log_.applied() || log_.committed() != last || log_.applied() != last ||
+      StableLastIndex() != last || !CommittedEntryInCurrentTerm()) {
+    return false;
+  }
+  for (const auto& [id, pr] : tracker_.progress()) {
+    if (pr.match != last) return false;
+  }
+  return true;
+}
+
+void Node::Quiesce() {
+  for (NodeId id : tracker_.AllIds()) {
+    if (id == id_) continue;
+    SendHeartbeat(id, "");
+    msgs_.back().quiesce = true;
+  }
+}
+
 void Node::BroadcastHeartbeat(const std::string& context) {
   for (NodeId id : tracker_.AllIds()) {
     if (id != id_) SendHeartbeat(id, context);
@@ -271,7 +295,9 @@ void Node::HandleHeartbeatResponse(const Message& m, Progress* pr) {
 Status Node::StepFollower(Message& m) {
   switch (m.type) {
     case MessageType::kPropose:
-      if (lead_ == kNoNode) return Status::Unavailable("raft: proposal dropped, no leader");
+      if (lead_ == kNoNode)
+        return Status::Unavailable("raft: proposal dropped, no leader")
+            .WithReason(ErrorReason::kNoLeader);
       if (config_.disable_proposal_forwarding) {
         return Status::Unavailable("raft: proposal dropped, forwarding disabled");
       }
@@ -297,7 +323,9 @@ Status Node::StepFollower(Message& m) {
       HandleSnapshot(m);
       return Status::Ok();
     case MessageType::kTransferLeader:
-      if (lead_ == kNoNode) return Status::Unavailable("raft: transfer dropped, no leader");
+      if (lead_ == kNoNode)
+        return Status::Unavailable("raft: transfer dropped, no leader")
+            .WithReason(ErrorReason::kNoLeader);
       m.to = lead_;
       Send(std::move(m));
       return Status::Ok();
@@ -307,7 +335,9 @@ Status Node::StepFollower(Message& m) {
       Hup(/*transfer=*/true);
       return Status::Ok();
     case MessageType::kReadIndex:
-      if (lead_ == kNoNode) return Status::Unavailable("raft: read dropped, no leader");
+      if (lead_ == kNoNode)
+        return Status::Unavailable("raft: read dropped, no leader")
+            .WithReason(ErrorReason::kNoLeader);
       m.to = lead_;
       Send(std::move(m));
       return Status::Ok();

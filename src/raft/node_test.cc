@@ -1240,3 +1240,52 @@ TEST(NodeTest, ConfChangeProposalsValidated) {
 
 }  // namespace
 }  // namespace conclave::raft
+
+namespace conclave::raft {
+namespace {
+
+// An idle leader may stop ticking once every peer holds and knows the
+// whole committed log; its last heartbeat tells the followers so.
+TEST(NodeQuiesceTest, IdleLeaderQuiescesWithAMarkedHeartbeat) {
+  auto net = ThreeWithLeader();
+  ASSERT_TRUE(net->node(1).Propose("x").ok());
+  // Appended but not yet acknowledged: not idle.
+  net->ProcessAllReady();
+  EXPECT_FALSE(net->node(1).CanQuiesce());
+  net->Settle();
+  ASSERT_TRUE(net->node(1).CanQuiesce());
+  EXPECT_FALSE(net->node(2).CanQuiesce());  // followers never decide
+  net->ClearSent();
+  net->node(1).Quiesce();
+  net->ProcessAllReady();
+  const uint64_t last = net->node(1).log().LastIndex();
+  EXPECT_EQ(net->CountSent([&](const Message& m) {
+    return m.type == MessageType::kHeartbeat && m.quiesce && m.commit == last;
+  }),
+            2u);
+  net->Settle();
+  // A read round in flight, or a follower behind, keeps it awake.
+  ASSERT_TRUE(net->node(1).ReadIndex("r").ok());
+  EXPECT_FALSE(net->node(1).CanQuiesce());
+  net->Settle();
+  net->Isolate(3);
+  ASSERT_TRUE(net->node(1).Propose("y").ok());
+  net->Settle();
+  EXPECT_FALSE(net->node(1).CanQuiesce());
+}
+
+TEST(NodeQuiesceTest, ConfChangeInProgressCarriesItsReason) {
+  auto net = ThreeWithLeader();
+  ConfChange add;
+  add.changes.push_back({ConfChangeType::kAddLearner, 4});
+  ASSERT_TRUE(net->node(1).ProposeConfChange(add).ok());
+  ConfChange another;
+  another.changes.push_back({ConfChangeType::kAddLearner, 5});
+  Status s = net->node(1).ProposeConfChange(another);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.reason(), ErrorReason::kConfChangeInProgress);
+  EXPECT_EQ(net->node(2).ReadIndex("r").reason(), ErrorReason::kNone);
+}
+
+}  // namespace
+}  // namespace conclave::raft

@@ -170,6 +170,17 @@ class Node {
   Ready GetReady();
   void Advance(const Ready& ready);
 
+  // Quiescence, for hosts of many mostly idle groups. CanQuiesce: this is
+  // the leader, every entry of its log is committed, durable here, handed
+  // out for applying and held by every follower and learner, and nothing is
+  // pending (reads, a configuration change, a transfer, messages). Then
+  // Quiesce sends each peer a last heartbeat marked `quiesce` (carrying the
+  // commit index), after which the caller may stop ticking this node, and
+  // the followers theirs, until something happens to the group. Ticks may
+  // resume at any time; the core needs no word about it.
+  bool CanQuiesce() const;
+  void Quiesce();
+
   NodeStatus GetStatus() const;
   NodeId id() const { return id_; }
   uint64_t term() const { return term_; }

@@ -148,6 +148,7 @@ std::string Message::ToString() const {
   }
   if (reject) s += fmt::format(" reject hint={}", reject_hint);
   if (!context.empty()) s += fmt::format(" ctx={}B", context.size());
+  if (quiesce) s += " quiesce";
   return s;
 }
 

@@ -162,6 +162,9 @@ struct Message {
   bool reject = false;
   uint64_t reject_hint = 0;  // append rejection: the follower's best guess of the match
   std::string context;       // read rounds, forced campaigns
+  // A heartbeat after which the leader stops ticking because its group is
+  // idle (Node::Quiesce); the follower may stop ticking too.
+  bool quiesce = false;
 
   std::string ToString() const;
 };

@@ -6,7 +6,7 @@
 
 #include "mvcc/snapshot.h"
 #include "mvcc/store.h"
-#include "server/node.h"
+#include "server/etcd_state_machine.h"
 #include "server/raft_codec.h"
 #include "storage/engine.h"
 #include "storage/file_system.h"
@@ -86,8 +86,9 @@ Status BuildFromSnapshot(storage::FileSystem* fs, const RestoreOptions& options)
   ASSIGN_OR_RETURN(std::unique_ptr<storage::Engine> engine,
                    storage::OpenRocksEngine(storage::JoinPath(options.data_dir, "db"),
                                             mvcc::StoreRocksEngineOptions()));
-  ASSIGN_OR_RETURN(auto store, mvcc::Store::Open(engine.get(), mvcc::StoreOptions{.group = kGroup,
-                                                                                  .sync = true}));
+  ASSIGN_OR_RETURN(
+      auto store,
+      mvcc::Store::Open(engine.get(), mvcc::StoreOptions{.group = kEtcdGroup, .sync = true}));
   ASSIGN_OR_RETURN(std::string saved, fs->ReadFile(options.snapshot_path));
   ASSIGN_OR_RETURN(std::string image, mvcc::DecodeSavedSnapshot(saved));
   const std::string snap_dir = storage::JoinPath(options.data_dir, "snap");
@@ -131,8 +132,8 @@ Status BuildFromSnapshot(storage::FileSystem* fs, const RestoreOptions& options)
   // The log starts at the snapshot, committed.
   ASSIGN_OR_RETURN(auto wal, storage::Wal::Open(fs, storage::JoinPath(options.data_dir, "wal")));
   storage::WalBatch wb;
-  wb.AddSnapshotMarker(kGroup, index, term);
-  wb.SetHardState(kGroup, raft::HardState{term, raft::kNoNode, index});
+  wb.AddSnapshotMarker(kEtcdGroup, index, term);
+  wb.SetHardState(kEtcdGroup, raft::HardState{term, raft::kNoNode, index});
   RETURN_IF_ERROR(wal->Append(wb));
   return SaveIdentity(options.data_dir, Identity{options.member_id, options.cluster_id});
 }

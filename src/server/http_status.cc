@@ -52,8 +52,8 @@ int HandleHealth(mg_connection* conn, void* data) {
 
 }  // namespace
 
-HttpStatusServer::HttpStatusServer(Node* node, Transport* transport)
-    : node_(node), transport_(transport) {}
+HttpStatusServer::HttpStatusServer(EtcdGroup* etcd, Transport* transport)
+    : etcd_(etcd), transport_(transport) {}
 
 HttpStatusServer::~HttpStatusServer() {
   Stop();
@@ -85,17 +85,18 @@ void HttpStatusServer::Stop() {
 }
 
 bool HttpStatusServer::Healthy() const {
-  return node_->leader() != 0;
+  return etcd_->leader() != 0;
 }
 
 std::string HttpStatusServer::MetricsText() const {
   using prometheus::MetricType;
-  const NodeStats s = node_->stats();
+  const ReplicaStats s = etcd_->stats();
+  const HostStats h = etcd_->host_stats();
   std::vector<prometheus::MetricFamily> families;
   families.push_back(Family("conclave_server_has_leader", "1 if the member knows a leader",
                             MetricType::Gauge, s.leader != 0 ? 1 : 0));
   families.push_back(Family("conclave_server_is_leader", "1 if the member is the leader",
-                            MetricType::Gauge, node_->is_leader() ? 1 : 0));
+                            MetricType::Gauge, etcd_->is_leader() ? 1 : 0));
   families.push_back(Family("conclave_server_leader_changes_seen_total",
                             "Leader changes seen by this member", MetricType::Counter,
                             static_cast<double>(s.leader_changes)));
@@ -117,12 +118,28 @@ std::string HttpStatusServer::MetricsText() const {
                             "Snapshots received and installed", MetricType::Counter,
                             static_cast<double>(s.snapshots_installed)));
   families.push_back(Family("conclave_wal_syncs_total", "Write-ahead log syncs",
-                            MetricType::Counter, static_cast<double>(s.wal_syncs)));
+                            MetricType::Counter, static_cast<double>(h.wal_syncs)));
+  families.push_back(Family("conclave_wal_bytes_total", "Write-ahead log bytes written",
+                            MetricType::Counter, static_cast<double>(h.wal_bytes)));
+  families.push_back(Family("conclave_host_log_writes_total",
+                            "Log writes (one sync each) by the log writer", MetricType::Counter,
+                            static_cast<double>(h.log_writes)));
+  families.push_back(Family("conclave_host_log_write_groups_total",
+                            "Groups carried by log writes, summed (divide by log writes for "
+                            "groups per sync)",
+                            MetricType::Counter, static_cast<double>(h.log_write_groups)));
+  families.push_back(Family("conclave_host_log_write_groups_max",
+                            "Most groups one log write carried", MetricType::Gauge,
+                            static_cast<double>(h.log_write_groups_max)));
+  families.push_back(Family("conclave_host_replicas", "Raft groups this member hosts",
+                            MetricType::Gauge, static_cast<double>(h.replicas)));
+  families.push_back(Family("conclave_host_replicas_quiesced",
+                            "Hosted groups that are idle and do not tick", MetricType::Gauge,
+                            static_cast<double>(h.replicas_quiesced)));
   families.push_back(Family("conclave_mvcc_revision", "Current store revision", MetricType::Gauge,
-                            static_cast<double>(node_->store()->CurrentRevision())));
+                            static_cast<double>(etcd_->CurrentRevision())));
   families.push_back(Family("conclave_mvcc_compact_revision", "Compacted revision",
-                            MetricType::Gauge,
-                            static_cast<double>(node_->store()->CompactRevision())));
+                            MetricType::Gauge, static_cast<double>(etcd_->CompactRevision())));
   families.push_back(Family("conclave_network_messages_sent_total", "Raft messages sent to peers",
                             MetricType::Counter, static_cast<double>(transport_->messages_sent())));
   families.push_back(Family("conclave_network_messages_dropped_total",

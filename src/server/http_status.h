@@ -3,7 +3,7 @@
 // GET /health ({"health":"true"} with 200 while the member has a leader and
 // is serving, {"health":"false"} with 503 otherwise), as etcd serves them.
 //
-// The metrics are read from the node and the transport at scrape time, so
+// The metrics are read from the etcd group, the host and the transport at scrape time, so
 // nothing on the request path updates a metric.
 //
 // Thread-safety: Start/Stop from one thread; civetweb's worker threads call
@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "base/status.h"
-#include "server/node.h"
+#include "server/etcd_group.h"
 #include "server/transport.h"
 
 struct mg_context;
@@ -24,7 +24,7 @@ namespace conclave::server {
 
 class HttpStatusServer {
  public:
-  HttpStatusServer(Node* node, Transport* transport);
+  HttpStatusServer(EtcdGroup* etcd, Transport* transport);
   ~HttpStatusServer();
 
   // `urls`: http://host:port each. Fails if any cannot be bound.
@@ -36,7 +36,7 @@ class HttpStatusServer {
   bool Healthy() const;
 
  private:
-  Node* node_;
+  EtcdGroup* etcd_;
   Transport* transport_;
   mg_context* ctx_ = nullptr;
 };

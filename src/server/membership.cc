@@ -48,13 +48,13 @@ const serverpb::MemberRecord* Find(const std::vector<serverpb::MemberRecord>& me
 }
 
 // Voters that are started: the leader and the voters it heard from lately.
-size_t StartedVoters(Node* node, const std::vector<serverpb::MemberRecord>& members,
+size_t StartedVoters(EtcdGroup* etcd, const std::vector<serverpb::MemberRecord>& members,
                      uint64_t except) {
-  const auto progress = node->PeersProgress();
+  const auto progress = etcd->PeersProgress();
   size_t started = 0;
   for (const auto& m : members) {
     if (m.is_learner() || m.id() == except) continue;
-    if (m.id() == node->member_id()) {
+    if (m.id() == etcd->member_id()) {
       ++started;
       continue;
     }
@@ -69,22 +69,22 @@ size_t Voters(const std::vector<serverpb::MemberRecord>& members) {
       std::count_if(members.begin(), members.end(), [](const auto& m) { return !m.is_learner(); }));
 }
 
-Result<uint64_t> NewMemberId(Node* node, const serverpb::MemberRecord& m,
+Result<uint64_t> NewMemberId(EtcdGroup* etcd, const serverpb::MemberRecord& m,
                              const std::vector<serverpb::MemberRecord>& members) {
   std::vector<std::string> urls(m.peer_urls().begin(), m.peer_urls().end());
   std::sort(urls.begin(), urls.end());
   // Salted with the time: a member re-added at the same URL gets a new id.
   for (int attempt = 0; attempt < 16; ++attempt) {
     const auto now = std::chrono::system_clock::now().time_since_epoch().count();
-    const uint64_t id = MemberId(urls, fmt::format("{:x}-{}-{}", node->cluster_id(), now, attempt));
+    const uint64_t id = MemberId(urls, fmt::format("{:x}-{}-{}", etcd->cluster_id(), now, attempt));
     if (id == 0 || Find(members, id) != nullptr) continue;
-    if (!node->IsRemoved(id)) return id;
+    if (!etcd->IsRemoved(id)) return id;
   }
   return Status::Internal("etcdserver: could not pick a member id");
 }
 
-Result<serverpb::MembershipResponse> Respond(Node* node, serverpb::MembershipResponse out) {
-  ASSIGN_OR_RETURN(auto members, node->Members());
+Result<serverpb::MembershipResponse> Respond(EtcdGroup* etcd, serverpb::MembershipResponse out) {
+  ASSIGN_OR_RETURN(auto members, etcd->Members());
   for (auto& m : members)
     *out.add_members() = std::move(m);
   return out;
@@ -124,15 +124,14 @@ std::vector<serverpb::MemberRecord> InitialMembers(const ServerConfig& config) {
   return out;
 }
 
-Result<serverpb::MembershipResponse> ExecuteMembership(Node* node,
+Result<serverpb::MembershipResponse> ExecuteMembership(EtcdGroup* etcd,
                                                        const serverpb::MembershipRequest& req) {
   // One change at a time: each is checked against the members as the
   // previous one left them (two adds of one URL, two removals that each
   // keep a quorum, must not both pass).
-  static std::mutex serial;
-  std::lock_guard<std::mutex> lock(serial);
-  if (!node->is_leader()) return Status::FailedPrecondition("etcdserver: not leader");
-  ASSIGN_OR_RETURN(auto members, node->Members());
+  std::lock_guard<std::mutex> lock(etcd->membership_mu());
+  if (!etcd->is_leader()) return Status::FailedPrecondition("etcdserver: not leader");
+  ASSIGN_OR_RETURN(auto members, etcd->Members());
   serverpb::MembershipResponse out;
   switch (req.op_case()) {
     case serverpb::MembershipRequest::kAdd: {
@@ -150,20 +149,20 @@ Result<serverpb::MembershipResponse> ExecuteMembership(Node* node,
       } else {
         // The new voter has not started: the started ones must be a quorum
         // of the cluster it joins (a lone member may always add a second).
-        const size_t started = StartedVoters(node, members, 0);
+        const size_t started = StartedVoters(etcd, members, 0);
         const size_t voters = Voters(members);
         if (!(voters == 1 && started == 1) && started < (voters + 1) / 2 + 1)
           return NotEnoughStarted();
       }
-      ASSIGN_OR_RETURN(uint64_t id, NewMemberId(node, m, members));
+      ASSIGN_OR_RETURN(uint64_t id, NewMemberId(etcd, m, members));
       m.set_id(id);
-      RETURN_IF_ERROR(node->ProposeMembership(
+      RETURN_IF_ERROR(etcd->ProposeMembership(
           add.islearner() ? raft::ConfChangeType::kAddLearner : raft::ConfChangeType::kAddVoter,
           m));
       LOG_INFO("membership: added {} {:x} at {}", add.islearner() ? "learner" : "member", id,
                m.peer_urls(0));
       *out.mutable_member() = m;
-      return Respond(node, std::move(out));
+      return Respond(etcd, std::move(out));
     }
     case serverpb::MembershipRequest::kRemove: {
       const uint64_t id = req.remove().id();
@@ -171,12 +170,12 @@ Result<serverpb::MembershipResponse> ExecuteMembership(Node* node,
       if (m == nullptr) return MemberNotFound();
       if (!m->is_learner()) {
         const size_t voters_after = Voters(members) - 1;
-        if (voters_after > 0 && StartedVoters(node, members, id) < voters_after / 2 + 1)
+        if (voters_after > 0 && StartedVoters(etcd, members, id) < voters_after / 2 + 1)
           return NotEnoughStarted();
       }
-      RETURN_IF_ERROR(node->ProposeMembership(raft::ConfChangeType::kRemoveNode, *m));
+      RETURN_IF_ERROR(etcd->ProposeMembership(raft::ConfChangeType::kRemoveNode, *m));
       LOG_INFO("membership: removed member {:x}", id);
-      return Respond(node, std::move(out));
+      return Respond(etcd, std::move(out));
     }
     case serverpb::MembershipRequest::kUpdate: {
       const auto& update = req.update();
@@ -187,9 +186,9 @@ Result<serverpb::MembershipResponse> ExecuteMembership(Node* node,
       serverpb::Command c;
       c.mutable_member_peer_urls()->set_id(update.id());
       c.mutable_member_peer_urls()->mutable_peer_urls()->CopyFrom(update.peerurls());
-      ASSIGN_OR_RETURN(ApplyResult r, node->Propose(std::move(c)));
+      ASSIGN_OR_RETURN(ApplyResult r, etcd->Propose(std::move(c)));
       RETURN_IF_ERROR(r.status);
-      return Respond(node, std::move(out));
+      return Respond(etcd, std::move(out));
     }
     case serverpb::MembershipRequest::kPromote: {
       const uint64_t id = req.promote().id();
@@ -197,22 +196,27 @@ Result<serverpb::MembershipResponse> ExecuteMembership(Node* node,
       if (m == nullptr) return MemberNotFound();
       if (!m->is_learner())
         return Status::FailedPrecondition("etcdserver: can only promote a learner member");
-      const auto progress = node->PeersProgress();
+      const auto progress = etcd->PeersProgress();
       auto it = progress.find(id);
-      const uint64_t leader_index = node->LeaderLastIndex();
+      const uint64_t leader_index = etcd->LeaderLastIndex();
       if (it == progress.end() ||
           static_cast<double>(it->second.match) < 0.9 * static_cast<double>(leader_index)) {
         return Status::FailedPrecondition(
             "etcdserver: can only promote a learner member which is in sync with leader");
       }
-      RETURN_IF_ERROR(node->ProposeMembership(raft::ConfChangeType::kAddVoter, *m));
+      RETURN_IF_ERROR(etcd->ProposeMembership(raft::ConfChangeType::kAddVoter, *m));
       LOG_INFO("membership: promoted learner {:x}", id);
-      return Respond(node, std::move(out));
+      return Respond(etcd, std::move(out));
     }
     case serverpb::MembershipRequest::OP_NOT_SET:
       break;
   }
   return Status::InvalidArgument("etcdserver: empty membership request");
+}
+
+Result<serverpb::MembershipResponse> EtcdGroup::ChangeMembership(
+    const serverpb::MembershipRequest& req) {
+  return ExecuteMembership(this, req);
 }
 
 }  // namespace conclave::server

@@ -14,17 +14,18 @@
 //   promote  the member is a learner whose log has reached 90% of the
 //            leader's.
 //
-// Thread-safety: called from gRPC threads; uses Node's thread-safe methods.
+// Thread-safety: called from gRPC threads; uses EtcdGroup's thread-safe
+// methods, one change at a time (EtcdGroup::membership_mu).
 #pragma once
 
 #include "base/status.h"
 #include "conclave/serverpb/server.pb.h"
 #include "server/config.h"
-#include "server/node.h"
+#include "server/etcd_group.h"
 
 namespace conclave::server {
 
-Result<serverpb::MembershipResponse> ExecuteMembership(Node* node,
+Result<serverpb::MembershipResponse> ExecuteMembership(EtcdGroup* etcd,
                                                        const serverpb::MembershipRequest& req);
 
 // The members of a new cluster, as --initial-cluster names them (all voters).

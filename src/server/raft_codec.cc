@@ -60,6 +60,7 @@ void EncodeMessage(const raft::Message& m, raftpb::Message* out) {
   out->set_reject(m.reject);
   out->set_reject_hint(m.reject_hint);
   out->set_context(m.context);
+  out->set_quiesce(m.quiesce);
 }
 
 Result<raft::Message> DecodeMessage(const raftpb::Message& m) {
@@ -98,6 +99,7 @@ Result<raft::Message> DecodeMessage(const raftpb::Message& m) {
   out.reject = m.reject();
   out.reject_hint = m.reject_hint();
   out.context = m.context();
+  out.quiesce = m.quiesce();
   return out;
 }
 

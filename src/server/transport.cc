@@ -58,6 +58,7 @@ struct Transport::Peer {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<raft::Message> queue;     // guarded by mu
+  bool ping = false;                   // guarded by mu: an empty batch is due
   std::shared_ptr<PeerStream> stream;  // guarded by mu: the open stream, if any
   bool writing = false;                // guarded by mu: a batch is being written on it
   int streams_alive = 0;               // guarded by mu: opened and not yet destroyed
@@ -90,8 +91,8 @@ class Transport::PeerStream final
   // Encodes `messages` as the next batch and writes it (peer->writing is set).
   void Write(std::vector<raft::Message> messages) {
     batch_.Clear();
-    batch_.set_cluster_id(transport_->node_->cluster_id());
-    batch_.set_from_node(transport_->node_->member_id());
+    batch_.set_cluster_id(transport_->cluster_id_);
+    batch_.set_from_node(transport_->host_->node_id());
     batch_.set_to_node(peer_->id);
     batch_.set_sequence(++sequence_);
     for (const raft::Message& m : messages)
@@ -137,11 +138,11 @@ class Transport::PeerStream final
 
 class Transport::PeerServiceImpl final : public raftpb::Peer::CallbackService {
  public:
-  explicit PeerServiceImpl(Node* node) : node_(node) {}
+  explicit PeerServiceImpl(Transport* transport) : transport_(transport) {}
 
   grpc::ServerBidiReactor<raftpb::MessageBatch, raftpb::StreamAck>* Stream(
       grpc::CallbackServerContext* /*context*/) override {
-    return new Inbound(node_);
+    return new Inbound(transport_);
   }
 
  private:
@@ -151,7 +152,7 @@ class Transport::PeerServiceImpl final : public raftpb::Peer::CallbackService {
   // are optional in the protocol and senders only drain them.
   class Inbound final : public grpc::ServerBidiReactor<raftpb::MessageBatch, raftpb::StreamAck> {
    public:
-    explicit Inbound(Node* node) : node_(node) { StartRead(&batch_); }
+    explicit Inbound(Transport* transport) : transport_(transport) { StartRead(&batch_); }
 
     void OnReadDone(bool ok) override {
       if (!ok) return Finish(grpc::Status::OK);  // the sender closed, or the call broke
@@ -167,41 +168,45 @@ class Transport::PeerServiceImpl final : public raftpb::Peer::CallbackService {
         }
         messages.push_back(std::move(*m));
       }
-      node_->Receive(std::move(messages));
+      transport_->host_->Receive(batch_.from_node(), std::move(messages));
       StartRead(&batch_);
     }
     void OnDone() override { delete this; }
 
    private:
     grpc::Status Check() const {
-      if (node_->IsRemoved(batch_.from_node())) {
+      if (transport_->etcd_->IsRemoved(batch_.from_node())) {
+        // The reason travels in the details, so the sender can tell this
+        // refusal from any other without reading the message.
         return grpc::Status(
             grpc::FAILED_PRECONDITION,
-            fmt::format("peer: member {:x} was removed from the cluster", batch_.from_node()));
+            fmt::format("peer: member {:x} was removed from the cluster", batch_.from_node()),
+            std::string(ErrorReasonName(ErrorReason::kMemberRemoved)));
       }
-      if (batch_.cluster_id() != node_->cluster_id()) {
+      if (batch_.cluster_id() != transport_->cluster_id_) {
         return grpc::Status(grpc::FAILED_PRECONDITION,
                             fmt::format("peer: cluster id {:x} is not this cluster's ({:x})",
-                                        batch_.cluster_id(), node_->cluster_id()));
+                                        batch_.cluster_id(), transport_->cluster_id_));
       }
-      if (batch_.to_node() != node_->member_id()) {
+      if (batch_.to_node() != transport_->host_->node_id()) {
         return grpc::Status(grpc::FAILED_PRECONDITION,
                             fmt::format("peer: batch for member {:x} reached member {:x}",
-                                        batch_.to_node(), node_->member_id()));
+                                        batch_.to_node(), transport_->host_->node_id()));
       }
       return grpc::Status::OK;
     }
 
-    Node* node_;
+    Transport* transport_;
     raftpb::MessageBatch batch_;
   };
 
-  Node* node_;
+  Transport* transport_;
 };
 
 class Transport::MemberServiceImpl final : public serverpb::Member::Service {
  public:
-  explicit MemberServiceImpl(Node* node) : node_(node) {}
+  explicit MemberServiceImpl(Transport* transport)
+      : transport_(transport), node_(transport->etcd_) {}
 
   grpc::Status LeaseRenew(grpc::ServerContext* /*context*/,
                           const etcdserverpb::LeaseKeepAliveRequest* req,
@@ -245,7 +250,7 @@ class Transport::MemberServiceImpl final : public serverpb::Member::Service {
     }
     auto members = node_->Members();
     if (!members.ok()) return ToGrpc(members.status());
-    resp->set_cluster_id(node_->cluster_id());
+    resp->set_cluster_id(transport_->cluster_id_);
     for (auto& m : *members)
       *resp->add_members() = std::move(m);
     return grpc::Status::OK;
@@ -258,50 +263,43 @@ class Transport::MemberServiceImpl final : public serverpb::Member::Service {
     if (!reader->Read(&part) || !part.has_header()) {
       return grpc::Status(grpc::INVALID_ARGUMENT, "snapshot: the stream must open with a header");
     }
-    if (part.header().cluster_id() != node_->cluster_id()) {
+    if (part.header().cluster_id() != transport_->cluster_id_) {
       return grpc::Status(grpc::FAILED_PRECONDITION, "snapshot: from another cluster");
     }
     auto m = DecodeMessage(part.header().message());
     if (!m.ok()) return ToGrpc(m.status());
-    if (m->type != raft::MessageType::kSnapshot || !m->snapshot || m->to != node_->member_id()) {
+    Host* host = transport_->host_;
+    std::shared_ptr<Replica> replica = host->FindReplica(m->group);
+    if (replica == nullptr) {
       return grpc::Status(grpc::INVALID_ARGUMENT, "snapshot: header is not a snapshot for us");
     }
-    const mvcc::SnapshotId id{m->group, m->snapshot->metadata.index, m->snapshot->metadata.term};
-    mvcc::SnapshotReceiver receiver(node_->fs(), node_->snapshot_dir(), id);
-    while (reader->Read(&part)) {
+    const uint64_t from = replica->NodeOf(m->from);
+    Status s = host->ReceiveSnapshot(from, std::move(*m), [&](std::string* chunk) -> Result<bool> {
+      if (!reader->Read(&part)) return false;
       if (part.part_case() != serverpb::SnapshotPart::kChunk) {
-        return grpc::Status(grpc::INVALID_ARGUMENT, "snapshot: a second header");
+        return Status::InvalidArgument("snapshot: a second header");
       }
-      Status s = receiver.Add(part.chunk());
-      if (!s.ok()) return ToGrpc(s);
-    }
-    if (!receiver.complete()) {
-      return grpc::Status(grpc::INVALID_ARGUMENT, "snapshot: the stream ended before the image");
-    }
-    auto path = receiver.Finish();
-    if (!path.ok()) return ToGrpc(path.status());
-    auto snap = std::make_shared<raft::Snapshot>(*m->snapshot);
-    snap->data = *path;
-    m->snapshot = std::move(snap);
-    LOG_INFO("snapshot: received index {} term {} from {:x}", id.index, id.term, m->from);
-    std::vector<raft::Message> messages;
-    messages.push_back(std::move(*m));
-    node_->Receive(std::move(messages));
-    return grpc::Status::OK;
+      *chunk = std::move(*part.mutable_chunk());
+      return true;
+    });
+    return ToGrpc(s);
   }
 
  private:
-  Node* node_;
+  Transport* transport_;
+  EtcdGroup* node_;
 };
 
 // ---- Transport ----
 
-Transport::Transport(Node* node, const std::map<uint64_t, std::string>& peers,
-                     TransportOptions options)
-    : node_(node),
+Transport::Transport(Host* host, EtcdGroup* etcd, uint64_t cluster_id,
+                     const std::map<uint64_t, std::string>& peers, TransportOptions options)
+    : host_(host),
+      etcd_(etcd),
+      cluster_id_(cluster_id),
       options_(std::move(options)),
-      peer_service_(std::make_unique<PeerServiceImpl>(node)),
-      member_service_(std::make_unique<MemberServiceImpl>(node)) {
+      peer_service_(std::make_unique<PeerServiceImpl>(this)),
+      member_service_(std::make_unique<MemberServiceImpl>(this)) {
   for (const auto& [id, target] : peers)
     peers_.emplace(id, NewPeer(id, target));
 }
@@ -422,30 +420,37 @@ std::shared_ptr<Transport::Peer> Transport::FindPeer(uint64_t id) {
   return it == peers_.end() ? nullptr : it->second;
 }
 
-void Transport::Send(std::vector<raft::Message> messages) {
-  std::vector<std::shared_ptr<Peer>> touched;
-  for (raft::Message& m : messages) {
-    std::shared_ptr<Peer> p =
-        touched.empty() || touched.back()->id != m.to ? FindPeer(m.to) : touched.back();
-    if (p == nullptr) {
-      messages_dropped_.fetch_add(1);
-      continue;
-    }
-    {
-      std::lock_guard<std::mutex> lock(p->mu);
+void Transport::Send(uint64_t to, std::vector<raft::Message> messages) {
+  std::shared_ptr<Peer> p = FindPeer(to);
+  if (p == nullptr) {
+    messages_dropped_.fetch_add(messages.size());
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(p->mu);
+    for (raft::Message& m : messages) {
       if (p->queue.size() >= options_.queue_messages_max) {
         p->queue.pop_front();
         messages_dropped_.fetch_add(1);
       }
       p->queue.push_back(std::move(m));
     }
-    if (std::find(touched.begin(), touched.end(), p) == touched.end()) touched.push_back(p);
   }
-  for (const std::shared_ptr<Peer>& p : touched)
-    Kick(p.get());
+  Kick(p.get());
+}
+
+void Transport::Ping(uint64_t to) {
+  std::shared_ptr<Peer> p = FindPeer(to);
+  if (p == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(p->mu);
+    p->ping = true;
+  }
+  Kick(p.get());
 }
 
 std::vector<raft::Message> Transport::TakeBatch(Peer* peer) {
+  peer->ping = false;  // any batch, even an empty one, tells the peer we live
   std::vector<raft::Message> messages;
   size_t bytes = 0;
   while (!peer->queue.empty() && (messages.empty() || bytes < options_.batch_bytes_max)) {
@@ -460,7 +465,7 @@ std::vector<raft::Message> Transport::TakeBatch(Peer* peer) {
 
 void Transport::Kick(Peer* peer) {
   std::unique_lock<std::mutex> lock(peer->mu);
-  if (peer->queue.empty() || peer->writing) return;
+  if ((peer->queue.empty() && !peer->ping) || peer->writing) return;
   if (peer->stream == nullptr || peer->stream->closing) {
     // The connect thread opens a stream (or is backing off).
     lock.unlock();
@@ -478,7 +483,7 @@ void Transport::WriteDone(Peer* peer, PeerStream* stream, bool ok, size_t writte
   std::unique_lock<std::mutex> lock(peer->mu);
   if (ok) messages_sent_.fetch_add(written);
   if (!ok) stream->closing = true;
-  if (ok && !stream->closing && !peer->queue.empty()) {
+  if (ok && !stream->closing && (!peer->queue.empty() || peer->ping)) {
     std::vector<raft::Message> batch = TakeBatch(peer);
     lock.unlock();
     stream->Write(std::move(batch));
@@ -522,7 +527,7 @@ void Transport::StreamGone(Peer* peer) {
 
 void Transport::Drop(Peer* peer, size_t count) {
   messages_dropped_.fetch_add(count);
-  node_->ReportUnreachable(peer->id);
+  host_->ReportUnreachable(peer->id);
 }
 
 void Transport::ConnectLoop(Peer* peer) {
@@ -532,15 +537,16 @@ void Transport::ConnectLoop(Peer* peer) {
   std::unique_lock<std::mutex> lock(peer->mu);
   while (!done()) {
     // Connect lazily: only when there is something to send.
+    auto waiting = [&] { return !peer->queue.empty() || peer->ping; };
     peer->cv.wait_for(lock, std::chrono::milliseconds(500),
-                      [&] { return done() || (peer->stream == nullptr && !peer->queue.empty()); });
+                      [&] { return done() || (peer->stream == nullptr && waiting()); });
     if (done()) break;
-    if (peer->stream != nullptr || peer->queue.empty()) continue;
+    if (peer->stream != nullptr || !waiting()) continue;
     if (peer->stream_ended) {
       peer->stream_ended = false;
       const grpc::Status s = peer->last_status;
       if (s.error_code() == grpc::FAILED_PRECONDITION &&
-          s.error_message().find("was removed from the cluster") != std::string::npos &&
+          s.error_details() == ErrorReasonName(ErrorReason::kMemberRemoved) &&
           options_.on_removed && !removed_reported_.exchange(true)) {
         lock.unlock();
         options_.on_removed();
@@ -577,39 +583,34 @@ void Transport::ConnectLoop(Peer* peer) {
   peer->exited.store(true);
 }
 
-void Transport::SendSnapshot(raft::Message m) {
+void Transport::SendSnapshot(uint64_t to, raft::Message m) {
   if (stopping_.load()) return;
   std::lock_guard<std::mutex> lock(snapshot_mu_);
-  snapshot_threads_.emplace_back([this, m = std::move(m)] { RunSnapshot(m); });
+  snapshot_threads_.emplace_back([this, to, m = std::move(m)] { RunSnapshot(to, m); });
 }
 
-void Transport::RunSnapshot(const raft::Message& m) {
-  const uint64_t to = m.to;
-  Status s = StreamSnapshot(m);
-  if (!s.ok()) LOG_WARN("snapshot to {:x} failed: {}", to, s.ToString());
-  node_->ReportSnapshot(to, s.ok());
+void Transport::RunSnapshot(uint64_t to, const raft::Message& m) {
+  Status s = StreamSnapshot(to, m);
+  if (!s.ok()) LOG_WARN("snapshot of group {} to {:x} failed: {}", m.group, to, s.ToString());
+  host_->ReportSnapshot(m.group, m.to, s.ok());
 }
 
-Status Transport::StreamSnapshot(const raft::Message& m) {
-  std::shared_ptr<Peer> peer = FindPeer(m.to);
-  if (peer == nullptr) return Status::NotFound(fmt::format("no peer {:x}", m.to));
-  ASSIGN_OR_RETURN(auto writer,
-                   mvcc::SnapshotWriter::Create(node_->store(), options_.snapshot_chunk_bytes));
-  ASSIGN_OR_RETURN(std::optional<std::string> cs_bytes, writer->GetMeta(kConfStateMeta));
-  raftpb::ConfState cs;
-  if (!cs_bytes || !cs.ParseFromString(*cs_bytes)) {
-    return Status::Corruption("snapshot: the image has no raft configuration");
-  }
+Status Transport::StreamSnapshot(uint64_t to, const raft::Message& m) {
+  std::shared_ptr<Peer> peer = FindPeer(to);
+  if (peer == nullptr) return Status::NotFound(fmt::format("no peer {:x}", to));
+  std::shared_ptr<Replica> replica = host_->FindReplica(m.group);
+  if (replica == nullptr) return Status::NotFound(fmt::format("no group {}", m.group));
+  ASSIGN_OR_RETURN(std::unique_ptr<SnapshotSource> source, replica->state_machine()->NewSnapshot());
   serverpb::SnapshotPart header;
-  header.mutable_header()->set_cluster_id(node_->cluster_id());
+  header.mutable_header()->set_cluster_id(cluster_id_);
   raftpb::Message* pm = header.mutable_header()->mutable_message();
   EncodeMessage(m, pm);
-  // The image is the store as it is now, which is at or past the index the
+  // The image is the state as it is now, which is at or past the index the
   // core asked for; its metadata says which.
   raftpb::SnapshotMetadata* md = pm->mutable_snapshot()->mutable_metadata();
-  md->set_index(writer->id().index);
-  md->set_term(writer->id().term);
-  *md->mutable_conf_state() = cs;
+  md->set_index(source->index());
+  md->set_term(source->term());
+  EncodeConfState(source->conf_state(), md->mutable_conf_state());
 
   auto stub = serverpb::Member::NewStub(peer->channel);
   grpc::ClientContext context;
@@ -618,7 +619,7 @@ Status Transport::StreamSnapshot(const raft::Message& m) {
   bool ok = stream->Write(header);
   std::string chunk;
   while (ok && !stopping_.load()) {
-    ASSIGN_OR_RETURN(bool more, writer->Next(&chunk));
+    ASSIGN_OR_RETURN(bool more, source->Next(&chunk));
     if (!more) break;
     serverpb::SnapshotPart part;
     part.set_chunk(std::move(chunk));
@@ -628,7 +629,7 @@ Status Transport::StreamSnapshot(const raft::Message& m) {
   grpc::Status s = stream->Finish();
   if (!s.ok()) return FromGrpc(s);
   if (!ok) return Status::Unavailable("snapshot: stream broken");
-  LOG_INFO("snapshot: sent index {} to {:x}", writer->id().index, m.to);
+  LOG_INFO("snapshot: sent group {} index {} to {:x}", m.group, source->index(), to);
   return Status::Ok();
 }
 

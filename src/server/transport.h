@@ -2,21 +2,22 @@
 // members of a cluster, over gRPC (proto/conclave/raftpb/raft.proto and
 // proto/conclave/serverpb/server.proto).
 //
-// Sending. Each peer has one Peer.Stream on gRPC's callback API. Send queues
+// Sending. Each peer node has one Peer.Stream on gRPC's callback API. Send queues
 // the messages and, when the stream is idle, writes what is queued as one
 // MessageBatch (up to batch_bytes_max) right away; when a write completes,
 // whatever queued meanwhile goes as the next batch. So a burst of messages
 // costs one write and no thread hand-off. A connect thread per peer opens the
 // stream when something waits to be sent, and reopens a failed one after a
 // backoff that doubles from backoff_min to backoff_max; messages that cannot
-// be sent are dropped and the peer is reported unreachable to the node (Raft
+// be sent are dropped and the peer is reported unreachable to the host (Raft
 // retransmits what matters). A peer's queue is bounded (queue_messages_max);
 // when it is full the oldest message is dropped. Snapshots go on their own Member.Snapshot stream,
 // one thread per transfer, and their outcome is reported to the node.
 //
 // Receiving. The Peer and Member services are registered on the node's peer
 // listener. Batches from another cluster or for another member are refused;
-// every message is decoded strictly (raft_codec.h) and handed to the node.
+// every message is decoded strictly (raft_codec.h) and handed to the host,
+// which routes it to its group's replica. An empty batch is a ping.
 //
 // Leases. Keep-alives and TTL queries must reach the leader; a follower's
 // api layer calls ForwardLeaseRenew / ForwardLeaseTimeToLive.
@@ -43,7 +44,8 @@
 #include "conclave/raftpb/raft.grpc.pb.h"
 #include "conclave/serverpb/server.grpc.pb.h"
 #include "lease/lessor.h"
-#include "server/node.h"
+#include "server/etcd_group.h"
+#include "server/host.h"
 
 namespace conclave::server {
 
@@ -85,18 +87,20 @@ Result<serverpb::ClusterInfoResponse> FetchClusterInfo(const std::vector<std::st
                                                        std::chrono::milliseconds timeout,
                                                        bool serializable = false);
 
-class Transport final : public MessageSender {
+class Transport final : public MessageSender, public LeaderCalls {
  public:
-  // `peers`: every other member's id and peer URL.
-  Transport(Node* node, const std::map<uint64_t, std::string>& peers,
-            TransportOptions options = {});
+  // `peers`: every other member's id and peer URL. `etcd` answers the
+  // member-to-member calls of the etcd front end (leases, membership).
+  Transport(Host* host, EtcdGroup* etcd, uint64_t cluster_id,
+            const std::map<uint64_t, std::string>& peers, TransportOptions options = {});
   ~Transport() override;
 
   void Start();
   void Stop();
 
-  void Send(std::vector<raft::Message> messages) override;
-  void SendSnapshot(raft::Message m) override;
+  void Send(uint64_t to, std::vector<raft::Message> messages) override;
+  void SendSnapshot(uint64_t to, raft::Message m) override;
+  void Ping(uint64_t to) override;
 
   // The services to register on the peer listener.
   grpc::Service* peer_service();
@@ -106,11 +110,11 @@ class Transport final : public MessageSender {
   // sender, removed ones lose theirs, a changed URL reconnects.
   void SetPeers(const std::map<uint64_t, std::string>& peers);
 
-  Result<int64_t> ForwardLeaseRenew(uint64_t leader, lease::LeaseId id);
-  Result<serverpb::MembershipResponse> ForwardMembership(uint64_t leader,
-                                                         const serverpb::MembershipRequest& req);
+  Result<int64_t> ForwardLeaseRenew(uint64_t leader, lease::LeaseId id) override;
+  Result<serverpb::MembershipResponse> ForwardMembership(
+      uint64_t leader, const serverpb::MembershipRequest& req) override;
   Status ForwardLeaseTimeToLive(uint64_t leader, const etcdserverpb::LeaseTimeToLiveRequest& req,
-                                etcdserverpb::LeaseTimeToLiveResponse* resp);
+                                etcdserverpb::LeaseTimeToLiveResponse* resp) override;
 
   uint64_t messages_sent() const { return messages_sent_.load(); }
   uint64_t messages_dropped() const { return messages_dropped_.load(); }
@@ -137,15 +141,17 @@ class Transport final : public MessageSender {
   // After a stream's destruction: the connect thread may stop waiting for it.
   void StreamGone(Peer* peer);
   void Drop(Peer* peer, size_t count);
-  void RunSnapshot(const raft::Message& m);
-  Status StreamSnapshot(const raft::Message& m);
+  void RunSnapshot(uint64_t to, const raft::Message& m);
+  Status StreamSnapshot(uint64_t to, const raft::Message& m);
   std::shared_ptr<Peer> FindPeer(uint64_t id);
   std::shared_ptr<Peer> NewPeer(uint64_t id, const std::string& target) const;
   // One unary Member call to `member`, within `timeout`.
   template <typename Call>
   Status CallMember(uint64_t member, std::chrono::milliseconds timeout, const Call& call);
 
-  Node* node_;
+  Host* host_;
+  EtcdGroup* etcd_;
+  const uint64_t cluster_id_;
   const TransportOptions options_;
   std::mutex peers_mu_;
   std::map<uint64_t, std::shared_ptr<Peer>> peers_;  // guarded by peers_mu_

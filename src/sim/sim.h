@@ -1,28 +1,40 @@
-// Deterministic whole-cluster simulation of Raft groups.
+// Deterministic whole-cluster simulation of the real node stack.
 //
-// RunSimulation builds a cluster of raft::Node cores in one thread and drives
-// it from a single seed: a simulated network (loss, duplication, delay and
-// so reordering, symmetric and one-way partitions), simulated disks with
-// latency whose unsynced writes a crash loses or tears, per-node clocks that
-// tick at slightly different rates, crashes and restarts, membership changes
-// and leadership transfers under load, and clients issuing writes and
-// linearizable reads. After every step it checks the Raft safety
-// properties; then a liveness phase heals every fault and requires progress.
+// RunSimulation builds a cluster of server::Host processes in one thread and
+// drives it from a single seed. Each simulated node is the production code
+// (Host, Replica, the etcd state machine with its MVCC store, watch hub and
+// lessor, the write-ahead log) running in the host's manual mode, with the
+// world injected: a fault-injecting in-memory file system under the WAL and
+// the snapshot files, an in-memory storage engine that loses unsynced
+// batches (storage::MemEngine), a clock per node that runs at its own rate,
+// and a network of the simulator's (loss, duplication, delay and so
+// reordering, symmetric and one-way partitions). Crashes tear unsynced log
+// writes and drop unsynced engine batches; restarts recover from what
+// survived. Membership changes, leadership transfers, several groups per
+// host (idle ones quiesce) and clients issuing writes, linearizable reads
+// and leased writes run under the faults. After every step the Raft safety
+// properties are checked and every client response is checked against the
+// history the cluster committed; then a liveness phase heals every fault and
+// requires progress.
 //
 // Everything that varies comes from the seed, so the same seed replays the
 // same run event for event. A failure names the seed and the last events.
 //
 // The properties checked (docs/SIMULATION.md):
-//   - election safety: at most one leader per term;
+//   - election safety: at most one leader per term and group;
 //   - log matching: entries with the same index and term are identical and
 //     so are the logs before them;
 //   - leader completeness: a new leader holds every entry already applied;
-//   - state machine safety: every node applies the same entry at each index
-//     and reaches the same state (no committed entry is lost or replaced);
-//   - reads: a read returns state at least as new as every write
-//     acknowledged before the read began;
-//   - liveness: once healed, a leader emerges, a new write commits and all
-//     members converge within a bounded time.
+//   - state machine safety: every replica applies the same entry at each
+//     index with the same result (the store's revision after it);
+//   - linearizability of the clients' history: an acknowledged write's
+//     revision holds exactly that write and follows every write
+//     acknowledged before it began; a linearizable read returns the state of
+//     a revision at least as new as every write acknowledged before it
+//     began, as the cluster committed it;
+//   - convergence: replicas at the same applied index hold the same store;
+//   - liveness: once healed, every group has a leader, a new write commits
+//     and all members converge within a bounded time.
 //
 // Thread-safety: RunSimulation is self-contained; separate runs may go on
 // separate threads.
@@ -34,6 +46,7 @@
 #include <vector>
 
 #include "raft/raft.h"
+#include "server/host.h"
 
 namespace conclave::sim {
 
@@ -53,31 +66,27 @@ struct FaultProfile {
   double new_leader_crash = 0;
   int64_t membership_mean_us = 0;  // mean time between membership changes
   int64_t transfer_mean_us = 0;    // mean time between leadership transfers
-  double clock_skew = 0.04;        // per-node tick period within +-skew
-  int compact_every_entries = 0;   // snapshot + compact the log this often; 0 = never
+  double clock_skew = 0.04;        // per-node clock rate within +-skew
+  int compact_every_entries = 0;   // the replicas' snapshot count; 0 = never
   uint64_t max_payload_bytes = 64;
 };
 
 // The named profiles, in the order seeds rotate through them.
 const std::vector<FaultProfile>& Profiles();
 
-// Test-only defects in the simulated node driver (not in the Raft core).
-struct DriverBugs {
-  bool send_before_persist = false;  // send messages before their Ready is durable
-};
-
 struct SimOptions {
   uint64_t seed = 0;
   int nodes = 0;        // 0: 3 or 5, chosen by the seed
+  int groups = 0;       // Raft groups per host; 0: chosen by the seed (1-3)
   std::string profile;  // empty: chosen by the seed
   int read_mode = -1;   // -1: by seed; 0: safe ReadIndex; 1: lease-based
   int64_t safety_us = 6'000'000;
   int64_t liveness_us = 12'000'000;
   int clients = 4;
-  raft::PlantedBugs bugs;
-  DriverBugs driver_bugs;
-  size_t trace_tail = 60;    // events kept for the failure report
-  bool print_trace = false;  // print every event as it happens
+  raft::PlantedBugs bugs;      // planted in the Raft core
+  server::NodeBugs node_bugs;  // planted in the node (host, replica, store)
+  size_t trace_tail = 60;      // events kept for the failure report
+  bool print_trace = false;    // print every event as it happens
 };
 
 struct SimStats {
@@ -85,15 +94,18 @@ struct SimStats {
   uint64_t messages = 0;
   uint64_t writes_acked = 0;
   uint64_t reads_ok = 0;
-  uint64_t ops_timed_out = 0;
+  uint64_t ops_failed = 0;  // refused, timed out or cut off by a crash
   uint64_t leaders_elected = 0;
   uint64_t crashes = 0;
+  uint64_t torn_crashes = 0;  // crashes that left unsynced log writes behind
   uint64_t partitions = 0;
   uint64_t conf_changes = 0;
   uint64_t transfers = 0;
   uint64_t snapshots_installed = 0;
+  uint64_t quiesced = 0;  // times a replica stopped ticking
+  uint64_t leases_granted = 0;
   uint64_t max_term = 0;
-  uint64_t final_applied = 0;
+  uint64_t final_applied = 0;  // group 1
 };
 
 struct SimResult {
@@ -101,6 +113,7 @@ struct SimResult {
   uint64_t seed = 0;
   std::string profile;
   int nodes = 0;
+  int groups = 0;
   std::string read_mode;
   std::string violation;           // first violated property, with details
   std::vector<std::string> trace;  // the last events before the violation
@@ -113,7 +126,7 @@ struct SimResult {
 
 SimResult RunSimulation(const SimOptions& options);
 
-// The planted bugs by name (raft::PlantedBugs and DriverBugs), for the
+// The planted bugs by name (raft::PlantedBugs and server::NodeBugs), for the
 // command line and the checker's own tests.
 const std::vector<std::string>& PlantableBugs();
 // Turns on the named bug in `o`; false if there is no such bug.

@@ -111,6 +111,16 @@ void WalBatch::AddSnapshotMarker(raft::GroupId group, uint64_t index, uint64_t t
       Op{.kind = OpKind::kSnapshotMarker, .group = group, .first_index = index, .term = term});
 }
 
+void WalBatch::Append(const WalBatch& other) {
+  if (!error_.ok()) return;
+  if (!other.error_.ok()) {
+    error_ = other.error_;
+    return;
+  }
+  records_ += other.records_;
+  ops_.insert(ops_.end(), other.ops_.begin(), other.ops_.end());
+}
+
 void WalBatch::Clear() {
   records_.clear();
   ops_.clear();
@@ -121,6 +131,7 @@ void WalBatch::Clear() {
 
 struct Wal::Waiter {
   const WalBatch* batch = nullptr;
+  bool sync = true;
   // Written by the writer that takes this waiter; read by its owner once
   // `done` is set (both under mu_).
   Status status;
@@ -141,11 +152,25 @@ std::string Wal::SegmentPath(uint64_t sequence) const {
   return JoinPath(dir_, SegmentFileName(sequence));
 }
 
-Status Wal::Append(const WalBatch& batch) {
+Status Wal::Sync() {
+  const WalBatch empty;
+  Waiter self;
+  self.batch = &empty;
+  self.sync = true;
+  return RunAppend(&self);
+}
+
+Status Wal::Append(const WalBatch& batch, bool sync) {
   if (!batch.error_.ok()) return batch.error_;
   if (batch.ops_.empty()) return Status::Ok();
   Waiter self;
   self.batch = &batch;
+  self.sync = sync;
+  return RunAppend(&self);
+}
+
+Status Wal::RunAppend(Waiter* waiter) {
+  Waiter& self = *waiter;
   std::unique_lock lock(mu_);
   queue_.push_back(&self);
   self.cv.wait(lock, [&] { return self.done || queue_.front() == &self; });
@@ -167,8 +192,9 @@ Status Wal::Append(const WalBatch& batch) {
 
   std::map<raft::GroupId, uint64_t> entry_maxima;
   std::map<raft::GroupId, uint64_t> markers;
+  bool synced = false;
   const Status written =
-      already_failed.ok() ? WriteGroup(group, &entry_maxima, &markers) : already_failed;
+      already_failed.ok() ? WriteGroup(group, &entry_maxima, &markers, &synced) : already_failed;
 
   lock.lock();
   if (!written.ok() && failed_.ok()) {
@@ -185,14 +211,14 @@ Status Wal::Append(const WalBatch& batch) {
       uint64_t& durable = durable_markers_[g];
       durable = std::max(durable, index);
     }
-    if (!write_buffer_.empty()) ++stats_.syncs;
+    if (synced) ++stats_.syncs;
     stats_.bytes_written += write_buffer_.size();
   }
   for (Waiter* w : group) {
     CHECK(queue_.front() == w);
     queue_.pop_front();
     if (w->status.ok()) w->status = written;
-    if (w->status.ok()) ++stats_.appends;
+    if (w->status.ok() && !w->batch->ops_.empty()) ++stats_.appends;
     if (w != &self) {
       w->done = true;
       // Under mu_, so the waiter cannot return and destroy its cv first.
@@ -204,31 +230,44 @@ Status Wal::Append(const WalBatch& batch) {
 }
 
 Status Wal::WriteGroup(std::span<Waiter*> group, std::map<raft::GroupId, uint64_t>* entry_maxima,
-                       std::map<raft::GroupId, uint64_t>* markers) {
+                       std::map<raft::GroupId, uint64_t>* markers, bool* synced) {
   // Roll over before validating: a new segment's preamble must describe only
   // records already written, never this group's.
   if (file_offset_ >= options_.segment_bytes_target) {
     RETURN_IF_ERROR(StartSegment(file_sequence_ + 1));
   }
   write_buffer_.clear();
+  bool sync = false;
   for (Waiter* w : group) {
+    sync = sync || w->sync;
     w->status = ValidateAndApply(*w->batch);
     if (!w->status.ok()) continue;
     write_buffer_ += w->batch->records_;
     for (const WalBatch::Op& op : w->batch->ops_) {
       if (op.kind == WalBatch::OpKind::kEntries && op.last_index >= op.first_index) {
+        // Counted for the segment written now, synced or not: that only
+        // keeps the segment longer.
         uint64_t& max = (*entry_maxima)[op.group];
         max = std::max(max, op.last_index);
       } else if (op.kind == WalBatch::OpKind::kSnapshotMarker) {
-        uint64_t& marker = (*markers)[op.group];
+        // A marker releases segments only once it is durable.
+        uint64_t& marker = unsynced_markers_[op.group];
         marker = std::max(marker, op.first_index);
       }
     }
   }
-  if (write_buffer_.empty()) return Status::Ok();
-  RETURN_IF_ERROR(file_->WriteAt(file_offset_, write_buffer_));
-  file_offset_ += write_buffer_.size();
-  return file_->Sync();
+  if (!write_buffer_.empty()) {
+    RETURN_IF_ERROR(file_->WriteAt(file_offset_, write_buffer_));
+    file_offset_ += write_buffer_.size();
+    unsynced_ = true;
+  }
+  if (!sync || !unsynced_) return Status::Ok();
+  RETURN_IF_ERROR(file_->Sync());
+  unsynced_ = false;
+  *synced = true;
+  markers->swap(unsynced_markers_);
+  unsynced_markers_.clear();
+  return Status::Ok();
 }
 
 Status Wal::ValidateAndApply(const WalBatch& batch) {
@@ -300,6 +339,13 @@ std::string Wal::EncodePreamble() const {
 }
 
 Status Wal::StartSegment(uint64_t sequence) {
+  if (file_ != nullptr && unsynced_) {
+    // Records appended without a sync must not be left behind unsynced in a
+    // closed segment: sync them now. (Their markers count for release from
+    // the next sync on, which is only conservative.)
+    RETURN_IF_ERROR(file_->Sync());
+    unsynced_ = false;
+  }
   if (file_ != nullptr) {
     // Drop the unused preallocated tail. No sync needed: if a crash undoes
     // the truncation, the zeros read as a clean end of the segment.

@@ -87,6 +87,9 @@ class WalBatch {
   // has term `term`. Markers of a group must not go backwards.
   void AddSnapshotMarker(raft::GroupId group, uint64_t index, uint64_t term);
 
+  // Appends `other`'s records after this batch's (one write for both).
+  void Append(const WalBatch& other);
+
   bool empty() const { return ops_.empty() && error_.ok(); }
   uint64_t ByteSize() const { return records_.size(); }
   void Clear();
@@ -158,7 +161,14 @@ class Wal {
   // nothing written) if the batch breaks a group's order: entries that leave
   // a gap after the group's last index, a snapshot marker below the previous
   // one, a hard state with a lower term.
-  Status Append(const WalBatch& batch);
+  //
+  // With `sync` false the records are written but not synced: they become
+  // durable with the next sync (a later Append with sync, or Sync), and a
+  // crash before it may keep any prefix of them. The simulator writes this
+  // way so that a crash can land between a write and its sync.
+  Status Append(const WalBatch& batch, bool sync = true);
+  // Makes every record appended so far durable.
+  Status Sync();
 
   // Durably marks entries of `group` up to `index` (whose term is `term`) as
   // covered by a snapshot, then removes segments nothing needs any more.
@@ -194,10 +204,14 @@ class Wal {
   Status RecoverSegment(uint64_t sequence, bool is_last, class WalReplayBuilder* builder);
   Status StartSegment(uint64_t sequence);
 
+  // Queues `self`, becomes the writer when it is first in line, writes the
+  // group and hands the role on.
+  Status RunAppend(Waiter* self);
   // The writer's part of Append: validates each batch, writes the valid ones
-  // and syncs once. Runs without mu_; only the writer of the moment calls it.
+  // and syncs once if any of them asked for it (*synced then set). Runs
+  // without mu_; only the writer of the moment calls it.
   Status WriteGroup(std::span<Waiter*> group, std::map<raft::GroupId, uint64_t>* entry_maxima,
-                    std::map<raft::GroupId, uint64_t>* markers);
+                    std::map<raft::GroupId, uint64_t>* markers, bool* synced);
   Status ValidateAndApply(const WalBatch& batch);
   std::string EncodePreamble() const;
   std::string SegmentPath(uint64_t sequence) const;
@@ -213,6 +227,11 @@ class Wal {
   uint64_t file_offset_ = 0;
   std::map<raft::GroupId, GroupLog> group_logs_;
   std::string write_buffer_;
+  // Records written to file_ since its last sync (Append without sync).
+  bool unsynced_ = false;
+  // Per group, the highest snapshot marker among them: markers release
+  // segments only once synced.
+  std::map<raft::GroupId, uint64_t> unsynced_markers_;
 
   std::mutex gc_mu_;  // serializes segment removal
   mutable std::mutex mu_;

@@ -72,6 +72,53 @@ TEST_F(WalTest, EmptyLogReplaysNothing) {
   EXPECT_EQ(wal->SegmentSequences(), (std::vector<uint64_t>{1, 2}));
 }
 
+// Appends without sync become durable with the next sync and not before:
+// a crash in between keeps none of them (or, torn, some prefix), and their
+// snapshot markers release no segment until synced.
+TEST_F(WalTest, UnsyncedAppendsWaitForTheNextSync) {
+  auto wal = OpenWal();
+  ASSERT_TRUE(AppendEntries(*wal, 1, EntryRun(1, 2, 1, "synced")).ok());
+  WalBatch more;
+  more.AddEntries(1, EntryRun(3, 2, 1, "unsynced"));
+  const uint64_t syncs = wal->stats().syncs;
+  ASSERT_TRUE(wal->Append(more, /*sync=*/false).ok());
+  EXPECT_EQ(wal->stats().syncs, syncs);
+  wal.reset();
+  fs_.Crash();
+  wal = OpenWal();
+  WalReplay replay = wal->Replay();
+  EXPECT_EQ(replay.groups[1].entries, EntryRun(1, 2, 1, "synced"));
+
+  const uint64_t syncs_now = wal->stats().syncs;
+  ASSERT_TRUE(wal->Append(more, /*sync=*/false).ok());
+  ASSERT_TRUE(wal->Sync().ok());
+  EXPECT_EQ(wal->stats().syncs, syncs_now + 1);
+  ASSERT_TRUE(wal->Sync().ok());  // nothing new: no sync
+  EXPECT_EQ(wal->stats().syncs, syncs_now + 1);
+  wal.reset();
+  fs_.Crash();
+  wal = OpenWal();
+  replay = wal->Replay();
+  ASSERT_EQ(replay.groups[1].entries.size(), 4u);
+  EXPECT_EQ(replay.groups[1].entries.back(), EntryRun(4, 1, 1, "unsynced").front());
+}
+
+TEST_F(WalTest, AnUnsyncedMarkerReleasesNothing) {
+  auto wal = OpenWal(Small(256));
+  for (uint64_t i = 1; i <= 20; ++i)
+    ASSERT_TRUE(AppendEntries(*wal, 1, EntryRun(i, 1, 1, std::string(40, 'x'))).ok());
+  ASSERT_GT(wal->SegmentSequences().size(), 2u);
+  const std::vector<uint64_t> segments = wal->SegmentSequences();
+  WalBatch marker;
+  marker.AddSnapshotMarker(1, 20, 1);
+  ASSERT_TRUE(wal->Append(marker, /*sync=*/false).ok());
+  ASSERT_TRUE(wal->RemoveObsoleteSegments().ok());
+  EXPECT_EQ(wal->SegmentSequences().front(), segments.front());
+  ASSERT_TRUE(wal->Sync().ok());
+  ASSERT_TRUE(wal->RemoveObsoleteSegments().ok());
+  EXPECT_GT(wal->SegmentSequences().front(), segments.front());
+}
+
 TEST_F(WalTest, AppendAndReplayManyGroups) {
   auto wal = OpenWal();
   WalBatch batch;

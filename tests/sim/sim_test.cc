@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "base/logging.h"
 #include "sim/sim.h"
 
 namespace conclave::sim {
@@ -20,6 +21,13 @@ constexpr uint64_t kShards = 8;
 constexpr uint64_t kDefaultSeeds = 2000;
 // Seeds a planted bug gets before the test declares the checker blind.
 constexpr uint64_t kBugSeedBudget = 2000;
+
+// The simulated nodes log like real ones; only errors are worth printing.
+class QuietLogs : public ::testing::Environment {
+ public:
+  void SetUp() override { InitLogging(spdlog::level::err); }
+};
+const auto* const kQuietLogs = ::testing::AddGlobalTestEnvironment(new QuietLogs);
 
 uint64_t EnvOr(const char* name, uint64_t fallback) {
   const char* v = std::getenv(name);
