@@ -8,7 +8,7 @@ CMAKE ?= cmake
 FUZZ_TARGETS := wal_record_fuzz snapshot_chunk_fuzz conf_change_fuzz mvcc_keys_fuzz keys_fuzz \
   proposal_fuzz
 
-.PHONY: all deps build debug fuzz-build test run bench bench-compare sim soak fmt lint clean
+.PHONY: all deps build debug fuzz-build test run bench bench-compare sim soak groups-check fmt lint clean
 
 all: build
 
@@ -68,6 +68,11 @@ DURATION ?= 3600
 NODES ?= 3
 soak: build
 	./scripts/soak.sh $(DURATION) $(NODES)
+
+# Many groups per process (scripts/groups-check.sh): 1,000 idle ranges on 3
+# members (CPU, memory), then write load on 100 (groups per WAL sync).
+groups-check: build
+	./scripts/groups-check.sh
 
 fmt:
 	@git ls-files '*.h' '*.cc' | xargs clang-format -i

@@ -14,6 +14,7 @@
 #include "base/status.h"
 #include "etcd/api/etcdserverpb/rpc.pb.h"
 #include "server/etcd_group.h"
+#include "server/native_keyspace.h"
 
 namespace conclave::api::internal {
 
@@ -82,6 +83,8 @@ std::unique_ptr<grpc::Service> NewMaintenanceService(server::EtcdGroup* node,
                                                      const ServiceOptions& options);
 std::unique_ptr<grpc::Service> NewLockService(server::EtcdGroup* node,
                                               const ServiceOptions& options);
+std::unique_ptr<grpc::Service> NewNativeKvService(server::NativeKeyspace* keyspace,
+                                                  const ServiceOptions& options);
 std::unique_ptr<grpc::Service> NewElectionService(server::EtcdGroup* node,
                                                   const ServiceOptions& options);
 

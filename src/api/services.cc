@@ -46,7 +46,9 @@ Result<int64_t> SessionLease(server::EtcdGroup* node, int64_t lease) {
 
 }  // namespace internal
 
-EtcdServices::EtcdServices(server::EtcdGroup* node, ServiceOptions options) : options_(options) {
+EtcdServices::EtcdServices(server::EtcdGroup* node, server::NativeKeyspace* native,
+                           ServiceOptions options)
+    : options_(options) {
   services_.push_back(internal::NewKvService(node, options_));
   services_.push_back(internal::NewWatchService(node));
   services_.push_back(internal::NewLeaseService(node, options_));
@@ -54,6 +56,7 @@ EtcdServices::EtcdServices(server::EtcdGroup* node, ServiceOptions options) : op
   services_.push_back(internal::NewMaintenanceService(node, options_));
   services_.push_back(internal::NewLockService(node, options_));
   services_.push_back(internal::NewElectionService(node, options_));
+  if (native != nullptr) services_.push_back(internal::NewNativeKvService(native, options_));
 }
 
 EtcdServices::~EtcdServices() = default;

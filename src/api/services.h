@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "server/etcd_group.h"
+#include "server/native_keyspace.h"
 
 namespace conclave::api {
 
@@ -40,7 +41,8 @@ inline constexpr const char* kEtcdApiVersion = "3.4.0";
 
 class EtcdServices {
  public:
-  explicit EtcdServices(server::EtcdGroup* node, ServiceOptions options);
+  // `native` (may be null) adds the native KV service (conclave.kvpb.KV).
+  EtcdServices(server::EtcdGroup* node, server::NativeKeyspace* native, ServiceOptions options);
   ~EtcdServices();
 
   // Registers every service on `builder`; the services must outlive the server.

@@ -53,6 +53,8 @@ class KvWorkload final : public OpWorkload {
     switch (options_.workload) {
       case Workload::kPut:
         return {Put(w, key)};
+      case Workload::kNativePut:
+        return {NativePut(w, key)};
       case Workload::kRange:
         return {Range(w, key)};
       case Workload::kTxnCas:
@@ -95,6 +97,20 @@ class KvWorkload final : public OpWorkload {
     request.set_key(FormatKey(options_, key));
     request.set_value(w.value);
     return w.client->Put(request).status();
+  }
+
+  // The key behind two bytes that spread consecutive indexes over the
+  // whole keyspace, so every range of the native keyspace gets its share.
+  Status NativePut(Worker& w, uint64_t key) {
+    const uint64_t spread = (key * 0x9e3779b97f4a7c15ULL) >> 48;
+    std::string name;
+    name.push_back(static_cast<char>(spread >> 8));
+    name.push_back(static_cast<char>(spread & 0xff));
+    name += FormatKey(options_, key);
+    kvpb::PutRequest request;
+    request.set_key(std::move(name));
+    request.set_value(w.value);
+    return w.client->NativePut(request).status();
   }
 
   Status Range(Worker& w, uint64_t key) {

@@ -10,8 +10,8 @@ namespace conclave::bench {
 
 namespace {
 
-constexpr std::array<std::string_view, 7> kWorkloadNames = {
-    "put", "range", "txn-cas", "mixed", "watch", "lease-keepalive", "lock"};
+constexpr std::array<std::string_view, 8> kWorkloadNames = {
+    "put", "range", "txn-cas", "mixed", "watch", "lease-keepalive", "lock", "native-put"};
 
 constexpr int64_t kLeaseTtlSecondsMax = 24 * 60 * 60;
 
@@ -24,11 +24,11 @@ struct FlagUse {
 const std::vector<FlagUse>& WorkloadFlags() {
   using W = Workload;
   static const std::vector<FlagUse> table = {
-      {"prefix", {W::kPut, W::kRange, W::kTxnCas, W::kMixed, W::kWatch, W::kLock}},
-      {"key-size", {W::kPut, W::kRange, W::kTxnCas, W::kMixed, W::kWatch}},
-      {"val-size", {W::kPut, W::kRange, W::kTxnCas, W::kMixed, W::kWatch}},
-      {"key-space", {W::kPut, W::kRange, W::kTxnCas, W::kMixed, W::kWatch}},
-      {"sequential-keys", {W::kPut, W::kRange, W::kMixed, W::kWatch}},
+      {"prefix", {W::kPut, W::kRange, W::kTxnCas, W::kMixed, W::kWatch, W::kLock, W::kNativePut}},
+      {"key-size", {W::kPut, W::kRange, W::kTxnCas, W::kMixed, W::kWatch, W::kNativePut}},
+      {"val-size", {W::kPut, W::kRange, W::kTxnCas, W::kMixed, W::kWatch, W::kNativePut}},
+      {"key-space", {W::kPut, W::kRange, W::kTxnCas, W::kMixed, W::kWatch, W::kNativePut}},
+      {"sequential-keys", {W::kPut, W::kRange, W::kMixed, W::kWatch, W::kNativePut}},
       {"consistency", {W::kRange, W::kMixed}},
       {"read-ratio", {W::kMixed}},
       {"watchers", {W::kWatch}},
@@ -133,7 +133,8 @@ Result<Workload> ParseWorkload(std::string_view name) {
     if (kWorkloadNames[i] == name) return static_cast<Workload>(i);
   }
   return Status::InvalidArgument(fmt::format(
-      "unknown workload {:?} (use put, range, txn-cas, mixed, watch, lease-keepalive or lock)",
+      "unknown workload {:?} (use put, range, txn-cas, mixed, watch, lease-keepalive, lock or "
+      "native-put)",
       name));
 }
 

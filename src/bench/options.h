@@ -19,9 +19,19 @@
 
 namespace conclave::bench {
 
-enum class Workload : uint8_t { kPut, kRange, kTxnCas, kMixed, kWatch, kLeaseKeepAlive, kLock };
+enum class Workload : uint8_t {
+  kPut,
+  kRange,
+  kTxnCas,
+  kMixed,
+  kWatch,
+  kLeaseKeepAlive,
+  kLock,
+  kNativePut,  // puts through Conclave's native KV API, spread over its ranges
+};
 
-// "put", "range", "txn-cas", "mixed", "watch", "lease-keepalive", "lock".
+// "put", "range", "txn-cas", "mixed", "watch", "lease-keepalive", "lock",
+// "native-put".
 Result<Workload> ParseWorkload(std::string_view name);
 std::string_view WorkloadName(Workload workload);
 

@@ -276,6 +276,7 @@ Result<Report> RunBench(const BenchOptions& options, const RunEnv& env) {
     case Workload::kRange:
     case Workload::kTxnCas:
     case Workload::kMixed:
+    case Workload::kNativePut:
       workload = NewKvWorkload(options, env, *connections);
       break;
   }

@@ -121,6 +121,58 @@ int MemberChange(Env& env, const std::string& id_text, const char* verb,
   return 0;
 }
 
+// ---- range ------------------------------------------------------------------
+
+std::vector<std::string> RangeRow(const kvpb::RangeInfo& r) {
+  return {std::to_string(r.range_id()),
+          HexEscape(r.start()),
+          r.end().empty() ? "(end)" : HexEscape(r.end()),
+          r.leader_node() == 0 ? "none" : fmt::format("{:x}", r.leader_node()),
+          std::to_string(r.applied_index()),
+          r.quiesced() ? "true" : "false"};
+}
+
+// The native ranges the endpoint holds a replica of, and how each is doing
+// there: its leader, how far it has applied, whether it sleeps (quiesced).
+int RangeList(Env& env) {
+  int code = 0;
+  auto c = env.Connect(&code);
+  if (c == nullptr) return code;
+  auto r = c->NativeRanges();
+  if (!r.ok()) return FailCall(r.status());
+  switch (env.format()) {
+    case OutputFormat::kJson:
+      std::printf("%s\n", ToJson(*r).c_str());
+      break;
+    case OutputFormat::kTable: {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& range : r->ranges())
+        rows.push_back(RangeRow(range));
+      std::fputs(
+          FormatTable({"RANGE", "START", "END", "LEADER", "APPLIED", "QUIESCED"}, rows).c_str(),
+          stdout);
+      break;
+    }
+    case OutputFormat::kSimple: {
+      size_t quiesced = 0;
+      for (const auto& range : r->ranges()) {
+        fmt::print("{}\n", fmt::join(RangeRow(range), ", "));
+        quiesced += range.quiesced() ? 1 : 0;
+      }
+      fmt::print("{} ranges, {} quiesced\n", r->ranges_size(), quiesced);
+      break;
+    }
+  }
+  return 0;
+}
+
+void AddRange(CLI::App& app, CommandList* commands) {
+  CLI::App* range = app.add_subcommand("range", "native keyspace commands");
+  range->require_subcommand(1);
+  CLI::App* list = range->add_subcommand("list", "list the ranges the endpoint holds");
+  commands->push_back({list, [](Env& env) { return RangeList(env); }});
+}
+
 void AddMember(CLI::App& app, CommandList* commands) {
   CLI::App* member = app.add_subcommand("member", "membership commands");
   member->require_subcommand(1);
@@ -464,6 +516,7 @@ void AddMoveLeader(CLI::App& app, CommandList* commands) {
 
 CLI::App* AddClusterCommands(CLI::App& app, CommandList* commands) {
   AddMember(app, commands);
+  AddRange(app, commands);
   AddEndpoint(app, commands);
   CLI::App* snapshot = AddSnapshot(app, commands);
   AddDefrag(app, commands);

@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "conclave/kvpb/kv.grpc.pb.h"
 #include "etcd/api/etcdserverpb/rpc.grpc.pb.h"
 #include "etcd/server/v3election/v3electionpb/v3election.grpc.pb.h"
 #include "etcd/server/v3lock/v3lockpb/v3lock.grpc.pb.h"
@@ -261,6 +262,7 @@ struct Client::Impl {
     std::unique_ptr<pb::Maintenance::Stub> maintenance;
     std::unique_ptr<v3lockpb::Lock::Stub> lock;
     std::unique_ptr<v3electionpb::Election::Stub> election;
+    std::unique_ptr<kvpb::KV::Stub> native;
   };
 
   // Whether a call may be sent again to another endpoint after it failed
@@ -376,6 +378,7 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
     ep.maintenance = pb::Maintenance::NewStub(ep.channel);
     ep.lock = v3lockpb::Lock::NewStub(ep.channel);
     ep.election = v3electionpb::Election::NewStub(ep.channel);
+    ep.native = kvpb::KV::NewStub(ep.channel);
     impl->endpoints.push_back(std::move(ep));
   }
   auto connected = impl->ConnectedEndpoint(Clock::now() + options.dial_timeout);
@@ -415,6 +418,29 @@ Result<pb::PutResponse> Client::Put(const pb::PutRequest& request) {
   return impl_->Unary<pb::PutResponse>(
       Retry::kOnlyIfNotSent,
       [&](Endpoint& e, Ctx* c, pb::PutResponse* r) { return e.kv->Put(c, request, r); },
+      options_.call_timeout);
+}
+
+Result<kvpb::PutResponse> Client::NativePut(const kvpb::PutRequest& request) {
+  return impl_->Unary<kvpb::PutResponse>(
+      Retry::kOnlyIfNotSent,
+      [&](Endpoint& e, Ctx* c, kvpb::PutResponse* r) { return e.native->Put(c, request, r); },
+      options_.call_timeout);
+}
+
+Result<kvpb::GetResponse> Client::NativeGet(const kvpb::GetRequest& request) {
+  return impl_->Unary<kvpb::GetResponse>(
+      Retry::kIdempotent,
+      [&](Endpoint& e, Ctx* c, kvpb::GetResponse* r) { return e.native->Get(c, request, r); },
+      options_.call_timeout);
+}
+
+Result<kvpb::RangesResponse> Client::NativeRanges() {
+  return impl_->Unary<kvpb::RangesResponse>(
+      Retry::kIdempotent,
+      [&](Endpoint& e, Ctx* c, kvpb::RangesResponse* r) {
+        return e.native->Ranges(c, kvpb::RangesRequest(), r);
+      },
       options_.call_timeout);
 }
 

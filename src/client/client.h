@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "conclave/kvpb/kv.pb.h"
 #include "etcd/api/etcdserverpb/rpc.pb.h"
 #include "etcd/server/v3election/v3electionpb/v3election.pb.h"
 #include "etcd/server/v3lock/v3lockpb/v3lock.pb.h"
@@ -148,6 +149,11 @@ class Client {
   Result<pb::DeleteRangeResponse> DeleteRange(const pb::DeleteRangeRequest& request);
   Result<pb::TxnResponse> Txn(const pb::TxnRequest& request);
   Result<pb::CompactionResponse> Compact(const pb::CompactionRequest& request);
+
+  // Conclave's native KV API (conclave.kvpb.KV): the sharded keyspace.
+  Result<kvpb::PutResponse> NativePut(const kvpb::PutRequest& request);
+  Result<kvpb::GetResponse> NativeGet(const kvpb::GetRequest& request);
+  Result<kvpb::RangesResponse> NativeRanges();
 
   // Watch.
   Result<std::unique_ptr<WatchStream>> Watch();

@@ -83,33 +83,55 @@ Result<SnapshotChunk> DecodeChunk(std::string_view bytes) {
 
 // ---- writer ----
 
-SnapshotWriter::SnapshotWriter(Store* store, SnapshotId id, size_t chunk_bytes)
-    : store_(store), id_(id), chunk_bytes_(chunk_bytes) {}
+SnapshotWriter::SnapshotWriter(const storage::Engine* engine,
+                               std::shared_ptr<const storage::EngineSnapshot> snap, SnapshotId id,
+                               std::vector<std::pair<std::string, std::string>> spans,
+                               size_t chunk_bytes)
+    : id_(id), chunk_bytes_(chunk_bytes), snapshot_(std::move(snap)), spans_(std::move(spans)) {
+  it_ = engine->NewIterator(snapshot_.get());
+  SeekSpan();
+}
 
 SnapshotWriter::~SnapshotWriter() = default;
 
 Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::Create(Store* store, size_t chunk_bytes) {
-  std::unique_ptr<SnapshotWriter> w(
-      new SnapshotWriter(store, SnapshotId{store->group(), 0, 0}, chunk_bytes));
-  w->snapshot_ = store->engine()->GetSnapshot();
+  std::shared_ptr<const storage::EngineSnapshot> snap = store->engine()->GetSnapshot();
   // The applied index as of the engine snapshot, not as of now.
-  ASSIGN_OR_RETURN(StoreMeta meta, store->MetaAt(w->snapshot_.get()));
-  w->id_.index = meta.applied_index;
-  w->id_.term = meta.applied_term;
-  w->it_ = store->engine()->NewIterator(w->snapshot_.get());
-  w->it_->Seek(keys::GroupPrefix(store->group()));
+  ASSIGN_OR_RETURN(StoreMeta meta, store->MetaAt(snap.get()));
+  const uint64_t g = store->group();
+  std::unique_ptr<SnapshotWriter> w(new SnapshotWriter(
+      store->engine(), std::move(snap), SnapshotId{g, meta.applied_index, meta.applied_term},
+      {{keys::GroupPrefix(g), keys::GroupPrefix(g + 1)}}, chunk_bytes));
+  w->store_ = store;
   return w;
+}
+
+std::unique_ptr<SnapshotWriter> SnapshotWriter::ForSpans(
+    const storage::Engine* engine, std::shared_ptr<const storage::EngineSnapshot> snapshot,
+    SnapshotId id, std::vector<std::pair<std::string, std::string>> spans, size_t chunk_bytes) {
+  return std::unique_ptr<SnapshotWriter>(
+      new SnapshotWriter(engine, std::move(snapshot), id, std::move(spans), chunk_bytes));
+}
+
+void SnapshotWriter::SeekSpan() {
+  if (span_ < spans_.size()) it_->Seek(spans_[span_].first);
 }
 
 Result<bool> SnapshotWriter::Next(std::string* out) {
   if (done_) return false;
-  const std::string end = keys::GroupPrefix(id_.group + 1);
   SnapshotChunk c;
   c.id = id_;
   c.seq = seq_++;
   size_t bytes = 0;
-  while (it_->Valid() && bytes < chunk_bytes_) {
-    if (id_.group != UINT64_MAX && it_->key().compare(end) >= 0) break;
+  while (span_ < spans_.size() && bytes < chunk_bytes_) {
+    if (!it_->Valid() || it_->key() >= spans_[span_].second) {
+      if (const Status s = it_->status(); !s.ok()) {
+        return Status::IOError("snapshot read: " + s.message());
+      }
+      ++span_;
+      SeekSpan();
+      continue;
+    }
     c.records.emplace_back(it_->key(), it_->value());
     bytes += it_->key().size() + it_->value().size();
     it_->Next();
@@ -118,8 +140,12 @@ Result<bool> SnapshotWriter::Next(std::string* out) {
     return Status::IOError("snapshot read: " + s.message());
   }
   records_ += c.records.size();
-  const bool at_end = !it_->Valid() || (id_.group != UINT64_MAX && it_->key().compare(end) >= 0);
-  if (at_end) {
+  // Past the last span, or at the end of it with nothing left.
+  while (span_ < spans_.size() && (!it_->Valid() || it_->key() >= spans_[span_].second)) {
+    ++span_;
+    SeekSpan();
+  }
+  if (span_ == spans_.size()) {
     c.last = true;
     c.total_records = records_;
     done_ = true;
@@ -220,17 +246,15 @@ Status RemoveStaleParts(storage::FileSystem* fs, const std::string& dir) {
 
 // ---- install ----
 
-Status InstallSnapshot(Store* store, storage::FileSystem* fs, const std::string& path) {
+Status ReadSnapshotFile(
+    storage::FileSystem* fs, const std::string& path, SnapshotId* id,
+    const std::function<Status(std::string_view key, std::string_view value)>& record) {
   ASSIGN_OR_RETURN(std::string data, fs->ReadFile(path));
-  const uint64_t group = store->group();
-  std::unique_ptr<storage::EngineBatch> batch = store->engine()->NewBatch();
-  batch->DeleteRange(keys::GroupPrefix(group), keys::GroupPrefix(group + 1));
   std::string_view rest(data);
   uint32_t seq = 0;
   uint64_t records = 0;
   uint64_t offset = 0;
   bool last = false;
-  SnapshotId id;
   while (!rest.empty()) {
     if (last)
       return Status::Corruption(
@@ -248,17 +272,16 @@ Status InstallSnapshot(Store* store, storage::FileSystem* fs, const std::string&
       return Status::Corruption(
           fmt::format("{} offset {}: {}", path, offset, c.status().message()));
     }
-    if (seq == 0) id = c->id;
-    if (c->seq != seq || !(c->id == id) || c->id.group != group) {
+    if (seq == 0) *id = c->id;
+    if (c->seq != seq || !(c->id == *id)) {
       return Status::Corruption(fmt::format("{} offset {}: chunk {} of group {} out of place", path,
                                             offset, c->seq, c->id.group));
     }
     for (const auto& [k, v] : c->records) {
-      if (k.compare(0, 8, keys::GroupPrefix(group)) != 0) {
-        return Status::Corruption(
-            fmt::format("{} offset {}: record outside the group", path, offset));
+      Status s = record(k, v);
+      if (!s.ok()) {
+        return Status(s.code(), fmt::format("{} offset {}: {}", path, offset, s.message()));
       }
-      batch->Put(k, v);
     }
     records += c->records.size();
     last = c->last;
@@ -271,6 +294,26 @@ Status InstallSnapshot(Store* store, storage::FileSystem* fs, const std::string&
     rest.remove_prefix(4 + n);
   }
   if (!last) return Status::Corruption(fmt::format("{}: the last chunk is missing", path));
+  return Status::Ok();
+}
+
+Status InstallSnapshot(Store* store, storage::FileSystem* fs, const std::string& path) {
+  const uint64_t group = store->group();
+  const std::string prefix = keys::GroupPrefix(group);
+  std::unique_ptr<storage::EngineBatch> batch = store->engine()->NewBatch();
+  batch->DeleteRange(prefix, keys::GroupPrefix(group + 1));
+  SnapshotId id;
+  uint64_t records = 0;
+  RETURN_IF_ERROR(ReadSnapshotFile(fs, path, &id, [&](std::string_view k, std::string_view v) {
+    if (k.compare(0, 8, prefix) != 0) return Status::Corruption("record outside the group");
+    batch->Put(k, v);
+    ++records;
+    return Status::Ok();
+  }));
+  if (id.group != group) {
+    return Status::Corruption(
+        fmt::format("{}: a snapshot of group {} is not one of group {}", path, id.group, group));
+  }
   RETURN_IF_ERROR(store->ReplaceWith(batch.get(), id.index));
   LOG_INFO("mvcc: installed snapshot group={} index={} term={} records={}", group, id.index,
            id.term, records);

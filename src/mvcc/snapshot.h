@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -59,10 +60,17 @@ class SnapshotWriter {
   // The store's state as of its last committed batch, identified by the
   // applied index and term that batch recorded.
   static Result<std::unique_ptr<SnapshotWriter>> Create(Store* store, size_t chunk_bytes = 1 << 20);
+  // Any state machine's image: every engine key of `spans` ([begin, end)
+  // pairs, in order, not overlapping) as of `snapshot`, named `id`.
+  static std::unique_ptr<SnapshotWriter> ForSpans(
+      const storage::Engine* engine, std::shared_ptr<const storage::EngineSnapshot> snapshot,
+      SnapshotId id, std::vector<std::pair<std::string, std::string>> spans,
+      size_t chunk_bytes = 1 << 20);
   ~SnapshotWriter();
 
   const SnapshotId& id() const { return id_; }
-  // Application metadata (Store::GetMeta) as of the image.
+  // Application metadata (Store::GetMeta) as of the image; a writer made by
+  // Create only.
   Result<std::optional<std::string>> GetMeta(std::string_view name) const {
     return store_->GetMeta(name, snapshot_.get());
   }
@@ -70,12 +78,18 @@ class SnapshotWriter {
   Result<bool> Next(std::string* chunk);
 
  private:
-  SnapshotWriter(Store* store, SnapshotId id, size_t chunk_bytes);
+  SnapshotWriter(const storage::Engine* engine, std::shared_ptr<const storage::EngineSnapshot> snap,
+                 SnapshotId id, std::vector<std::pair<std::string, std::string>> spans,
+                 size_t chunk_bytes);
+  // Positions it_ at the start of spans_[span_] (or past the last span).
+  void SeekSpan();
 
-  Store* store_;
+  Store* store_ = nullptr;
   SnapshotId id_;
   size_t chunk_bytes_;
   std::shared_ptr<const storage::EngineSnapshot> snapshot_;
+  std::vector<std::pair<std::string, std::string>> spans_;
+  size_t span_ = 0;
   // Reads snapshot_, so it goes first.
   std::unique_ptr<storage::EngineIterator> it_;
   uint32_t seq_ = 0;
@@ -110,6 +124,14 @@ class SnapshotReceiver {
 std::string SnapshotPath(const std::string& dir, const SnapshotId& id);
 // Removes part files left by receivers that did not finish (after a crash).
 Status RemoveStaleParts(storage::FileSystem* fs, const std::string& dir);
+
+// Reads a snapshot file, checking every chunk (framing, checksum, order, one
+// id throughout, the declared record count), and hands each record to
+// `record` in order. *id gets the snapshot's id. kCorruption naming the
+// file and offset of the first fault; an error from `record` stops the walk.
+Status ReadSnapshotFile(
+    storage::FileSystem* fs, const std::string& path, SnapshotId* id,
+    const std::function<Status(std::string_view key, std::string_view value)>& record);
 
 // Verifies every chunk of the snapshot file and replaces the store's group
 // state with it, atomically. The store's applied index becomes id.index.

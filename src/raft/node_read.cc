@@ -91,8 +91,10 @@ bool Node::LeaseValid() const {
       });
   // Every voter of a quorum acknowledged a heartbeat sent at or after
   // quorum_tick, and will ignore candidates for election_ticks of its own
-  // ticks after receiving it.
-  return quorum_tick > 0 && quorum_tick + static_cast<uint64_t>(config_.lease_ticks) > tick_count_;
+  // ticks after receiving it. A heartbeat sent before the node last
+  // quiesced does not count: ticks stopped while time went on.
+  return quorum_tick > quiesced_at_tick_ &&
+         quorum_tick + static_cast<uint64_t>(config_.lease_ticks) > tick_count_;
 }
 
 void Node::ClearReads() {

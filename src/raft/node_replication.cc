@@ -194,6 +194,9 @@ bool Node::CanQuiesce() const {
 }
 
 void Node::Quiesce() {
+  // Ticks stop now and time does not: the read lease must be won again
+  // with heartbeats sent after the group wakes.
+  quiesced_at_tick_ = tick_count_;
   for (NodeId id : tracker_.AllIds()) {
     if (id == id_) continue;
     SendHeartbeat(id, "");

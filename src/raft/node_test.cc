@@ -1289,3 +1289,26 @@ TEST(NodeQuiesceTest, ConfChangeInProgressCarriesItsReason) {
 
 }  // namespace
 }  // namespace conclave::raft
+
+namespace conclave::raft {
+namespace {
+
+// Ticks stop while a group is quiesced and time does not: a lease won
+// before quiescing must not answer reads after the group wakes.
+TEST(NodeQuiesceTest, QuiescingGivesUpTheReadLease) {
+  auto net = ProductionThree(LeaseConfig());
+  net->TickAll();
+  ASSERT_EQ(ReadNow(*net, 1, "in lease").size(), 1u);
+  ASSERT_TRUE(net->node(1).CanQuiesce());
+  net->node(1).Quiesce();
+  net->Settle();  // the followers acknowledge the last heartbeat
+  EXPECT_TRUE(ReadNow(*net, 1, "after quiescing").empty());
+  // Ticks resume; a heartbeat round acknowledged after waking answers the
+  // read that waited and wins the lease back.
+  net->TickAll();
+  EXPECT_EQ(net->TakeReadStates(1).size(), 1u);
+  EXPECT_EQ(ReadNow(*net, 1, "lease won again").size(), 1u);
+}
+
+}  // namespace
+}  // namespace conclave::raft

@@ -177,7 +177,9 @@ class Node {
   // Quiesce sends each peer a last heartbeat marked `quiesce` (carrying the
   // commit index), after which the caller may stop ticking this node, and
   // the followers theirs, until something happens to the group. Ticks may
-  // resume at any time; the core needs no word about it.
+  // resume at any time; the core needs no word about it. Quiescing gives up
+  // the leader's read lease (kLeaseBased): it is won again by heartbeats
+  // after the ticks resume.
   bool CanQuiesce() const;
   void Quiesce();
 
@@ -287,6 +289,9 @@ class Node {
   int ticks_since_leader_contact_ = 0;
   // Local monotonic tick counter (lease bookkeeping).
   uint64_t tick_count_ = 1;
+  // tick_count_ when the node last quiesced (0: never): acknowledgements of
+  // heartbeats sent up to then grant no read lease.
+  uint64_t quiesced_at_tick_ = 0;
 
   NodeId lead_transferee_ = kNoNode;
   uint64_t pending_conf_index_ = 0;

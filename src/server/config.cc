@@ -258,6 +258,12 @@ Status SetMaxTxnOps(ServerConfig& c, const Given& g) {
   return Status::Ok();
 }
 
+Status SetInitialRangeCount(ServerConfig& c, const Given& g) {
+  ASSIGN_OR_RETURN(c.initial_range_count,
+                   ParseIntInRange(g.label, g.value, 0, kMaxInitialRangeCount));
+  return Status::Ok();
+}
+
 Status SetAutoCompactionMode(ServerConfig& c, const Given& g) {
   if (g.value == "periodic") {
     c.auto_compaction_mode = AutoCompactionMode::kPeriodic;
@@ -318,6 +324,7 @@ constexpr Flag kFlags[] = {
     {"auto-compaction-mode", SetAutoCompactionMode},
     {"auto-compaction-retention", SetAutoCompactionRetention},
     {"log-level", SetLogLevel},
+    {"initial-range-count", SetInitialRangeCount},
     {"unsafe-test-bug", SetTestBug},
 };
 

@@ -69,6 +69,11 @@ struct ServerConfig {
 
   std::string log_level = "info";
 
+  // Conclave's own: a new cluster divides the native keyspace into this many
+  // ranges (each a Raft group with a replica on every initial member), for
+  // the native KV API. 0: none. Ignored when the data directory exists.
+  int64_t initial_range_count = 0;
+
   // Test-only (--unsafe-test-bug): a deliberately broken behaviour that the
   // fault-injection harness must catch. Never set in production.
   TestBug test_bug = TestBug::kNone;
@@ -80,6 +85,7 @@ inline constexpr int64_t kMinElectionTicks = 5;           // election >= 5 x hea
 inline constexpr int64_t kMaxQuotaBackendBytes = int64_t{8} << 30;
 inline constexpr int64_t kMaxRequestBytesMax = int64_t{64} << 20;
 inline constexpr int64_t kMaxTxnOpsMax = 65'536;
+inline constexpr int64_t kMaxInitialRangeCount = 65'536;
 
 // `args` are the arguments after the program (and subcommand) name; `env`
 // maps environment variable names to values.

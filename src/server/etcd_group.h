@@ -118,7 +118,13 @@ class EtcdGroup {
   uint64_t term() const { return replica_->term(); }
   uint64_t leader() const { return replica_->leader(); }
   bool is_leader() const { return replica_->is_leader(); }
-  bool is_learner() const { return replica_->is_learner(); }
+  // A learner as the configuration applied here says; before any is (a
+  // member that joined and awaits its first snapshot), as the cluster said
+  // when it joined.
+  bool is_learner() const {
+    return replica_->is_learner() || (joined_as_learner_ && replica_->applied_index() == 0);
+  }
+  void SetJoinedAsLearner(bool learner) { joined_as_learner_ = learner; }
   bool stopping() const { return replica_->stopping() || host_->stopping(); }
   ReplicaStats stats() const { return replica_->stats(); }
   HostStats host_stats() const { return host_->stats(); }
@@ -135,6 +141,7 @@ class EtcdGroup {
   RealRandom random_;  // guarded by random_mu_
   std::atomic<bool> raising_nospace_{false};
   LeaderCalls* leader_calls_ = nullptr;
+  bool joined_as_learner_ = false;  // set before serving
 };
 
 }  // namespace conclave::server

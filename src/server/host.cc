@@ -420,11 +420,25 @@ void Host::TickAll() {
   for (const auto& [group, r] : active_)
     ticking.push_back(r);
   for (const std::shared_ptr<Replica>& r : ticking) {
-    r->TickNow();
-    r->Housekeeping();  // may quiesce it
+    // An idle group quiesces before this tick's heartbeat, which it no
+    // longer needs.
+    r->MaybeQuiesce();
+    if (!r->quiesced()) {
+      r->TickNow();
+      r->Housekeeping();
+    }
     MarkDirty(r);
   }
   CheckLiveness();
+  ReleaseOldSegments();
+}
+
+void Host::ReleaseOldSegments() {
+  if (wal_->SegmentCount() <= options_.wal_segments_max) return;
+  for (raft::GroupId g : wal_->PinningGroups()) {
+    std::shared_ptr<Replica> r = FindReplica(g);
+    if (r != nullptr) r->MaybeCompactLog(/*force=*/true);
+  }
 }
 
 void Host::Activate(Replica& replica) {

@@ -92,6 +92,10 @@ struct HostOptions {
   // A peer node not heard from for this many ticks is taken for dead: the
   // quiesced followers of its leaders wake up and may elect another.
   int liveness_ticks = 10;
+  // Past this many WAL segments, the groups that keep the oldest one alive
+  // are made to compact their logs, so that idle groups do not pin old
+  // segments (and their disk) forever.
+  size_t wal_segments_max = 8;
   // No threads: the owner calls RunDriver, RunLogWrite, RunLogSync and
   // RunApply (the simulator).
   bool manual = false;
@@ -243,6 +247,8 @@ class Host {
   void Dispatch(Inbox& inbox);
   void TickAll();
   void CheckLiveness();
+  // Past wal_segments_max: the groups pinning the oldest segment compact.
+  void ReleaseOldSegments();
   // Finishes the Readies the log writer made durable.
   bool FinishPersisted();
   // Takes the Readies of dirty replicas and queues one log job.

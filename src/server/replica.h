@@ -79,8 +79,11 @@ struct ReplicaOptions {
 
   int election_ticks = 10;
   int heartbeat_ticks = 1;
-  // Compact the log (and release WAL segments) after this many applied entries.
+  // Compact the log (and release WAL segments) after this many applied
+  // entries, or once the entries appended since the last compaction hold
+  // this many bytes (what bounds a group's memory: the log view keeps them).
   uint64_t snapshot_count = 100'000;
+  uint64_t log_bytes_max = 256ull << 20;
   // Entries kept behind a compaction for slightly lagging followers.
   uint64_t snapshot_catchup_entries = 5'000;
   // A request not applied by then fails with "etcdserver: request timed out".
@@ -264,7 +267,8 @@ class Replica : public std::enable_shared_from_this<Replica> {
   void Step(raft::Message m);
   void TickNow();
   // Tick-time housekeeping: expire waiters, retry proposals and reads,
-  // publish progress, the state machine's leader work, quiescence.
+  // publish progress, the state machine's leader work, log compaction.
+  // (MaybeQuiesce runs before the tick.)
   void Housekeeping();
   void AddProposals(std::deque<std::shared_ptr<Waiter>>* proposals);
   void AddReads(std::vector<std::shared_ptr<Waiter>> reads);
@@ -290,13 +294,18 @@ class Replica : public std::enable_shared_from_this<Replica> {
   void FinishReady();
   void OnSoftState(const raft::SoftState& ss);
   void SendMessages(std::vector<raft::Message>& out);
-  void MaybeCompactLog();
+  // Compacts once snapshot_count entries were applied or log_bytes_max
+  // appended since the last time; `force`: whenever anything was applied
+  // since (the host asks when this group keeps old WAL segments alive).
+  void MaybeCompactLog(bool force = false);
   void PublishProgress();
   void PublishConfState();
   // Quiescence (driver thread).
   bool quiesced() const { return quiesced_; }
   // Nothing pending: no proposal, read, Ready or unapplied entry.
   bool Idle();
+  // No request of this replica's own waits (proposal or read).
+  bool NothingPending();
   void Wake();
   void MaybeQuiesce();
   // After stepping a heartbeat marked quiesce from `from`.
@@ -321,6 +330,7 @@ class Replica : public std::enable_shared_from_this<Replica> {
   std::unique_ptr<raft::Node> raft_;
   raft::ConfState conf_state_;
   uint64_t last_compact_index_ = 0;
+  uint64_t log_bytes_ = 0;  // entry bytes appended since the last compaction
   raft::SoftState soft_state_;
   uint64_t next_read_context_ = 1;
   std::map<uint64_t, std::shared_ptr<ReadBatch>> reads_in_flight_;

@@ -39,7 +39,9 @@ uint64_t DecodeReadContext(const std::string& s) {
 void Replica::Step(raft::Message m) {
   const bool quiesce = m.quiesce;
   const raft::NodeId from = m.from;
-  if (!quiesce) Wake();
+  // The followers' answers to the last heartbeat before quiescing carry
+  // nothing a quiesced leader must act on; anything else wakes the group.
+  if (!quiesce && m.type != raft::MessageType::kHeartbeatResponse) Wake();
   Status s = raft_->Step(std::move(m));
   if (!s.ok()) LOG_DEBUG("group {}: step: {}", options_.group, s.ToString());
   if (quiesce) OnQuiesceHeartbeat(from);
@@ -170,7 +172,6 @@ void Replica::Housekeeping() {
     }
   }
   MaybeCompactLog();
-  MaybeQuiesce();
 }
 
 void Replica::ReportUnreachable(raft::NodeId peer) {
@@ -263,7 +264,11 @@ void Replica::FinishReady() {
     Status s = log_.ApplySnapshot(*rd.snapshot);
     CHECK_MSG(s.ok(), "group {}: snapshot into the log view: {}", options_.group, s.ToString());
   }
-  if (!rd.entries.empty()) log_.Append(rd.entries);
+  if (!rd.entries.empty()) {
+    log_.Append(rd.entries);
+    for (const raft::Entry& e : rd.entries)
+      log_bytes_ += e.data.size();
+  }
   if (rd.hard_state) log_.SetHardState(*rd.hard_state);
   SendMessages(rd.messages);  // a leader's went out already
 
@@ -314,9 +319,11 @@ void Replica::SendMessages(std::vector<raft::Message>& out) {
   out.clear();
 }
 
-void Replica::MaybeCompactLog() {
+void Replica::MaybeCompactLog(bool force) {
   const uint64_t applied = applied_index_.load(std::memory_order_acquire);
-  if (applied < last_compact_index_ + options_.snapshot_count) return;
+  const bool due = applied >= last_compact_index_ + options_.snapshot_count ||
+                   log_bytes_ >= options_.log_bytes_max;
+  if (!due && !(force && applied > last_compact_index_)) return;
   // The state machine must hold everything up to the point the log forgets.
   Status synced = host_->options().bugs.compact_without_sync ? Status::Ok() : sm_->Sync();
   if (!synced.ok()) {
@@ -339,6 +346,7 @@ void Replica::MaybeCompactLog() {
     return;
   }
   last_compact_index_ = index;
+  log_bytes_ = 0;
   LOG_INFO("group {}: log compacted at index {} (first kept {})", options_.group, index,
            log_.FirstIndex());
 }
@@ -383,9 +391,13 @@ void Replica::Wake() {
 }
 
 bool Replica::Idle() {
-  if (!unproposed_.empty() || !reads_in_flight_.empty() || ready_ || raft_->HasReady())
-    return false;
+  if (ready_ || raft_->HasReady()) return false;
   if (applied_index() < raft_->log().committed()) return false;
+  return NothingPending();
+}
+
+bool Replica::NothingPending() {
+  if (!unproposed_.empty() || !reads_in_flight_.empty()) return false;
   {
     std::lock_guard<std::mutex> lock(waiters_mu_);
     if (!waiters_.empty()) return false;
@@ -405,10 +417,12 @@ void Replica::MaybeQuiesce() {
 
 void Replica::OnQuiesceHeartbeat(raft::NodeId from) {
   // A follower stops ticking with its leader only when it holds the whole
-  // log the leader committed, so that nothing is left for it to learn.
+  // log the leader committed, so that nothing is left for it to learn, and
+  // waits for nothing of its own. (What it has yet to apply is applied all
+  // the same: its Readies are taken whether it ticks or not.)
   if (!options_.quiesce || quiesced_ || raft_->role() != raft::Role::kFollower) return;
   if (raft_->leader() != from) return;
-  if (raft_->log().committed() != raft_->log().LastIndex() || !Idle()) return;
+  if (raft_->log().committed() != raft_->log().LastIndex() || !NothingPending()) return;
   quiesced_ = true;
   quiesced_flag_.store(true, std::memory_order_release);
   host_->Deactivate(*this);

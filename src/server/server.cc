@@ -21,6 +21,7 @@
 #include "server/host.h"
 #include "server/http_status.h"
 #include "server/membership.h"
+#include "server/native_keyspace.h"
 #include "server/transport.h"
 #include "storage/file_system.h"
 
@@ -127,6 +128,7 @@ struct Server::State {
   std::unique_ptr<Host> host;
   EtcdStateMachine* etcd_sm = nullptr;  // owned by its replica
   std::unique_ptr<EtcdGroup> etcd;
+  std::unique_ptr<NativeKeyspace> native;
   std::unique_ptr<Transport> transport;
   std::unique_ptr<grpc::Server> peer_server;
   std::unique_ptr<api::EtcdServices> services;
@@ -182,6 +184,9 @@ Status Server::Start() {
       std::unique_ptr<EtcdStateMachine> sm,
       EtcdStateMachine::Open(st.host->engine(), st.host->fs(), RealClock::Get(), sm_options));
   st.etcd_sm = sm.get();
+  // A new cluster's first start: the etcd group bootstraps below, and so do
+  // the native ranges.
+  const bool fresh = sm->AppliedIndex() == 0 && !sm_options.initial_members.empty();
 
   ReplicaOptions replica_options;
   replica_options.group = kEtcdGroup;
@@ -201,6 +206,25 @@ Status Server::Start() {
   ASSIGN_OR_RETURN(std::shared_ptr<Replica> replica,
                    st.host->AddReplica(replica_options, std::move(sm)));
   st.etcd = std::make_unique<EtcdGroup>(st.host.get(), replica, st.etcd_sm, cluster_id);
+  for (const serverpb::MemberRecord& m : st.identity.members) {
+    if (m.id() == member_id && m.is_learner()) st.etcd->SetJoinedAsLearner(true);
+  }
+
+  NativeKeyspaceOptions native_options;
+  native_options.initial_ranges = config_.initial_range_count;
+  for (const serverpb::MemberRecord& m : sm_options.initial_members)
+    native_options.initial_members.push_back(m.id());
+  native_options.replica = replica_options;
+  native_options.replica.quiesce = true;
+  native_options.replica.test_bug_local_reads = false;
+  // A range's log is compacted sooner than the etcd group's: many ranges
+  // share the node's memory.
+  native_options.replica.snapshot_count = std::min<uint64_t>(config_.snapshot_count, 10'000);
+  native_options.replica.snapshot_catchup_entries =
+      std::min<uint64_t>(1'000, native_options.replica.snapshot_count);
+  native_options.replica.log_bytes_max = 4ull << 20;
+  ASSIGN_OR_RETURN(st.native,
+                   NativeKeyspace::Open(st.host.get(), member_id, native_options, fresh));
 
   // Peers: the recorded members once there are any; before that (a new
   // cluster, or a member joining that has not received its snapshot) the
@@ -249,7 +273,8 @@ Status Server::Start() {
   service_options.max_request_bytes = config_.max_request_bytes;
   service_options.max_txn_ops = static_cast<size_t>(config_.max_txn_ops);
   service_options.quota_backend_bytes = config_.quota_backend_bytes;
-  st.services = std::make_unique<api::EtcdServices>(st.etcd.get(), service_options);
+  st.services =
+      std::make_unique<api::EtcdServices>(st.etcd.get(), st.native.get(), service_options);
   ASSIGN_OR_RETURN(
       st.client_server,
       StartGrpc(

@@ -451,6 +451,22 @@ WalStats Wal::stats() const {
   return out;
 }
 
+size_t Wal::SegmentCount() const {
+  std::lock_guard lock(mu_);
+  return segments_.size();
+}
+
+std::vector<raft::GroupId> Wal::PinningGroups() const {
+  std::lock_guard lock(mu_);
+  std::vector<raft::GroupId> out;
+  if (segments_.size() < 2) return out;
+  for (const auto& [g, max] : segments_.front().max_entry_index) {
+    auto marker = durable_markers_.find(g);
+    if (marker == durable_markers_.end() || max > marker->second) out.push_back(g);
+  }
+  return out;
+}
+
 std::vector<uint64_t> Wal::SegmentSequences() const {
   std::lock_guard lock(mu_);
   std::vector<uint64_t> out;

@@ -180,6 +180,11 @@ class Wal {
   WalStats stats() const;
   // Sequence numbers of the segments on disk, oldest first.
   std::vector<uint64_t> SegmentSequences() const;
+  size_t SegmentCount() const;
+  // The groups that keep the oldest segment from being removed: it holds
+  // entries of theirs above their durable snapshot marker. Empty when only
+  // the segment being written is left.
+  std::vector<raft::GroupId> PinningGroups() const;
   const std::string& dir() const { return dir_; }
 
  private:

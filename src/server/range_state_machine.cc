@@ -1,0 +1,330 @@
+#include "server/range_state_machine.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "base/logging.h"
+#include "conclave/serverpb/server.pb.h"
+#include "mvcc/snapshot.h"
+
+namespace conclave::server {
+
+namespace {
+
+keys::RaftConfig ToRaftConfig(const raft::ConfState& cs) {
+  return keys::RaftConfig{cs.voters, cs.learners, cs.voters_outgoing, cs.learners_next,
+                          cs.auto_leave};
+}
+
+raft::ConfState FromRaftConfig(const keys::RaftConfig& c) {
+  raft::ConfState cs;
+  cs.voters = c.voters;
+  cs.learners = c.learners;
+  cs.voters_outgoing = c.voters_outgoing;
+  cs.learners_next = c.learners_next;
+  cs.auto_leave = c.auto_leave;
+  return cs;
+}
+
+Status OutsideRange(std::string_view key, const keys::RangeDescriptor& d) {
+  return Status::OutOfRange(fmt::format("key {} is not in range {} [{}, {})",
+                                        keys::DescribeKey(keys::EncodeKey(keys::DataKey{
+                                            std::string(key), keys::VersionTag::kIntent, {}})),
+                                        d.range_id, d.start_key, d.end_key));
+}
+
+// The range's image as of one engine snapshot: its spans, and the Raft
+// configuration and applied state stored in them.
+class RangeSnapshotSource final : public SnapshotSource {
+ public:
+  RangeSnapshotSource(std::unique_ptr<mvcc::SnapshotWriter> writer, raft::ConfState cs)
+      : writer_(std::move(writer)), conf_state_(std::move(cs)) {}
+  uint64_t index() const override { return writer_->id().index; }
+  uint64_t term() const override { return writer_->id().term; }
+  const raft::ConfState& conf_state() const override { return conf_state_; }
+  Result<bool> Next(std::string* chunk) override { return writer_->Next(chunk); }
+
+ private:
+  std::unique_ptr<mvcc::SnapshotWriter> writer_;
+  raft::ConfState conf_state_;
+};
+
+// Reads the newest version at or after `it`'s position for the user key it
+// is on. Returns the key and whether a live value was found; advances past
+// the key's entries.
+template <typename Visit>
+Status VisitNewest(storage::EngineIterator* it, const std::string& end, Visit visit) {
+  while (it->Valid() && it->key() < end) {
+    ASSIGN_OR_RETURN(keys::DataKey k, keys::DecodeDataKey(it->key()));
+    if (k.tag == keys::VersionTag::kIntent) {
+      it->Next();  // intents come with transactions; none are written yet
+      continue;
+    }
+    ASSIGN_OR_RETURN(keys::VersionValue v, keys::DecodeVersionValue(it->value()));
+    if (!visit(k, v)) return Status::Ok();
+    it->Seek(keys::KeyEntriesSpan(k.user_key).end);
+  }
+  return it->status();
+}
+
+}  // namespace
+
+RangeStateMachine::RangeStateMachine(storage::Engine* engine, storage::FileSystem* fs,
+                                     keys::RangeId range_id)
+    : engine_(engine), fs_(fs), range_id_(range_id) {}
+
+Result<std::unique_ptr<RangeStateMachine>> RangeStateMachine::Open(
+    storage::Engine* engine, storage::FileSystem* snapshot_fs, keys::RangeId range_id,
+    const keys::RangeDescriptor& fresh) {
+  std::unique_ptr<RangeStateMachine> sm(new RangeStateMachine(engine, snapshot_fs, range_id));
+  RETURN_IF_ERROR(sm->Load(fresh));
+  return sm;
+}
+
+Result<std::vector<keys::RangeDescriptor>> RangeStateMachine::Stored(
+    const storage::Engine* engine) {
+  std::vector<keys::RangeDescriptor> out;
+  const keys::Span all = keys::AllRangeIdLocalSpan();
+  std::unique_ptr<storage::EngineIterator> it = engine->NewIterator();
+  for (it->Seek(all.begin); it->Valid() && it->key() < all.end; it->Next()) {
+    ASSIGN_OR_RETURN(keys::RangeIdLocalKey k, keys::DecodeRangeIdLocalKey(it->key()));
+    if (k.kind != keys::RangeIdKind::kRangeDescriptor) continue;
+    ASSIGN_OR_RETURN(keys::RangeDescriptor d, keys::DecodeRangeDescriptor(it->value()));
+    out.push_back(std::move(d));
+  }
+  RETURN_IF_ERROR(it->status());
+  return out;
+}
+
+Status RangeStateMachine::Load(const keys::RangeDescriptor& fresh) {
+  ASSIGN_OR_RETURN(std::optional<std::string> d, engine_->Get(keys::RangeDescriptorKey(range_id_)));
+  ASSIGN_OR_RETURN(std::optional<std::string> a, engine_->Get(keys::AppliedStateKey(range_id_)));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (d) {
+    ASSIGN_OR_RETURN(descriptor_, keys::DecodeRangeDescriptor(*d));
+  } else {
+    RETURN_IF_ERROR(keys::ValidateRangeDescriptor(fresh));
+    if (fresh.range_id != range_id_) {
+      return Status::InvalidArgument(
+          fmt::format("range {}: descriptor of range {}", range_id_, fresh.range_id));
+    }
+    descriptor_ = fresh;
+  }
+  if (a) {
+    ASSIGN_OR_RETURN(applied_, keys::DecodeAppliedState(*a));
+  } else {
+    applied_ = keys::AppliedState{};
+  }
+  return Status::Ok();
+}
+
+uint64_t RangeStateMachine::AppliedIndex() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return applied_.index;
+}
+
+uint64_t RangeStateMachine::AppliedTerm() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return applied_.term;
+}
+
+keys::RangeDescriptor RangeStateMachine::descriptor() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return descriptor_;
+}
+
+Result<raft::ConfState> RangeStateMachine::AppliedConfState() const {
+  ASSIGN_OR_RETURN(std::optional<std::string> c, engine_->Get(keys::RaftConfigKey(range_id_)));
+  if (!c) {
+    return Status::Corruption(
+        fmt::format("range {}: no raft configuration at index {}", range_id_, AppliedIndex()));
+  }
+  ASSIGN_OR_RETURN(keys::RaftConfig config, keys::DecodeRaftConfig(*c));
+  return FromRaftConfig(config);
+}
+
+Status RangeStateMachine::Bootstrap(const raft::ConfState& conf_state) {
+  const keys::RangeDescriptor d = descriptor();
+  const keys::AppliedState applied{1, 1, Timestamp{}};
+  std::unique_ptr<storage::EngineBatch> batch = engine_->NewBatch();
+  batch->Put(keys::RangeDescriptorKey(range_id_), keys::EncodeRangeDescriptor(d));
+  batch->Put(keys::RaftConfigKey(range_id_), keys::EncodeRaftConfig(ToRaftConfig(conf_state)));
+  batch->Put(keys::AppliedStateKey(range_id_), keys::EncodeAppliedState(applied));
+  RETURN_IF_ERROR(engine_->Write(batch.get(), /*sync=*/true));
+  std::lock_guard<std::mutex> lock(mu_);
+  applied_ = applied;
+  return Status::Ok();
+}
+
+// ---- apply ----
+
+Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
+                                std::vector<std::any>* results) {
+  std::unique_ptr<storage::EngineBatch> batch = engine_->NewBatch();
+  keys::AppliedState applied;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    applied = applied_;
+  }
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const CommittedEntry& e = entries[i];
+    if (e.type == raft::EntryType::kConfChange) {
+      batch->Put(keys::RaftConfigKey(range_id_),
+                 keys::EncodeRaftConfig(ToRaftConfig(*e.conf_state)));
+      (*results)[i] = RangeWriteResult{
+          e.refused ? Status::FailedPrecondition("range: configuration change refused by raft")
+                    : Status::Ok(),
+          applied.closed_timestamp};
+    } else if (e.command.empty()) {
+      (*results)[i] = RangeWriteResult{Status::Ok(), applied.closed_timestamp};
+    } else {
+      (*results)[i] = ApplyCommand(batch.get(), e.command, &applied.closed_timestamp);
+    }
+    applied.index = e.index;
+    applied.term = e.term;
+  }
+  batch->Put(keys::AppliedStateKey(range_id_), keys::EncodeAppliedState(applied));
+  RETURN_IF_ERROR(engine_->Write(batch.get(), /*sync=*/false));
+  std::lock_guard<std::mutex> lock(mu_);
+  applied_ = applied;
+  return Status::Ok();
+}
+
+RangeWriteResult RangeStateMachine::ApplyCommand(storage::EngineBatch* batch,
+                                                 std::string_view command, Timestamp* closed) {
+  serverpb::RangeCommand c;
+  if (!c.ParseFromArray(command.data(), static_cast<int>(command.size()))) {
+    return {Status::InvalidArgument("range: not a range command"), *closed};
+  }
+  std::string key;
+  keys::VersionValue value;
+  if (c.has_put()) {
+    key = c.put().key();
+    value.value = c.put().value();
+  } else if (c.has_delete_()) {
+    key = c.delete_().key();
+    value.tombstone = true;
+  } else {
+    return {Status::InvalidArgument("range: empty command"), *closed};
+  }
+  const keys::RangeDescriptor d = descriptor();
+  if (!d.ContainsKey(key)) return {OutsideRange(key, d), *closed};
+  // Versions only grow: past the range's last write, whatever the
+  // proposer's clock said.
+  Timestamp ts{c.wall_nanos(), c.logical()};
+  if (ts <= *closed) ts = closed->Next();
+  batch->Put(keys::VersionKey(key, ts), keys::EncodeVersionValue(value));
+  *closed = ts;
+  return {Status::Ok(), ts};
+}
+
+// ---- reads ----
+
+Result<std::optional<RangeValue>> RangeStateMachine::Get(std::string_view key) const {
+  const keys::RangeDescriptor d = descriptor();
+  if (!d.ContainsKey(key)) return OutsideRange(key, d);
+  const keys::Span span = keys::KeyEntriesSpan(key);
+  std::unique_ptr<storage::EngineIterator> it = engine_->NewIterator();
+  it->Seek(span.begin);
+  std::optional<RangeValue> out;
+  RETURN_IF_ERROR(
+      VisitNewest(it.get(), span.end, [&](const keys::DataKey& k, const keys::VersionValue& v) {
+        if (!v.tombstone) out = RangeValue{k.user_key, v.value, k.ts};
+        return false;
+      }));
+  return out;
+}
+
+Result<std::vector<RangeValue>> RangeStateMachine::Scan(std::string_view start,
+                                                        std::string_view end, size_t limit,
+                                                        bool* more) const {
+  const keys::RangeDescriptor d = descriptor();
+  std::string from = std::max(std::string(start), d.start_key);
+  std::string to(end);
+  if (!d.end_key.empty() && (to.empty() || d.end_key < to)) to = d.end_key;
+  *more = false;
+  std::vector<RangeValue> out;
+  if (!to.empty() && from >= to) return out;
+  const keys::Span span = keys::DataSpan(from, to);
+  std::unique_ptr<storage::EngineIterator> it = engine_->NewIterator();
+  it->Seek(span.begin);
+  RETURN_IF_ERROR(
+      VisitNewest(it.get(), span.end, [&](const keys::DataKey& k, const keys::VersionValue& v) {
+        if (v.tombstone) return true;
+        if (out.size() == limit) {
+          *more = true;
+          return false;
+        }
+        out.push_back(RangeValue{k.user_key, v.value, k.ts});
+        return true;
+      }));
+  return out;
+}
+
+// ---- snapshots ----
+
+std::vector<std::pair<std::string, std::string>> RangeStateMachine::SpanPairs(
+    const keys::RangeDescriptor& d) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const keys::Span& s : keys::ReplicatedSpans(d))
+    out.emplace_back(s.begin, s.end);
+  return out;
+}
+
+Result<std::unique_ptr<SnapshotSource>> RangeStateMachine::NewSnapshot() {
+  std::shared_ptr<const storage::EngineSnapshot> snap = engine_->GetSnapshot();
+  ASSIGN_OR_RETURN(std::optional<std::string> a,
+                   engine_->Get(keys::AppliedStateKey(range_id_), snap.get()));
+  ASSIGN_OR_RETURN(std::optional<std::string> c,
+                   engine_->Get(keys::RaftConfigKey(range_id_), snap.get()));
+  ASSIGN_OR_RETURN(std::optional<std::string> d,
+                   engine_->Get(keys::RangeDescriptorKey(range_id_), snap.get()));
+  if (!a || !c || !d) {
+    return Status::Corruption(fmt::format("range {}: no state to snapshot", range_id_));
+  }
+  ASSIGN_OR_RETURN(keys::AppliedState applied, keys::DecodeAppliedState(*a));
+  ASSIGN_OR_RETURN(keys::RaftConfig config, keys::DecodeRaftConfig(*c));
+  ASSIGN_OR_RETURN(keys::RangeDescriptor descriptor, keys::DecodeRangeDescriptor(*d));
+  auto writer = mvcc::SnapshotWriter::ForSpans(
+      engine_, std::move(snap), mvcc::SnapshotId{range_id_, applied.index, applied.term},
+      SpanPairs(descriptor));
+  return std::unique_ptr<SnapshotSource>(
+      new RangeSnapshotSource(std::move(writer), FromRaftConfig(config)));
+}
+
+Status RangeStateMachine::InstallSnapshot(const std::string& path) {
+  // The image names its own descriptor; its spans are what it replaces.
+  std::vector<std::pair<std::string, std::string>> records;
+  mvcc::SnapshotId id;
+  RETURN_IF_ERROR(
+      mvcc::ReadSnapshotFile(fs_, path, &id, [&](std::string_view k, std::string_view v) {
+        records.emplace_back(k, v);
+        return Status::Ok();
+      }));
+  if (id.group != range_id_) {
+    return Status::Corruption(fmt::format("{}: a snapshot of range {} is not one of range {}", path,
+                                          id.group, range_id_));
+  }
+  const std::string descriptor_key = keys::RangeDescriptorKey(range_id_);
+  auto d = std::find_if(records.begin(), records.end(),
+                        [&](const auto& r) { return r.first == descriptor_key; });
+  if (d == records.end()) return Status::Corruption(path + ": the image has no descriptor");
+  ASSIGN_OR_RETURN(keys::RangeDescriptor descriptor, keys::DecodeRangeDescriptor(d->second));
+  const std::vector<keys::Span> spans = keys::ReplicatedSpans(descriptor);
+  std::unique_ptr<storage::EngineBatch> batch = engine_->NewBatch();
+  for (const keys::Span& s : spans)
+    batch->DeleteRange(s.begin, s.end);
+  for (const auto& [k, v] : records) {
+    if (std::none_of(spans.begin(), spans.end(),
+                     [&](const keys::Span& s) { return s.Contains(k); })) {
+      return Status::Corruption(path + ": a record outside the range's spans");
+    }
+    batch->Put(k, v);
+  }
+  RETURN_IF_ERROR(engine_->Write(batch.get(), /*sync=*/true));
+  return Load(descriptor);
+}
+
+}  // namespace conclave::server

@@ -1,0 +1,104 @@
+// RangeStateMachine: one range of the native keyspace, as a StateMachine.
+//
+// A range holds the user keys [start, end) of its descriptor, as versions
+// keyed by timestamp in the node's key layout (docs/KEYS.md): data under
+// the 04 tag, addressed by user key only, and the range's own records under
+// its range id (02): the descriptor, the Raft configuration and the applied
+// state. So a split or a merge rewrites those records and never moves data.
+//
+// Commands are serverpb.RangeCommand (a put or a delete with the proposer's
+// clock reading). Applying one writes a version at the larger of that
+// timestamp and the one just past the range's last write, so versions only
+// grow and the last write's timestamp is also the range's closed timestamp
+// (no later write can be at or below it); it is kept in the applied state.
+// A key outside the range fails the command, alike on every replica.
+// Results are RangeWriteResult values.
+//
+// Reads see the newest version of each key as of one engine snapshot.
+// Snapshots of a range are its replicated spans (keys::ReplicatedSpans) in
+// the snapshot chunk format (docs/SNAPSHOT.md); installing one replaces
+// exactly those spans.
+//
+// Thread-safety: Apply, Bootstrap and InstallSnapshot on the host's apply
+// thread; readers (Get, Scan, descriptor) from any thread.
+#pragma once
+
+#include <any>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "base/timestamp.h"
+#include "keys/keys.h"
+#include "server/state_machine.h"
+#include "storage/engine.h"
+#include "storage/file_system.h"
+
+namespace conclave::server {
+
+struct RangeWriteResult {
+  Status status;
+  Timestamp timestamp;  // of the version written
+};
+
+struct RangeValue {
+  std::string key;
+  std::string value;
+  Timestamp timestamp;
+};
+
+class RangeStateMachine final : public StateMachine {
+ public:
+  // Opens range `range_id` in `engine`. `fresh` describes a range this node
+  // is creating (written by Bootstrap); for a range already in the engine
+  // the stored descriptor wins.
+  static Result<std::unique_ptr<RangeStateMachine>> Open(storage::Engine* engine,
+                                                         storage::FileSystem* snapshot_fs,
+                                                         keys::RangeId range_id,
+                                                         const keys::RangeDescriptor& fresh);
+  // The ranges whose descriptors the engine holds (what a node hosts).
+  static Result<std::vector<keys::RangeDescriptor>> Stored(const storage::Engine* engine);
+
+  // ---- StateMachine ----
+  uint64_t AppliedIndex() const override;
+  uint64_t AppliedTerm() const override;
+  Result<raft::ConfState> AppliedConfState() const override;
+  Status Bootstrap(const raft::ConfState& conf_state) override;
+  Status Apply(std::span<const CommittedEntry> entries, std::vector<std::any>* results) override;
+  Status Sync() override { return engine_->Sync(); }
+  Result<std::unique_ptr<SnapshotSource>> NewSnapshot() override;
+  Status InstallSnapshot(const std::string& path) override;
+
+  // ---- readers (any thread) ----
+  keys::RangeDescriptor descriptor() const;
+  // The newest version of `key`; nullopt when it has none or was deleted.
+  // kOutOfRange for a key outside the range.
+  Result<std::optional<RangeValue>> Get(std::string_view key) const;
+  // Live keys in [start, end) clipped to the range (end empty: no bound),
+  // at most `limit` of them; *more is set when there are others after.
+  Result<std::vector<RangeValue>> Scan(std::string_view start, std::string_view end, size_t limit,
+                                       bool* more) const;
+
+ private:
+  RangeStateMachine(storage::Engine* engine, storage::FileSystem* fs, keys::RangeId range_id);
+  Status Load(const keys::RangeDescriptor& fresh);
+  RangeWriteResult ApplyCommand(storage::EngineBatch* batch, std::string_view command,
+                                Timestamp* closed);
+  static std::vector<std::pair<std::string, std::string>> SpanPairs(const keys::RangeDescriptor& d);
+
+  storage::Engine* const engine_;
+  storage::FileSystem* const fs_;
+  const keys::RangeId range_id_;
+
+  // Written by the apply thread, read anywhere.
+  mutable std::mutex mu_;
+  keys::RangeDescriptor descriptor_;  // guarded by mu_
+  keys::AppliedState applied_;        // guarded by mu_
+};
+
+}  // namespace conclave::server

@@ -1,0 +1,175 @@
+// A native range as a state machine, on the in-memory engine: commands,
+// reads, the versions' timestamps, keys outside the range, snapshots that
+// replace exactly the range's spans.
+#include "server/range_state_machine.h"
+
+#include <gtest/gtest.h>
+
+#include "conclave/serverpb/server.pb.h"
+#include "mvcc/snapshot.h"
+#include "server/native_keyspace.h"
+#include "storage/fault_injection_file_system.h"
+
+namespace conclave::server {
+namespace {
+
+std::string Put(const std::string& key, const std::string& value, uint64_t wall) {
+  serverpb::RangeCommand c;
+  c.set_wall_nanos(wall);
+  c.mutable_put()->set_key(key);
+  c.mutable_put()->set_value(value);
+  return c.SerializeAsString();
+}
+
+std::string Delete(const std::string& key, uint64_t wall) {
+  serverpb::RangeCommand c;
+  c.set_wall_nanos(wall);
+  c.mutable_delete_()->set_key(key);
+  return c.SerializeAsString();
+}
+
+class RangeStateMachineTest : public ::testing::Test {
+ protected:
+  // Two ranges over the keyspace, split at "m", on members 1, 2, 3.
+  void SetUp() override {
+    ranges_ = InitialRanges(2, {3, 1, 2});
+    ranges_[0].end_key = "m";
+    ranges_[1].start_key = "m";
+    left_ = Open(&engine_, ranges_[0]);
+    right_ = Open(&engine_, ranges_[1]);
+  }
+
+  std::unique_ptr<RangeStateMachine> Open(storage::Engine* engine, const keys::RangeDescriptor& d) {
+    auto sm = RangeStateMachine::Open(engine, &fs_, d.range_id, d);
+    CHECK(sm.ok());
+    if ((*sm)->AppliedIndex() == 0) {
+      raft::ConfState cs;
+      cs.voters = {1, 2, 3};
+      CHECK((*sm)->Bootstrap(cs).ok());
+    }
+    return std::move(*sm);
+  }
+
+  // Applies `commands` as the next entries; returns their results.
+  std::vector<RangeWriteResult> Apply(RangeStateMachine* sm, std::vector<std::string> commands) {
+    std::vector<CommittedEntry> entries;
+    uint64_t index = sm->AppliedIndex();
+    for (const std::string& c : commands)
+      entries.push_back(CommittedEntry{.index = ++index, .term = 2, .command = c});
+    std::vector<std::any> results(entries.size());
+    CHECK(sm->Apply(entries, &results).ok());
+    std::vector<RangeWriteResult> out;
+    for (const std::any& r : results)
+      out.push_back(std::any_cast<RangeWriteResult>(r));
+    return out;
+  }
+
+  storage::MemEngine engine_;
+  storage::FaultInjectionFileSystem fs_{3};
+  std::vector<keys::RangeDescriptor> ranges_;
+  std::unique_ptr<RangeStateMachine> left_;
+  std::unique_ptr<RangeStateMachine> right_;
+};
+
+TEST_F(RangeStateMachineTest, WritesAndReadsTheNewestVersions) {
+  auto r = Apply(left_.get(), {Put("a", "1", 100), Put("b", "2", 100), Put("a", "3", 50),
+                               Delete("b", 10), Put("c", "4", 500)});
+  for (const RangeWriteResult& w : r)
+    ASSERT_TRUE(w.status.ok()) << w.status.ToString();
+  // Versions only grow, whatever the proposers' clocks said.
+  for (size_t i = 1; i < r.size(); ++i)
+    EXPECT_LT(r[i - 1].timestamp, r[i].timestamp);
+  EXPECT_EQ(r[0].timestamp, (Timestamp{100, 0}));
+  EXPECT_EQ(r[1].timestamp, (Timestamp{100, 1}));
+  EXPECT_EQ(r[4].timestamp, (Timestamp{500, 0}));
+  auto a = left_->Get("a");
+  ASSERT_TRUE(a.ok() && a->has_value());
+  EXPECT_EQ((*a)->value, "3");
+  EXPECT_EQ((*a)->timestamp, r[2].timestamp);
+  EXPECT_FALSE(left_->Get("b")->has_value());
+  EXPECT_EQ(left_->AppliedIndex(), 6u);
+  bool more = false;
+  auto scan = left_->Scan("", "", 10, &more);
+  ASSERT_TRUE(scan.ok());
+  ASSERT_EQ(scan->size(), 2u);
+  EXPECT_EQ((*scan)[0].key, "a");
+  EXPECT_EQ((*scan)[1].key, "c");
+  EXPECT_FALSE(more);
+  scan = left_->Scan("", "", 1, &more);
+  EXPECT_EQ(scan->size(), 1u);
+  EXPECT_TRUE(more);
+}
+
+TEST_F(RangeStateMachineTest, KeysOutsideTheRangeFailAlike) {
+  auto r = Apply(left_.get(), {Put("x", "1", 1), Put("a", "1", 1)});
+  EXPECT_EQ(r[0].status.code(), StatusCode::kOutOfRange);
+  EXPECT_TRUE(r[1].status.ok());
+  EXPECT_EQ(left_->Get("x").status().code(), StatusCode::kOutOfRange);
+  EXPECT_TRUE(right_->Get("x").ok());
+}
+
+TEST_F(RangeStateMachineTest, RestartFindsTheRangesAndTheirState) {
+  Apply(left_.get(), {Put("a", "1", 1)});
+  Apply(right_.get(), {Put("q", "2", 1)});
+  auto stored = RangeStateMachine::Stored(&engine_);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(*stored, ranges_);
+  auto again =
+      RangeStateMachine::Open(&engine_, &fs_, ranges_[0].range_id, keys::RangeDescriptor{});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->AppliedIndex(), 2u);
+  EXPECT_EQ((*again)->descriptor(), ranges_[0]);
+  EXPECT_EQ((*(*again)->Get("a"))->value, "1");
+}
+
+TEST_F(RangeStateMachineTest, SnapshotsCarryExactlyTheRange) {
+  Apply(left_.get(), {Put("a", "1", 1), Put("b", "2", 2), Delete("a", 3)});
+  Apply(right_.get(), {Put("q", "right", 1)});
+  auto source = left_->NewSnapshot();
+  ASSERT_TRUE(source.ok());
+  EXPECT_EQ((*source)->index(), left_->AppliedIndex());
+  EXPECT_EQ((*source)->conf_state().voters, (std::vector<raft::NodeId>{1, 2, 3}));
+  const mvcc::SnapshotId id{ranges_[0].range_id, (*source)->index(), (*source)->term()};
+  mvcc::SnapshotReceiver receiver(&fs_, "/snap", id);
+  std::string chunk;
+  while (*(*source)->Next(&chunk))
+    ASSERT_TRUE(receiver.Add(chunk).ok());
+  auto path = receiver.Finish();
+  ASSERT_TRUE(path.ok());
+
+  // Another node, where the left range is stale and the right one has data
+  // of its own: the install replaces the left range only.
+  storage::MemEngine other;
+  auto stale = Open(&other, ranges_[0]);
+  Apply(stale.get(), {Put("c", "stale", 1)});
+  auto other_right = Open(&other, ranges_[1]);
+  Apply(other_right.get(), {Put("z", "kept", 1)});
+  ASSERT_TRUE(stale->InstallSnapshot(*path).ok());
+  EXPECT_EQ(stale->AppliedIndex(), left_->AppliedIndex());
+  EXPECT_FALSE(stale->Get("a")->has_value());
+  EXPECT_EQ((*stale->Get("b"))->value, "2");
+  EXPECT_FALSE(stale->Get("c")->has_value());
+  EXPECT_EQ((*other_right->Get("z"))->value, "kept");
+  // A snapshot of one range does not install into another.
+  EXPECT_EQ(other_right->InstallSnapshot(*path).code(), StatusCode::kCorruption);
+}
+
+TEST(InitialRangesTest, CoverTheKeyspaceWithoutGapsOrOverlap) {
+  auto ranges = InitialRanges(1000, {9, 4, 7});
+  ASSERT_EQ(ranges.size(), 1000u);
+  EXPECT_EQ(ranges.front().start_key, "");
+  EXPECT_EQ(ranges.back().end_key, "");
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    EXPECT_TRUE(keys::ValidateRangeDescriptor(ranges[i]).ok()) << i;
+    EXPECT_EQ(ranges[i].range_id, kFirstRangeId + i);
+    if (i > 0) {
+      EXPECT_EQ(ranges[i].start_key, ranges[i - 1].end_key);
+    }
+    ASSERT_EQ(ranges[i].replicas.size(), 3u);
+    EXPECT_EQ(ranges[i].replicas[0].node_id, 4u);  // members in id order
+    EXPECT_EQ(ranges[i].replicas[0].replica_id, 1u);
+  }
+}
+
+}  // namespace
+}  // namespace conclave::server
