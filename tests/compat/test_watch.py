@@ -6,6 +6,7 @@ responses are written event by event: how a server batches events into
 responses is its own business.
 """
 
+import threading
 import time
 import unittest
 
@@ -223,11 +224,21 @@ class WatchCompat(compat.CompatTestCase):
         iterator_events = []
 
         def iterate(c):
+            # python-etcd3's iterator waits for events without a bound: it
+            # runs on its own thread, and a missing event ends it by cancel.
             events, cancel = c.watch(p + "b", start_revision=start)
-            for ev in events:
-                iterator_events.append(compat.plain(ev))
-                break
+
+            def first():
+                for ev in events:
+                    iterator_events.append(compat.plain(ev))
+                    break
+            t = threading.Thread(target=first, daemon=True)
+            t.start()
+            t.join(10)
             cancel()
+            t.join(10)
+            if not iterator_events:
+                raise TimeoutError("no event from the watch iterator within 10s")
             return iterator_events
         r.py("watch iterator first event", iterate)
         r.py("watch_once with start revision",

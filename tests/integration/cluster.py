@@ -14,6 +14,7 @@ Every wait here has a deadline; nothing loops without a bound.
 """
 
 import ctypes
+import faulthandler
 import http.client
 import json
 import os
@@ -58,6 +59,14 @@ def _quiet_closed_watch_threads(args):
 
 _default_excepthook = threading.excepthook
 threading.excepthook = _quiet_closed_watch_threads
+
+# A suite that hangs is killed by ctest's timeout with nothing to show for it:
+# the ctest entries set CONCLAVE_ITEST_STACKS_AFTER_S below their timeout, and
+# from then on every thread's stack goes to stderr, so the log says where the
+# suite waited. Unset or 0 (a soak run): never.
+_STACKS_AFTER_S = float(os.environ.get("CONCLAVE_ITEST_STACKS_AFTER_S", "0"))
+if _STACKS_AFTER_S > 0:
+    faulthandler.dump_traceback_later(_STACKS_AFTER_S, repeat=True)
 
 
 _PR_SET_PDEATHSIG = 1
