@@ -15,11 +15,8 @@
 #include "base/coding.h"
 #include "base/random.h"
 #include "conclave/serverpb/server.pb.h"
-#include "server/etcd_state_machine.h"
-#include "server/host.h"
-#include "server/replica.h"
-#include "storage/engine.h"
-#include "storage/fault_injection_file_system.h"
+#include "server/server.h"
+#include "storage/storage.h"
 
 namespace conclave::sim {
 
@@ -224,6 +221,8 @@ struct SimNode {
   bool log_write_scheduled = false;
   bool log_sync_scheduled = false;
   bool apply_scheduled = false;
+  // An armed crash strikes after the node's next log write, before its sync.
+  bool crash_before_sync = false;
   std::map<GroupId, std::pair<Role, uint64_t>> last_role;  // role and term last seen
   std::map<GroupId, uint64_t> lease;  // the latest lease this node's clients granted
 };
@@ -591,6 +590,11 @@ void World::Handle(const Event& e) {
       if (n == nullptr) return;
       n->log_write_scheduled = false;
       n->host->RunLogWrite();
+      if (n->crash_before_sync && !healed_) {
+        Crash(*n);
+        Schedule(now_ + rnd_.Range(20'000, profile_.restart_max_us), EventType::kRestart, e.node);
+        return;
+      }
       if (!n->log_sync_scheduled) {
         n->log_sync_scheduled = true;
         Schedule(now_ + n->disk_latency_us, EventType::kLogSync, n->id, n->incarnation);
@@ -1122,6 +1126,15 @@ void World::CrashSomeone() {
   SimNode& victim = (leader && rnd_.OneIn(profile_.leader_crash_one_in))
                         ? *leader
                         : nodes_.at(up[rnd_.Uniform(up.size())]);
+  // Half the crashes wait for the victim's next log write and strike before
+  // the disk syncs it: what the node sent about that write is out, the write
+  // itself may be lost. A node that writes nothing soon crashes anyway.
+  if (rnd_.OneIn(2)) {
+    victim.crash_before_sync = true;
+    Trace(fmt::format("n{} will crash before its next log sync", victim.id));
+    Schedule(now_ + 50'000, EventType::kCrash, victim.id, victim.incarnation);
+    return;
+  }
   Crash(victim);
   Schedule(now_ + rnd_.Range(20'000, profile_.restart_max_us), EventType::kRestart, victim.id);
 }
@@ -1129,6 +1142,7 @@ void World::CrashSomeone() {
 void World::Crash(SimNode& n) {
   if (!n.up) return;
   ++result_.stats.crashes;
+  n.crash_before_sync = false;
   const bool torn = n.host->PendingWork().log_sync;
   if (torn) ++result_.stats.torn_crashes;
   Trace(fmt::format("n{} crash{}", n.id, torn ? " (with an unsynced log write)" : ""));

@@ -46,7 +46,7 @@
 #include <vector>
 
 #include "raft/raft.h"
-#include "server/host.h"
+#include "server/server.h"
 
 namespace conclave::sim {
 
