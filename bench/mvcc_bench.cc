@@ -7,9 +7,8 @@
 #include <filesystem>
 
 #include "base/random.h"
-#include "mvcc/snapshot.h"
-#include "mvcc/store.h"
-#include "storage/engine.h"
+#include "mvcc/mvcc.h"
+#include "storage/storage.h"
 
 namespace conclave::mvcc {
 namespace {

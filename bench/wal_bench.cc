@@ -20,8 +20,7 @@
 #include <memory>
 #include <string>
 
-#include "storage/file_system.h"
-#include "storage/wal.h"
+#include "storage/storage.h"
 
 namespace conclave::storage {
 namespace {

@@ -13,8 +13,7 @@
 #include "base/status.h"
 #include "etcd/api/etcdserverpb/rpc.pb.h"
 #include "etcd/api/mvccpb/kv.pb.h"
-#include "mvcc/kv.h"
-#include "mvcc/watch_hub.h"
+#include "mvcc/mvcc.h"
 
 namespace conclave::api {
 

@@ -5,7 +5,7 @@
 #include <set>
 
 #include "lease/lessor.h"
-#include "mvcc/kv.h"
+#include "mvcc/mvcc.h"
 
 namespace conclave::api {
 namespace {

@@ -11,7 +11,7 @@
 #include "base/coding.h"
 #include "base/sha256.h"
 #include "etcd/api/etcdserverpb/rpc.grpc.pb.h"
-#include "mvcc/snapshot.h"
+#include "mvcc/mvcc.h"
 
 namespace conclave::api::internal {
 

@@ -24,8 +24,8 @@
 #include "base/coding.h"
 #include "base/status.h"
 #include "etcd/api/etcdserverpb/rpc.pb.h"
-#include "mvcc/watch_hub.h"
-#include "server/etcd_group.h"
+#include "mvcc/mvcc.h"
+#include "server/server.h"
 
 namespace conclave::api::internal {
 

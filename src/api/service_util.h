@@ -13,8 +13,7 @@
 #include "api/services.h"
 #include "base/status.h"
 #include "etcd/api/etcdserverpb/rpc.pb.h"
-#include "server/etcd_group.h"
-#include "server/native_keyspace.h"
+#include "server/server.h"
 
 namespace conclave::api::internal {
 

@@ -25,8 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "server/etcd_group.h"
-#include "server/native_keyspace.h"
+#include "server/server.h"
 
 namespace conclave::api {
 

@@ -5,9 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "server/config.h"
-#include "server/data_dir.h"
-#include "server/membership.h"
+#include "server/server.h"
 
 namespace conclave::cli {
 

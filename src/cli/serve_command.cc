@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "base/logging.h"
-#include "server/config.h"
 #include "server/server.h"
 
 extern char** environ;

@@ -12,7 +12,7 @@
 #include "etcd/api/etcdserverpb/rpc.grpc.pb.h"
 #include "etcd/server/v3election/v3electionpb/v3election.grpc.pb.h"
 #include "etcd/server/v3lock/v3lockpb/v3lock.grpc.pb.h"
-#include "storage/file_system.h"
+#include "storage/storage.h"
 
 namespace conclave::client {
 

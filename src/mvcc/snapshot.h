@@ -29,8 +29,7 @@
 
 #include "base/status.h"
 #include "mvcc/store.h"
-#include "storage/engine.h"
-#include "storage/file_system.h"
+#include "storage/storage.h"
 
 namespace conclave::mvcc {
 

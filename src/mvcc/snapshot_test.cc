@@ -15,7 +15,7 @@
 #include "base/random.h"
 #include "base/sha256.h"
 #include "storage/engine_test_util.h"
-#include "storage/fault_injection_file_system.h"
+#include "storage/storage.h"
 
 namespace conclave::mvcc {
 namespace {

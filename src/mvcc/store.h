@@ -40,7 +40,7 @@
 #include "base/status.h"
 #include "mvcc/keys.h"
 #include "mvcc/kv.h"
-#include "storage/engine.h"
+#include "storage/storage.h"
 
 namespace conclave::mvcc {
 

@@ -4,13 +4,10 @@
 
 #include <filesystem>
 
-#include "mvcc/snapshot.h"
-#include "mvcc/store.h"
+#include "mvcc/mvcc.h"
 #include "server/etcd_state_machine.h"
 #include "server/raft_codec.h"
-#include "storage/engine.h"
-#include "storage/file_system.h"
-#include "storage/wal.h"
+#include "storage/storage.h"
 
 namespace conclave::server {
 

@@ -12,9 +12,9 @@ namespace {
 // The state machine's result for a command, or why there is none.
 Result<ApplyResult> ToApplyResult(Result<std::any> r) {
   if (!r.ok()) return r.status();
-  const ApplyResult* applied = std::any_cast<ApplyResult>(&r.value());
+  ApplyResult* applied = std::any_cast<ApplyResult>(&r.value());
   if (applied == nullptr) return Status::Internal("etcd: the command produced no result");
-  return *applied;
+  return std::move(*applied);
 }
 
 }  // namespace

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <utility>
 
-#include "api/convert.h"
+#include "api/api.h"
 #include "base/assert.h"
 #include "base/logging.h"
 #include "server/raft_codec.h"

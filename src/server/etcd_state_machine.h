@@ -36,13 +36,9 @@
 #include "base/status.h"
 #include "conclave/serverpb/server.pb.h"
 #include "lease/lessor.h"
-#include "mvcc/kv.h"
-#include "mvcc/snapshot.h"
-#include "mvcc/store.h"
-#include "mvcc/watch_hub.h"
+#include "mvcc/mvcc.h"
 #include "server/state_machine.h"
-#include "storage/engine.h"
-#include "storage/file_system.h"
+#include "storage/storage.h"
 
 namespace conclave::server {
 

@@ -11,7 +11,7 @@
 
 #include "base/status.h"
 #include "conclave/raftpb/raft.pb.h"
-#include "raft/types.h"
+#include "raft/raft.h"
 
 namespace conclave::server {
 

@@ -7,7 +7,7 @@
 
 #include "base/logging.h"
 #include "conclave/serverpb/server.pb.h"
-#include "mvcc/snapshot.h"
+#include "mvcc/mvcc.h"
 
 namespace conclave::server {
 

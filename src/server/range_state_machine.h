@@ -36,8 +36,7 @@
 #include "base/timestamp.h"
 #include "keys/keys.h"
 #include "server/state_machine.h"
-#include "storage/engine.h"
-#include "storage/file_system.h"
+#include "storage/storage.h"
 
 namespace conclave::server {
 

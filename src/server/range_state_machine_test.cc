@@ -6,9 +6,9 @@
 #include <gtest/gtest.h>
 
 #include "conclave/serverpb/server.pb.h"
-#include "mvcc/snapshot.h"
+#include "mvcc/mvcc.h"
 #include "server/native_keyspace.h"
-#include "storage/fault_injection_file_system.h"
+#include "storage/storage.h"
 
 namespace conclave::server {
 namespace {

@@ -10,7 +10,7 @@
 #include "base/assert.h"
 #include "base/logging.h"
 #include "server/host.h"
-#include "storage/wal.h"
+#include "storage/storage.h"
 
 namespace conclave::server {
 

@@ -11,7 +11,7 @@
 #include "base/logging.h"
 #include "server/host.h"
 #include "server/replica.h"
-#include "storage/wal.h"
+#include "storage/storage.h"
 
 namespace conclave::server {
 
@@ -49,15 +49,6 @@ void Replica::Step(raft::Message m) {
 
 void Replica::TickNow() {
   raft_->Tick();
-}
-
-void Replica::AddProposals(std::deque<std::shared_ptr<Waiter>>* proposals) {
-  Wake();
-  for (auto& w : *proposals) {
-    queued_proposals_.fetch_sub(1, std::memory_order_relaxed);
-    unproposed_.push_back(std::move(w));
-  }
-  proposals->clear();
 }
 
 void Replica::AddReads(std::vector<std::shared_ptr<Waiter>> reads) {

@@ -11,10 +11,10 @@
 #include <utility>
 #include <vector>
 
-#include "api/services.h"
+#include "api/api.h"
 #include "base/clock.h"
 #include "base/logging.h"
-#include "mvcc/store.h"
+#include "mvcc/mvcc.h"
 #include "server/data_dir.h"
 #include "server/etcd_group.h"
 #include "server/etcd_state_machine.h"
@@ -23,7 +23,7 @@
 #include "server/membership.h"
 #include "server/native_keyspace.h"
 #include "server/transport.h"
-#include "storage/file_system.h"
+#include "storage/storage.h"
 
 namespace conclave::server {
 

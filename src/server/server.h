@@ -11,12 +11,29 @@
 // down in the reverse order. `conclave serve` only parses flags and runs it.
 //
 // Thread-safety: Start, Wait and Stop from one thread.
+//
+// This header is also the server module's interface: what other modules use
+// of it comes in with it. The member's parts (host.h, replica.h,
+// state_machine.h), the front ends' views of its groups (etcd_group.h,
+// native_keyspace.h), the etcd state machine (etcd_state_machine.h, which
+// the simulator runs), the configuration (config.h), the data directory
+// (data_dir.h) and membership's helpers (membership.h). The transport, the
+// entry envelope, the range state machine's internals and the HTTP status
+// endpoints are internal.
 #pragma once
 
 #include <memory>
 
 #include "base/status.h"
 #include "server/config.h"
+#include "server/data_dir.h"
+#include "server/etcd_group.h"
+#include "server/etcd_state_machine.h"
+#include "server/host.h"
+#include "server/membership.h"
+#include "server/native_keyspace.h"
+#include "server/replica.h"
+#include "server/state_machine.h"
 
 namespace conclave::server {
 

@@ -42,7 +42,7 @@
 #include <vector>
 
 #include "base/status.h"
-#include "raft/types.h"
+#include "raft/raft.h"
 
 namespace conclave::server {
 

@@ -8,7 +8,7 @@
 #include "base/assert.h"
 #include "base/logging.h"
 #include "base/thread.h"
-#include "mvcc/snapshot.h"
+#include "mvcc/mvcc.h"
 #include "server/membership.h"
 #include "server/raft_codec.h"
 

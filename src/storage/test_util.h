@@ -10,7 +10,7 @@
 #include <fmt/format.h>
 
 #include "base/assert.h"
-#include "raft/types.h"
+#include "raft/raft.h"
 
 namespace conclave::storage::test {
 

@@ -55,7 +55,7 @@
 #include <vector>
 
 #include "base/status.h"
-#include "raft/types.h"
+#include "raft/raft.h"
 #include "storage/file_system.h"
 
 namespace conclave::storage {

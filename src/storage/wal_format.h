@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "raft/types.h"
+#include "raft/raft.h"
 
 namespace conclave::storage {
 
