@@ -12,7 +12,7 @@
 #include "base/logging.h"
 #include "base/thread.h"
 #include "keys/keys.h"
-#include "mvcc/snapshot.h"
+#include "mvcc/mvcc.h"
 
 namespace conclave::server {
 
@@ -181,6 +181,8 @@ HostStats Host::stats() const {
   s.wal_appends = w.appends;
   s.wal_syncs = w.syncs;
   s.wal_bytes = w.bytes_written;
+  s.wal_segments = wal_->SegmentCount();
+  s.wal_segments_removed = w.segments_removed;
   s.log_writes = log_writes_.load();
   s.log_write_groups = log_write_groups_.load();
   s.log_write_groups_max = log_write_groups_max_.load();
@@ -301,7 +303,48 @@ void Host::DriverLoop() {
       if (stopping()) break;
     }
     DriverRound();
+    WriteOrHandOff();
   }
+}
+
+void Host::WriteOrHandOff() {
+  bool more_to_do = false;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    more_to_do = !inbox_.empty() || !persisted_.empty();
+  }
+  std::vector<LogJob> jobs;
+  {
+    std::lock_guard<std::mutex> lock(log_mu_);
+    if (log_queue_.empty()) return;
+    if (more_to_do || log_writing_) {
+      // Busy (or the log writer already is): the log writer syncs while the
+      // driver goes on; it takes what is queued once its current write ends.
+      log_cv_.notify_one();
+      return;
+    }
+    // Nothing else to do until this write is durable: writing it here saves
+    // two thread hand-offs (on this machine, more than a small sync costs).
+    while (!log_queue_.empty()) {
+      jobs.push_back(std::move(log_queue_.front()));
+      log_queue_.pop_front();
+    }
+    log_writing_ = true;
+  }
+  Status s = WriteJobs(jobs, /*sync=*/true);
+  CHECK_MSG(s.ok(), "host: persisting the raft log failed: {}", s.ToString());
+  FinishWrite(jobs);
+}
+
+void Host::FinishWrite(std::vector<LogJob>& jobs) {
+  // Handed back before the next write may start: persisted_ keeps the jobs
+  // in the order they were written.
+  CompleteJobs(jobs);
+  {
+    std::lock_guard<std::mutex> lock(log_mu_);
+    log_writing_ = false;
+  }
+  log_cv_.notify_one();  // the log writer may wait for the write to end
 }
 
 bool Host::RunDriver() {
@@ -313,7 +356,9 @@ Duration Host::NextTick() const {
 }
 
 bool Host::DriverRound() {
-  Inbox inbox;
+  // The inbox is swapped with a spare that keeps its capacity: a busy
+  // driver allocates nothing to take its work.
+  Inbox& inbox = spare_inbox_;
   std::deque<LogJob> persisted;
   {
     std::lock_guard<std::mutex> lock(inbox_mu_);
@@ -328,6 +373,7 @@ bool Host::DriverRound() {
       MarkDirty(r);
     }
   }
+  inbox.Clear();
   if (clock_.Monotonic() >= next_tick_) {
     TickAll();
     did = true;
@@ -337,6 +383,26 @@ bool Host::DriverRound() {
 
 void Host::MarkDirty(const std::shared_ptr<Replica>& replica) {
   if (dirty_set_.insert(replica->group()).second) dirty_.push_back(replica);
+}
+
+template <typename Items, typename Visit>
+void Host::ForEachGroupRun(Items& items, const Visit& visit) {
+  for (auto first = items.begin(); first != items.end();) {
+    auto last = first;
+    while (last != items.end() && last->first == first->first)
+      ++last;
+    std::shared_ptr<Replica> replica = FindReplica(first->first);
+    if (replica == nullptr) {
+      for (auto it = first; it != last; ++it) {
+        it->second->Complete(
+            Status::NotFound(fmt::format("group {} has no replica here", it->first))
+                .WithReason(ErrorReason::kGroupNotFound));
+      }
+    } else {
+      visit(replica, first, last);
+    }
+    first = last;
+  }
 }
 
 void Host::Dispatch(Inbox& inbox) {
@@ -356,38 +422,25 @@ void Host::Dispatch(Inbox& inbox) {
       MarkDirty(r);
     }
   }
-  // Proposals and reads, grouped per replica so each gets one batch.
-  std::map<raft::GroupId, std::deque<std::shared_ptr<Replica::Waiter>>> proposals;
-  for (auto& [group, w] : inbox.proposals)
-    proposals[group].push_back(std::move(w));
-  for (auto& [group, waiters] : proposals) {
-    r = FindReplica(group);
-    if (r == nullptr) {
-      for (auto& w : waiters) {
-        w->Complete(Status::NotFound(fmt::format("group {} has no replica here", group))
-                        .WithReason(ErrorReason::kGroupNotFound));
-      }
-      continue;
-    }
-    r->AddProposals(&waiters);
-    r->ProposePending();
-    MarkDirty(r);
-  }
-  std::map<raft::GroupId, std::vector<std::shared_ptr<Replica::Waiter>>> reads;
-  for (auto& [group, w] : inbox.reads)
-    reads[group].push_back(std::move(w));
-  for (auto& [group, waiters] : reads) {
-    r = FindReplica(group);
-    if (r == nullptr) {
-      for (auto& w : waiters) {
-        w->Complete(Status::NotFound(fmt::format("group {} has no replica here", group))
-                        .WithReason(ErrorReason::kGroupNotFound));
-      }
-      continue;
-    }
-    r->AddReads(std::move(waiters));
-    MarkDirty(r);
-  }
+  // Proposals and reads, grouped per replica (in arrival order within a
+  // group) so each replica gets one batch of each.
+  auto by_group = [](const auto& a, const auto& b) { return a.first < b.first; };
+  std::stable_sort(inbox.proposals.begin(), inbox.proposals.end(), by_group);
+  std::stable_sort(inbox.reads.begin(), inbox.reads.end(), by_group);
+  ForEachGroupRun(inbox.proposals,
+                  [&](const std::shared_ptr<Replica>& replica, auto first, auto last) {
+                    replica->AddProposals(first, last);
+                    replica->ProposePending();
+                    MarkDirty(replica);
+                  });
+  ForEachGroupRun(inbox.reads, [&](const std::shared_ptr<Replica>& replica, auto first, auto last) {
+    std::vector<std::shared_ptr<Replica::Waiter>> waiters;
+    waiters.reserve(static_cast<size_t>(last - first));
+    for (auto it = first; it != last; ++it)
+      waiters.push_back(std::move(it->second));
+    replica->AddReads(std::move(waiters));
+    MarkDirty(replica);
+  });
   for (const Inbox::SnapshotReport& report : inbox.snapshot_reports) {
     r = FindReplica(report.group);
     if (r == nullptr) continue;
@@ -515,26 +568,29 @@ bool Host::CollectReadies() {
       dirty_set_.insert(r->group());
   }
   if (!job.replicas.empty()) {
-    {
-      std::lock_guard<std::mutex> lock(log_mu_);
-      log_queue_.push_back(std::move(job));
-    }
-    log_cv_.notify_one();
+    // Queued only: the driver decides at the end of its round whether it
+    // writes the job itself or hands it to the log writer (WriteOrHandOff).
+    std::lock_guard<std::mutex> lock(log_mu_);
+    log_queue_.push_back(std::move(job));
   }
   return did;
 }
 
 void Host::SendTo(Replica& replica, std::vector<raft::Message> messages) {
   CHECK_MSG(sender_ != nullptr, "host: sending before Start");
-  std::map<uint64_t, std::vector<raft::Message>> by_node;
+  // A Ready's messages go to a handful of nodes: a short list, no map.
+  std::vector<std::pair<uint64_t, std::vector<raft::Message>>> by_node;
   for (raft::Message& m : messages) {
     const uint64_t node = replica.NodeOf(m.to);
     if (node == 0) continue;  // a replica this group does not place anywhere
     if (m.type == raft::MessageType::kSnapshot) {
       sender_->SendSnapshot(node, std::move(m));
-    } else {
-      by_node[node].push_back(std::move(m));
+      continue;
     }
+    auto it = std::find_if(by_node.begin(), by_node.end(),
+                           [&](const auto& b) { return b.first == node; });
+    if (it == by_node.end()) it = by_node.insert(by_node.end(), {node, {}});
+    it->second.push_back(std::move(m));
   }
   for (auto& [node, batch] : by_node)
     sender_->Send(node, std::move(batch));
@@ -555,17 +611,18 @@ void Host::LogWriterLoop() {
     std::vector<LogJob> jobs;
     {
       std::unique_lock<std::mutex> lock(log_mu_);
-      log_cv_.wait(lock, [&] { return stopping() || !log_queue_.empty(); });
+      log_cv_.wait(lock, [&] { return stopping() || (!log_queue_.empty() && !log_writing_); });
       if (stopping()) break;
       while (!log_queue_.empty()) {
         jobs.push_back(std::move(log_queue_.front()));
         log_queue_.pop_front();
       }
+      log_writing_ = true;
     }
     Status s = WriteJobs(jobs, /*sync=*/true);
     // The log is the node's memory: without it nothing may be acknowledged.
     CHECK_MSG(s.ok(), "host: persisting the raft log failed: {}", s.ToString());
-    CompleteJobs(jobs);
+    FinishWrite(jobs);
   }
 }
 
@@ -598,6 +655,7 @@ void Host::CompleteJobs(std::vector<LogJob>& jobs) {
 }
 
 bool Host::RunLogWrite() {
+  // Manual mode has no driver loop to write inline: the owner calls this.
   std::vector<LogJob> jobs;
   {
     std::lock_guard<std::mutex> lock(log_mu_);

@@ -4,7 +4,11 @@
 // It owns what the groups share:
 //   - the write-ahead log (storage::Wal), written by one log-writer thread
 //     that appends whatever every group has queued and syncs once for all of
-//     them (group commit across groups);
+//     them (group commit across groups). When the driver has nothing else to
+//     do until the write is durable, it writes the queued Readies itself
+//     instead of handing them over: the same one sync, without two thread
+//     hand-offs (on a small machine they cost more than the sync). Either
+//     way one write at a time, so each replica's Readies stay in order;
 //   - the storage engine (storage::Engine, RocksDB in <data-dir>/db) that
 //     every state machine keeps its state in, under keys of its own;
 //   - the driver thread, which runs every replica's Raft core: it steps the
@@ -46,11 +50,9 @@
 
 #include "base/clock.h"
 #include "base/status.h"
-#include "raft/types.h"
+#include "raft/raft.h"
 #include "server/replica.h"
-#include "storage/engine.h"
-#include "storage/file_system.h"
-#include "storage/wal.h"
+#include "storage/storage.h"
 
 namespace conclave::server {
 
@@ -126,6 +128,8 @@ struct HostStats {
   uint64_t wal_appends = 0;
   uint64_t wal_syncs = 0;
   uint64_t wal_bytes = 0;
+  uint64_t wal_segments = 0;
+  uint64_t wal_segments_removed = 0;
   // Log writes and the groups they carried (each write syncs once).
   uint64_t log_writes = 0;
   uint64_t log_write_groups = 0;  // summed over writes: groups per sync = this / log_writes
@@ -212,6 +216,16 @@ class Host {
       return messages.empty() && proposals.empty() && reads.empty() && snapshot_reports.empty() &&
              unreachable.empty() && transfers.empty() && added.empty();
     }
+    // Empties every list, keeping their capacity.
+    void Clear() {
+      messages.clear();
+      proposals.clear();
+      reads.clear();
+      snapshot_reports.clear();
+      unreachable.clear();
+      transfers.clear();
+      added.clear();
+    }
   };
   // One log write: the records of several replicas' Readies, one sync.
   struct LogJob {
@@ -245,6 +259,11 @@ class Host {
   // One round: the inbox, ticks, Readies; returns whether it did anything.
   bool DriverRound();
   void Dispatch(Inbox& inbox);
+  // Calls visit(replica, first, last) for each run of `items` ((group,
+  // waiter) pairs sorted by group) whose group has a replica here, and
+  // fails the waiters of the others.
+  template <typename Items, typename Visit>
+  void ForEachGroupRun(Items& items, const Visit& visit);
   void TickAll();
   void CheckLiveness();
   // Past wal_segments_max: the groups pinning the oldest segment compact.
@@ -255,8 +274,16 @@ class Host {
   bool CollectReadies();
   void MarkDirty(const std::shared_ptr<Replica>& replica);
 
+  // At the end of a driver round with log jobs queued: when nothing else
+  // waits for the driver, it writes and syncs them itself (no hand-off);
+  // otherwise the log writer thread does, while the driver goes on.
+  void WriteOrHandOff();
+
   // ---- the log writer ----
   void LogWriterLoop();
+  // After a write (by either thread): hands its jobs back to the driver,
+  // then lets the next write start.
+  void FinishWrite(std::vector<LogJob>& jobs);
   // Takes every queued job; merges them into one write.
   bool TakeLogJobs(std::vector<LogJob>* jobs);
   Status WriteJobs(std::vector<LogJob>& jobs, bool sync);
@@ -284,6 +311,7 @@ class Host {
   std::mutex inbox_mu_;
   std::condition_variable inbox_cv_;  // the driver waits here
   Inbox inbox_;                       // guarded by inbox_mu_
+  Inbox spare_inbox_;                 // driver thread only: the last inbox taken, emptied
   std::deque<LogJob> persisted_;      // guarded by inbox_mu_: durable, to finish
 
   // Driver thread only.
@@ -297,7 +325,10 @@ class Host {
 
   std::mutex log_mu_;
   std::condition_variable log_cv_;
-  std::deque<LogJob> log_queue_;     // guarded by log_mu_
+  std::deque<LogJob> log_queue_;  // guarded by log_mu_
+  // A write is in progress (by the log writer or the driver): one at a time,
+  // so that jobs of one replica complete in order. Guarded by log_mu_.
+  bool log_writing_ = false;
   std::vector<LogJob> log_written_;  // manual mode: written, not yet synced
 
   std::mutex apply_mu_;

@@ -8,8 +8,7 @@
 #include <optional>
 
 #include "server/etcd_state_machine.h"
-#include "storage/engine.h"
-#include "storage/fault_injection_file_system.h"
+#include "storage/storage.h"
 
 namespace conclave::server {
 namespace {
@@ -26,7 +25,7 @@ class HostTest : public ::testing::Test {
  protected:
   // Opens the host and one single-member etcd group per id in `groups`.
   void Open(std::vector<raft::GroupId> groups = {1}, bool quiesce = false) {
-    HostOptions o;
+    HostOptions o = host_options_;
     o.data_dir = "/node";
     o.node_id = 7;
     o.manual = true;
@@ -50,6 +49,8 @@ class HostTest : public ::testing::Test {
       ro.bootstrap_voters = {7};
       ro.quiesce = quiesce;
       ro.election_ticks = 5;
+      if (auto it = snapshot_counts_.find(g); it != snapshot_counts_.end())
+        ro.snapshot_count = it->second;
       auto r = host_->AddReplica(ro, std::move(*sm));
       ASSERT_TRUE(r.ok()) << r.status().ToString();
       replicas_[g] = *r;
@@ -104,6 +105,8 @@ class HostTest : public ::testing::Test {
   }
 
   NodeBugs bugs_;
+  HostOptions host_options_;
+  std::map<raft::GroupId, uint64_t> snapshot_counts_;
   SimClock clock_;
   storage::FaultInjectionFileSystem fs_{5};
   storage::MemEngine engine_;
@@ -206,6 +209,36 @@ TEST_F(HostTest, IdleGroupsQuiesceAndWakeForAProposal) {
     RunAll();
   }
   EXPECT_TRUE(replicas_[2]->stats().quiesced);
+}
+
+// A group that wrote once and went idle keeps its entries in the oldest WAL
+// segment; without help it would keep every later segment too. Past
+// wal_segments_max the host makes it compact, and the segments go.
+TEST_F(HostTest, AnIdleGroupDoesNotPinOldSegments) {
+  host_options_.wal.segment_bytes_target = 4096;
+  host_options_.wal.preallocate = false;
+  host_options_.wal_segments_max = 3;
+  snapshot_counts_ = {{1, 20}, {2, 1'000'000}};
+  Open({1, 2});
+  ElectLeaders();
+  replicas_[2]->ProposeAsync(PutCommand("idle", "once"), [](Result<std::any>) {});
+  RunAll();
+  size_t most = 0;
+  for (int i = 0; i < 300; ++i) {
+    replicas_[1]->ProposeAsync(PutCommand("busy", std::string(200, 'x')), [](Result<std::any>) {});
+    clock_.Advance(std::chrono::milliseconds(10));
+    RunAll();
+    most = std::max(most, host_->stats().wal_segments);
+  }
+  EXPECT_LE(most, 5u);
+  EXPECT_GT(sms_[1]->CurrentRevision(), 250);  // the writes happened
+  EXPECT_GT(host_->stats().wal_segments_removed, 3u);
+  // Group 2 lost nothing to the compaction it was made to do.
+  Crash();
+  Open({1, 2});
+  mvcc::RangeRequest get;
+  get.key = "idle";
+  EXPECT_EQ(sms_[2]->Range(get)->kvs.size(), 1u);
 }
 
 }  // namespace

@@ -53,7 +53,6 @@
 #include "base/clock.h"
 #include "base/status.h"
 #include "raft/raft.h"
-#include "raft/storage.h"
 #include "server/proposal.h"
 #include "server/state_machine.h"
 
@@ -270,7 +269,15 @@ class Replica : public std::enable_shared_from_this<Replica> {
   // publish progress, the state machine's leader work, log compaction.
   // (MaybeQuiesce runs before the tick.)
   void Housekeeping();
-  void AddProposals(std::deque<std::shared_ptr<Waiter>>* proposals);
+  // Takes the waiters of (group, waiter) pairs [first, last).
+  template <typename It>
+  void AddProposals(It first, It last) {
+    Wake();
+    for (It it = first; it != last; ++it) {
+      queued_proposals_.fetch_sub(1, std::memory_order_relaxed);
+      unproposed_.push_back(std::move(it->second));
+    }
+  }
   void AddReads(std::vector<std::shared_ptr<Waiter>> reads);
   void ProposePending();
   void StartReadRound(std::shared_ptr<ReadBatch> batch);
