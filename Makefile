@@ -8,7 +8,8 @@ CMAKE ?= cmake
 FUZZ_TARGETS := wal_record_fuzz snapshot_chunk_fuzz conf_change_fuzz mvcc_keys_fuzz keys_fuzz \
   proposal_fuzz
 
-.PHONY: all deps build debug fuzz-build test run bench bench-compare sim soak groups-check fmt lint clean
+.PHONY: all deps build debug fuzz-build test run bench bench-compare ab-compare sim soak groups-check \
+  fmt lint clean
 
 all: build
 
@@ -55,6 +56,11 @@ bench: build
 # (docs/PERFORMANCE.md). BENCH_KEYS=20000 shortens the memory run.
 bench-compare: build
 	@./scripts/bench-compare.sh
+
+# Two Conclave builds side by side, interleaved rounds, medians, server CPU
+# per operation (scripts/ab-compare.sh): make ab-compare A_BIN=/path/to/old/conclave
+ab-compare: build
+	./scripts/ab-compare.sh
 
 # The simulator over a seed range, in the release build: make sim SEEDS=20000 SEED=0
 SEEDS ?= 20000
