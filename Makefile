@@ -9,7 +9,7 @@ FUZZ_TARGETS := wal_record_fuzz snapshot_chunk_fuzz conf_change_fuzz mvcc_keys_f
   proposal_fuzz
 
 .PHONY: all deps build debug fuzz-build test run bench bench-compare ab-compare sim soak groups-check \
-  fmt lint clean
+  python-client fmt lint clean
 
 all: build
 
@@ -56,6 +56,11 @@ bench: build
 # (docs/PERFORMANCE.md). BENCH_KEYS=20000 shortens the memory run.
 bench-compare: build
 	@./scripts/bench-compare.sh
+
+# Regenerates the Python client's wire code (clients/python/conclave/kvpb)
+# from proto/conclave/kvpb/kv.proto; make test checks it is up to date.
+python-client:
+	cd proto && protoc --python_out=../clients/python conclave/kvpb/kv.proto
 
 # Two Conclave builds side by side, interleaved rounds, medians, server CPU
 # per operation (scripts/ab-compare.sh): make ab-compare A_BIN=/path/to/old/conclave

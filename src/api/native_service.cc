@@ -1,9 +1,11 @@
-// The native KV service (proto/conclave/kvpb/kv.proto): Put, Get, Delete and
-// Scan on the ranges of the native keyspace this member holds, and Ranges.
+// The native KV service (proto/conclave/kvpb/kv.proto): Put, Get, Delete,
+// DeleteRange and Scan on the ranges of the native keyspace this member
+// holds, and Ranges.
 //
 // Writes and point reads use gRPC's callback API: a request holds no thread
-// while its range's log or read round works. A scan may cross ranges, one
-// read round each, so it runs on the service's small pool.
+// while its range's log or read round works. A scan or a range delete may
+// cross ranges, one read round or proposal each, so it runs on the
+// service's small pool.
 #include <algorithm>
 #include <thread>
 
@@ -34,7 +36,7 @@ class NativeKvService final : public kvpb::KV::CallbackService {
       reactor->Finish(ToGrpc(refused));
       return reactor;
     }
-    keyspace_->Put(req->key(), req->value(), WriteDone(reactor, resp));
+    keyspace_->Put(*req, WriteDone(reactor, resp));
     return reactor;
   }
 
@@ -46,7 +48,31 @@ class NativeKvService final : public kvpb::KV::CallbackService {
       reactor->Finish(ToGrpc(refused));
       return reactor;
     }
-    keyspace_->Delete(req->key(), WriteDone(reactor, resp));
+    keyspace_->Delete(*req,
+                      [reactor, resp](Result<server::RangeWriteResult> r, keys::RangeId range) {
+                        if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
+                        resp->set_range_id(range);
+                        resp->set_deleted(r->deleted > 0);
+                        SetTimestamp(r->timestamp, resp->mutable_timestamp());
+                        reactor->Finish(grpc::Status::OK);
+                      });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* DeleteRange(grpc::CallbackServerContext* context,
+                                        const kvpb::DeleteRangeRequest* req,
+                                        kvpb::DeleteRangeResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    if (Status refused = CheckSpan(req->start(), req->end()); !refused.ok()) {
+      reactor->Finish(ToGrpc(refused));
+      return reactor;
+    }
+    // Range after range, each through its log: on the pool, like a scan.
+    pool_.Post([this, req, resp, reactor] {
+      Result<uint64_t> deleted = keyspace_->DeleteRange(req->start(), req->end());
+      if (deleted.ok()) resp->set_deleted(*deleted);
+      reactor->Finish(ToGrpc(deleted.status()));
+    });
     return reactor;
   }
 
@@ -74,11 +100,11 @@ class NativeKvService final : public kvpb::KV::CallbackService {
   grpc::ServerUnaryReactor* Scan(grpc::CallbackServerContext* context, const kvpb::ScanRequest* req,
                                  kvpb::ScanResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    if (!req->end().empty() && req->end() <= req->start()) {
-      reactor->Finish(ToGrpc(Status::InvalidArgument("scan: end must be after start")));
+    if (Status refused = CheckSpan(req->start(), req->end()); !refused.ok()) {
+      reactor->Finish(ToGrpc(refused));
       return reactor;
     }
-    scans_.Post([this, req, resp, reactor] { reactor->Finish(ToGrpc(RunScan(*req, resp))); });
+    pool_.Post([this, req, resp, reactor] { reactor->Finish(ToGrpc(RunScan(*req, resp))); });
     return reactor;
   }
 
@@ -105,6 +131,13 @@ class NativeKvService final : public kvpb::KV::CallbackService {
   Status Check(const std::string& key, const google::protobuf::Message& req) const {
     if (key.empty()) return Status::InvalidArgument("etcdserver: key is not provided");
     if (TooLarge(req, options_)) return RequestTooLarge();
+    return Status::Ok();
+  }
+
+  static Status CheckSpan(const std::string& start, const std::string& end) {
+    if (!end.empty() && end <= start) {
+      return Status::InvalidArgument("conclave: the end key must be after the start key");
+    }
     return Status::Ok();
   }
 
@@ -136,7 +169,13 @@ class NativeKvService final : public kvpb::KV::CallbackService {
       }
       left -= kvs.size();
       if (more || left == 0) {
-        resp->set_more(more || left == 0);
+        resp->set_more(true);
+        // Just after the last key returned: the next page starts there.
+        if (resp->kvs_size() > 0) {
+          resp->set_resume_key(resp->kvs(resp->kvs_size() - 1).key() + std::string(1, '\0'));
+        } else {
+          resp->set_resume_key(req.start());
+        }
         break;
       }
     }
@@ -145,7 +184,8 @@ class NativeKvService final : public kvpb::KV::CallbackService {
 
   server::NativeKeyspace* keyspace_;
   const ServiceOptions& options_;
-  WorkerPool scans_{2, "kv-scans"};
+  // Scans and range deletes, which wait on several ranges in turn.
+  WorkerPool pool_{2, "kv-spans"};
 };
 
 }  // namespace

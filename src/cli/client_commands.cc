@@ -33,6 +33,7 @@ ClientCommands AddClientCommands(CLI::App& app) {
   auto commands = std::make_shared<CommandList>();
   AddKvCommands(app, commands.get());
   AddLeaseCommands(app, commands.get());
+  AddNativeCommands(app, commands.get());
   AddConcurrencyCommands(app, commands.get());
   ClientCommands out;
   out.snapshot = AddClusterCommands(app, commands.get());

@@ -154,6 +154,8 @@ int UnsupportedFormat(const Env& env);
 
 void AddKvCommands(CLI::App& app, CommandList* commands);
 void AddLeaseCommands(CLI::App& app, CommandList* commands);
+// `kv put|get|del|del-range|scan`: the native keyspace.
+void AddNativeCommands(CLI::App& app, CommandList* commands);
 void AddConcurrencyCommands(CLI::App& app, CommandList* commands);
 // Returns the `snapshot` subcommand, to which `restore` may be added.
 CLI::App* AddClusterCommands(CLI::App& app, CommandList* commands);

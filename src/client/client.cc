@@ -435,6 +435,46 @@ Result<kvpb::GetResponse> Client::NativeGet(const kvpb::GetRequest& request) {
       options_.call_timeout);
 }
 
+Result<kvpb::DeleteResponse> Client::NativeDelete(const kvpb::DeleteRequest& request) {
+  return impl_->Unary<kvpb::DeleteResponse>(
+      Retry::kOnlyIfNotSent,
+      [&](Endpoint& e, Ctx* c, kvpb::DeleteResponse* r) { return e.native->Delete(c, request, r); },
+      options_.call_timeout);
+}
+
+Result<kvpb::DeleteRangeResponse> Client::NativeDeleteRange(
+    const kvpb::DeleteRangeRequest& request) {
+  return impl_->Unary<kvpb::DeleteRangeResponse>(
+      Retry::kOnlyIfNotSent,
+      [&](Endpoint& e, Ctx* c, kvpb::DeleteRangeResponse* r) {
+        return e.native->DeleteRange(c, request, r);
+      },
+      options_.call_timeout);
+}
+
+Result<kvpb::ScanResponse> Client::NativeScan(const kvpb::ScanRequest& request) {
+  return impl_->Unary<kvpb::ScanResponse>(
+      Retry::kIdempotent,
+      [&](Endpoint& e, Ctx* c, kvpb::ScanResponse* r) { return e.native->Scan(c, request, r); },
+      options_.call_timeout);
+}
+
+Result<std::vector<kvpb::KeyValue>> Client::NativeScanAll(std::string start, std::string end,
+                                                          uint64_t limit) {
+  std::vector<kvpb::KeyValue> out;
+  kvpb::ScanRequest req;
+  req.set_start(std::move(start));
+  req.set_end(std::move(end));
+  while (true) {
+    req.set_limit(limit == 0 ? 0 : limit - out.size());
+    ASSIGN_OR_RETURN(kvpb::ScanResponse page, NativeScan(req));
+    for (kvpb::KeyValue& kv : *page.mutable_kvs())
+      out.push_back(std::move(kv));
+    if (!page.more() || (limit != 0 && out.size() >= limit)) return out;
+    req.set_start(page.resume_key());
+  }
+}
+
 Result<kvpb::RangesResponse> Client::NativeRanges() {
   return impl_->Unary<kvpb::RangesResponse>(
       Retry::kIdempotent,

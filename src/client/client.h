@@ -153,6 +153,12 @@ class Client {
   // Conclave's native KV API (conclave.kvpb.KV): the sharded keyspace.
   Result<kvpb::PutResponse> NativePut(const kvpb::PutRequest& request);
   Result<kvpb::GetResponse> NativeGet(const kvpb::GetRequest& request);
+  Result<kvpb::DeleteResponse> NativeDelete(const kvpb::DeleteRequest& request);
+  Result<kvpb::DeleteRangeResponse> NativeDeleteRange(const kvpb::DeleteRangeRequest& request);
+  // One page; NativeScanAll follows resume keys to the end (or `limit` keys).
+  Result<kvpb::ScanResponse> NativeScan(const kvpb::ScanRequest& request);
+  Result<std::vector<kvpb::KeyValue>> NativeScanAll(std::string start, std::string end,
+                                                    uint64_t limit = 0);
   Result<kvpb::RangesResponse> NativeRanges();
 
   // Watch.

@@ -148,17 +148,37 @@ void NativeKeyspace::Write(std::string key, serverpb::RangeCommand command, Writ
                            });
 }
 
-void NativeKeyspace::Put(std::string key, std::string value, WriteDone done) {
+void NativeKeyspace::Put(kvpb::PutRequest request, WriteDone done) {
+  std::string key = request.key();
   serverpb::RangeCommand c;
-  c.mutable_put()->set_key(key);
-  c.mutable_put()->set_value(std::move(value));
+  *c.mutable_put() = std::move(request);
   Write(std::move(key), std::move(c), std::move(done));
 }
 
-void NativeKeyspace::Delete(std::string key, WriteDone done) {
+void NativeKeyspace::Delete(kvpb::DeleteRequest request, WriteDone done) {
+  std::string key = request.key();
   serverpb::RangeCommand c;
-  c.mutable_delete_()->set_key(key);
+  *c.mutable_delete_() = std::move(request);
   Write(std::move(key), std::move(c), std::move(done));
+}
+
+Result<uint64_t> NativeKeyspace::DeleteRange(const std::string& start, const std::string& end) {
+  uint64_t deleted = 0;
+  for (const Range& r : Overlapping(start, end)) {
+    const keys::RangeDescriptor d = r.sm->descriptor();
+    serverpb::RangeCommand c;
+    c.mutable_delete_range()->set_start(std::max(start, d.start_key));
+    std::string to = end;
+    if (!d.end_key.empty() && (to.empty() || d.end_key < to)) to = d.end_key;
+    c.mutable_delete_range()->set_end(to);
+    c.set_wall_nanos(static_cast<uint64_t>(std::max<int64_t>(host_->clock().WallNanos(), 0)));
+    ASSIGN_OR_RETURN(std::any applied, r.replica->Propose(c.SerializeAsString()));
+    const auto* w = std::any_cast<RangeWriteResult>(&applied);
+    if (w == nullptr) return Status::Internal("range: no result");
+    RETURN_IF_ERROR(w->status);
+    deleted += w->deleted;
+  }
+  return deleted;
 }
 
 void NativeKeyspace::Get(std::string key, ReadDone done) {

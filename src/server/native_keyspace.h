@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "conclave/kvpb/kv.pb.h"
 #include "conclave/serverpb/server.pb.h"
 #include "keys/keys.h"
 #include "server/host.h"
@@ -77,8 +78,13 @@ class NativeKeyspace {
   size_t size() const;
 
   using WriteDone = std::function<void(Result<RangeWriteResult>, keys::RangeId)>;
-  void Put(std::string key, std::string value, WriteDone done);
-  void Delete(std::string key, WriteDone done);
+  // A put or a delete, with the request's precondition if it has one.
+  void Put(kvpb::PutRequest request, WriteDone done);
+  void Delete(kvpb::DeleteRequest request, WriteDone done);
+  // Deletes the live keys of [start, end) (end empty: no bound), one range
+  // after another, each range's part atomic; blocks until all are done.
+  // Returns how many keys it deleted.
+  Result<uint64_t> DeleteRange(const std::string& start, const std::string& end);
   using ReadDone = std::function<void(Result<std::optional<RangeValue>>, keys::RangeId)>;
   void Get(std::string key, ReadDone done);
 

@@ -168,6 +168,7 @@ Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
     std::lock_guard<std::mutex> lock(mu_);
     applied = applied_;
   }
+  Pending pending;
   for (size_t i = 0; i < entries.size(); ++i) {
     const CommittedEntry& e = entries[i];
     if (e.type == raft::EntryType::kConfChange) {
@@ -180,7 +181,7 @@ Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
     } else if (e.command.empty()) {
       (*results)[i] = RangeWriteResult{Status::Ok(), applied.closed_timestamp};
     } else {
-      (*results)[i] = ApplyCommand(batch.get(), e.command, &applied.closed_timestamp);
+      (*results)[i] = ApplyCommand(batch.get(), e.command, &applied.closed_timestamp, &pending);
     }
     applied.index = e.index;
     applied.term = e.term;
@@ -193,31 +194,124 @@ Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
 }
 
 RangeWriteResult RangeStateMachine::ApplyCommand(storage::EngineBatch* batch,
-                                                 std::string_view command, Timestamp* closed) {
+                                                 std::string_view command, Timestamp* closed,
+                                                 Pending* pending) {
   serverpb::RangeCommand c;
   if (!c.ParseFromArray(command.data(), static_cast<int>(command.size()))) {
     return {Status::InvalidArgument("range: not a range command"), *closed};
   }
-  std::string key;
-  keys::VersionValue value;
-  if (c.has_put()) {
-    key = c.put().key();
-    value.value = c.put().value();
-  } else if (c.has_delete_()) {
-    key = c.delete_().key();
-    value.tombstone = true;
-  } else {
-    return {Status::InvalidArgument("range: empty command"), *closed};
-  }
   const keys::RangeDescriptor d = descriptor();
-  if (!d.ContainsKey(key)) return {OutsideRange(key, d), *closed};
   // Versions only grow: past the range's last write, whatever the
   // proposer's clock said.
-  Timestamp ts{c.wall_nanos(), c.logical()};
-  if (ts <= *closed) ts = closed->Next();
-  batch->Put(keys::VersionKey(key, ts), keys::EncodeVersionValue(value));
-  *closed = ts;
-  return {Status::Ok(), ts};
+  auto next_ts = [&] {
+    Timestamp ts{c.wall_nanos(), c.logical()};
+    if (ts <= *closed) ts = closed->Next();
+    *closed = ts;
+    return ts;
+  };
+  auto write = [&](const std::string& key, keys::VersionValue value) {
+    const Timestamp ts = next_ts();
+    batch->Put(keys::VersionKey(key, ts), keys::EncodeVersionValue(value));
+    (*pending)[key] = Written{ts, std::move(value)};
+    return ts;
+  };
+  // A failed check fails alike on every replica: it reads only what the
+  // log applied before it.
+  auto check = [&](const std::string& key, const kvpb::Precondition* p) -> Status {
+    if (!d.ContainsKey(key)) return OutsideRange(key, d);
+    if (p == nullptr) return Status::Ok();
+    ASSIGN_OR_RETURN(bool holds, Holds(key, *p, *pending));
+    if (holds) return Status::Ok();
+    return Status::FailedPrecondition(fmt::format("conclave: precondition failed: key \"{}\" {}",
+                                                  key,
+                                                  p->has_timestamp() ? "has another newest version"
+                                                  : p->has_value()   ? "has another value or none"
+                                                                     : "exists"));
+  };
+  if (c.has_put()) {
+    const kvpb::PutRequest& put = c.put();
+    Status s = check(put.key(), put.has_precondition() ? &put.precondition() : nullptr);
+    if (!s.ok()) return {std::move(s), *closed};
+    return {Status::Ok(), write(put.key(), keys::VersionValue{false, put.value()})};
+  }
+  if (c.has_delete_()) {
+    const kvpb::DeleteRequest& del = c.delete_();
+    Status s = check(del.key(), del.has_precondition() ? &del.precondition() : nullptr);
+    if (!s.ok()) return {std::move(s), *closed};
+    Result<std::optional<Written>> was = Newest(del.key(), *pending);
+    if (!was.ok()) return {was.status(), *closed};
+    const bool live = was->has_value() && !(*was)->value.tombstone;
+    return {Status::Ok(), write(del.key(), keys::VersionValue{true, {}}), live ? 1u : 0u};
+  }
+  if (c.has_delete_range()) {
+    // Clipped to the range: the proposer clipped it already, but the
+    // range may have changed since.
+    std::string from = std::max(c.delete_range().start(), d.start_key);
+    std::string to = c.delete_range().end();
+    if (!d.end_key.empty() && (to.empty() || d.end_key < to)) to = d.end_key;
+    RangeWriteResult r{Status::Ok(), *closed};
+    if (!to.empty() && from >= to) return r;
+    Result<std::vector<std::string>> live = LiveKeys(from, to, *pending);
+    if (!live.ok()) return {live.status(), *closed};
+    for (const std::string& key : *live)
+      r.timestamp = write(key, keys::VersionValue{true, {}});
+    r.deleted = live->size();
+    return r;
+  }
+  return {Status::InvalidArgument("range: empty command"), *closed};
+}
+
+Result<std::optional<RangeStateMachine::Written>> RangeStateMachine::Newest(
+    std::string_view key, const Pending& pending) const {
+  if (auto it = pending.find(key); it != pending.end()) return std::optional<Written>(it->second);
+  const keys::Span span = keys::KeyEntriesSpan(key);
+  std::unique_ptr<storage::EngineIterator> it = engine_->NewIterator();
+  it->Seek(span.begin);
+  std::optional<Written> out;
+  RETURN_IF_ERROR(
+      VisitNewest(it.get(), span.end, [&](const keys::DataKey& k, const keys::VersionValue& v) {
+        out = Written{k.ts, v};
+        return false;
+      }));
+  return out;
+}
+
+Result<bool> RangeStateMachine::Holds(std::string_view key, const kvpb::Precondition& p,
+                                      const Pending& pending) const {
+  ASSIGN_OR_RETURN(std::optional<Written> newest, Newest(key, pending));
+  const bool live = newest.has_value() && !newest->value.tombstone;
+  switch (p.kind_case()) {
+    case kvpb::Precondition::kAbsent:
+      return !live;
+    case kvpb::Precondition::kValue:
+      return live && newest->value.value == p.value();
+    case kvpb::Precondition::kTimestamp:
+      return live && newest->ts == Timestamp{p.timestamp().wall_nanos(), p.timestamp().logical()};
+    case kvpb::Precondition::KIND_NOT_SET:
+      break;
+  }
+  return true;
+}
+
+Result<std::vector<std::string>> RangeStateMachine::LiveKeys(const std::string& start,
+                                                             const std::string& end,
+                                                             const Pending& pending) const {
+  std::vector<std::string> out;
+  const keys::Span span = keys::DataSpan(start, end);
+  std::unique_ptr<storage::EngineIterator> it = engine_->NewIterator();
+  it->Seek(span.begin);
+  RETURN_IF_ERROR(
+      VisitNewest(it.get(), span.end, [&](const keys::DataKey& k, const keys::VersionValue& v) {
+        // What this batch wrote is newer than what the engine holds.
+        if (pending.find(k.user_key) == pending.end() && !v.tombstone) out.push_back(k.user_key);
+        return true;
+      }));
+  for (auto it2 = pending.lower_bound(start);
+       it2 != pending.end() && (end.empty() || it2->first < end); ++it2) {
+    if (!it2->second.value.tombstone) out.push_back(it2->first);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 // ---- reads ----

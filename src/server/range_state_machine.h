@@ -6,8 +6,9 @@
 // its range id (02): the descriptor, the Raft configuration and the applied
 // state. So a split or a merge rewrites those records and never moves data.
 //
-// Commands are serverpb.RangeCommand (a put or a delete with the proposer's
-// clock reading). Applying one writes a version at the larger of that
+// Commands are serverpb.RangeCommand (a put, a delete or a range delete with
+// the proposer's clock reading; puts and deletes may carry a precondition,
+// checked as the command applies). Applying one writes a version at the larger of that
 // timestamp and the one just past the range's last write, so versions only
 // grow and the last write's timestamp is also the range's closed timestamp
 // (no later write can be at or below it); it is kept in the applied state.
@@ -26,6 +27,7 @@
 #include <any>
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -34,6 +36,7 @@
 
 #include "base/status.h"
 #include "base/timestamp.h"
+#include "conclave/kvpb/kv.pb.h"
 #include "keys/keys.h"
 #include "server/state_machine.h"
 #include "storage/storage.h"
@@ -42,7 +45,8 @@ namespace conclave::server {
 
 struct RangeWriteResult {
   Status status;
-  Timestamp timestamp;  // of the version written
+  Timestamp timestamp;   // of the version written (the last one, for a range delete)
+  uint64_t deleted = 0;  // live keys a delete or a range delete removed
 };
 
 struct RangeValue {
@@ -86,8 +90,23 @@ class RangeStateMachine final : public StateMachine {
  private:
   RangeStateMachine(storage::Engine* engine, storage::FileSystem* fs, keys::RangeId range_id);
   Status Load(const keys::RangeDescriptor& fresh);
+  // What one Apply call has written so far and the engine does not show
+  // yet: the newest version of each key it wrote.
+  struct Written {
+    Timestamp ts;
+    keys::VersionValue value;
+  };
+  using Pending = std::map<std::string, Written, std::less<>>;
   RangeWriteResult ApplyCommand(storage::EngineBatch* batch, std::string_view command,
-                                Timestamp* closed);
+                                Timestamp* closed, Pending* pending);
+  // The newest version of `key` as the batch being applied sees it.
+  Result<std::optional<Written>> Newest(std::string_view key, const Pending& pending) const;
+  // Whether `key`'s newest version satisfies `p`.
+  Result<bool> Holds(std::string_view key, const kvpb::Precondition& p,
+                     const Pending& pending) const;
+  // The live keys of [start, end) (end empty: no bound) as the batch sees them.
+  Result<std::vector<std::string>> LiveKeys(const std::string& start, const std::string& end,
+                                            const Pending& pending) const;
   static std::vector<std::pair<std::string, std::string>> SpanPairs(const keys::RangeDescriptor& d);
 
   storage::Engine* const engine_;

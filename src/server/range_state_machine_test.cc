@@ -28,6 +28,43 @@ std::string Delete(const std::string& key, uint64_t wall) {
   return c.SerializeAsString();
 }
 
+std::string PutIf(const std::string& key, const std::string& value, uint64_t wall,
+                  const kvpb::Precondition& p) {
+  serverpb::RangeCommand c;
+  c.set_wall_nanos(wall);
+  c.mutable_put()->set_key(key);
+  c.mutable_put()->set_value(value);
+  *c.mutable_put()->mutable_precondition() = p;
+  return c.SerializeAsString();
+}
+
+kvpb::Precondition Absent() {
+  kvpb::Precondition p;
+  p.set_absent(true);
+  return p;
+}
+
+kvpb::Precondition ValueIs(const std::string& v) {
+  kvpb::Precondition p;
+  p.set_value(v);
+  return p;
+}
+
+kvpb::Precondition WrittenAt(Timestamp ts) {
+  kvpb::Precondition p;
+  p.mutable_timestamp()->set_wall_nanos(ts.wall_nanos);
+  p.mutable_timestamp()->set_logical(ts.logical);
+  return p;
+}
+
+std::string DeleteRange(const std::string& start, const std::string& end, uint64_t wall) {
+  serverpb::RangeCommand c;
+  c.set_wall_nanos(wall);
+  c.mutable_delete_range()->set_start(start);
+  c.mutable_delete_range()->set_end(end);
+  return c.SerializeAsString();
+}
+
 class RangeStateMachineTest : public ::testing::Test {
  protected:
   // Two ranges over the keyspace, split at "m", on members 1, 2, 3.
@@ -98,6 +135,52 @@ TEST_F(RangeStateMachineTest, WritesAndReadsTheNewestVersions) {
   scan = left_->Scan("", "", 1, &more);
   EXPECT_EQ(scan->size(), 1u);
   EXPECT_TRUE(more);
+}
+
+TEST_F(RangeStateMachineTest, PreconditionsAreCheckedAsTheWriteApplies) {
+  // Within one applied batch each command sees the ones before it.
+  auto r = Apply(left_.get(), {PutIf("a", "1", 1, Absent()), PutIf("a", "2", 2, Absent()),
+                               PutIf("a", "3", 3, ValueIs("1")), PutIf("a", "4", 4, ValueIs("1"))});
+  EXPECT_TRUE(r[0].status.ok());
+  EXPECT_EQ(r[1].status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(r[2].status.ok());
+  EXPECT_EQ(r[3].status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*left_->Get("a"))->value, "3");
+  const Timestamp at = r[2].timestamp;
+  // In a later batch, against what the engine holds.
+  r = Apply(left_.get(), {PutIf("a", "5", 5, WrittenAt(Timestamp{at.wall_nanos + 1, 0})),
+                          PutIf("a", "6", 6, WrittenAt(at)), Delete("a", 7),
+                          PutIf("a", "7", 8, ValueIs("6")), PutIf("a", "8", 9, Absent())});
+  EXPECT_EQ(r[0].status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(r[1].status.ok());
+  EXPECT_TRUE(r[2].status.ok());
+  EXPECT_EQ(r[2].deleted, 1u);
+  EXPECT_EQ(r[3].status.code(), StatusCode::kFailedPrecondition);  // deleted: no value
+  EXPECT_TRUE(r[4].status.ok());                                   // deleted counts as absent
+  EXPECT_EQ((*left_->Get("a"))->value, "8");
+  // A failed write writes nothing: the closed timestamp did not move for it.
+  EXPECT_LT(r[3].timestamp, r[4].timestamp);
+}
+
+TEST_F(RangeStateMachineTest, DeleteRangeRemovesTheLiveKeysOfItsSpanInTheRange) {
+  Apply(left_.get(), {Put("a", "1", 1), Put("b", "2", 2), Put("c", "3", 3), Delete("c", 4)});
+  Apply(right_.get(), {Put("n", "4", 1)});
+  // "b2" written in the same batch is deleted too; "c" was already gone;
+  // the part past the range's end ("m") is another range's.
+  auto r = Apply(left_.get(), {Put("b2", "x", 5), DeleteRange("b", "z", 6), Put("b3", "y", 7)});
+  ASSERT_TRUE(r[1].status.ok()) << r[1].status.ToString();
+  EXPECT_EQ(r[1].deleted, 2u);
+  bool more = false;
+  auto left = left_->Scan("", "", 10, &more);
+  ASSERT_EQ(left->size(), 2u);
+  EXPECT_EQ((*left)[0].key, "a");
+  EXPECT_EQ((*left)[1].key, "b3");
+  EXPECT_EQ((*right_->Get("n"))->value, "4");
+  // Deleting a key with no live value says so.
+  r = Apply(left_.get(), {Delete("b", 8), Delete("nothing", 9), DeleteRange("x", "y", 10)});
+  EXPECT_EQ(r[0].deleted, 0u);
+  EXPECT_EQ(r[1].deleted, 0u);
+  EXPECT_EQ(r[2].deleted, 0u);
 }
 
 TEST_F(RangeStateMachineTest, KeysOutsideTheRangeFailAlike) {

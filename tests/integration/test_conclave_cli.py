@@ -506,5 +506,65 @@ class ConclaveCliTest(ClusterTestCase):
         self.assertEqual(self.ok("get", "failover/k", endpoints=eps), "failover/k\nv\n")
 
 
+class NativeKvCliTest(ClusterTestCase):
+    """`conclave kv ...` and `conclave range list` on a cluster with 4 native ranges."""
+    CLUSTER_SIZE = 3
+    EXTRA_FLAGS = ("--initial-range-count", "4")
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cli_binary = cli_from_env()
+        if is_etcd(binary_from_env()):
+            raise unittest.SkipTest("the native keyspace is Conclave's own")
+        super().setUpClass()
+
+    def run_cli(self, *args):
+        return subprocess.run([self.cli_binary, "--endpoints=" + ",".join(self.cluster.endpoints)]
+                              + list(args), capture_output=True, text=True,
+                              timeout=CLI_TIMEOUT_S)
+
+    def ok(self, *args):
+        res = self.run_cli(*args)
+        self.assertEqual(res.returncode, 0, "conclave %s: %s" % (" ".join(args), res.stderr))
+        return res.stdout
+
+    def test_put_get_scan_delete(self):
+        wait_until(lambda: self.run_cli("kv", "put", "nk/a", "1").returncode == 0, 30,
+                   what="the ranges' first leaders")
+        self.assertTrue(self.ok("kv", "put", "nk/b", "2").startswith("OK range="))
+        self.assertEqual(self.ok("kv", "get", "nk/a"), "nk/a\n1\n")
+        self.assertEqual(self.ok("kv", "get", "nk/missing"), "")
+        # Keys in different ranges (the first byte decides), one page at a time.
+        self.ok("kv", "put", "\u00e0far", "3")
+        self.assertEqual(self.ok("kv", "scan", "nk/", "\u00ff"),
+                         "nk/a\n1\nnk/b\n2\n\u00e0far\n3\n")
+        self.assertEqual(self.ok("kv", "scan", "nk/", "--limit", "1"), "nk/a\n1\n")
+        entry = json.loads(self.ok("kv", "get", "nk/a", "-w", "json"))
+        self.assertTrue(entry["found"])
+        table = self.ok("kv", "scan", "nk/", "nk0", "-w", "table")
+        self.assertIn("KEY", table)
+        self.assertIn("nk/b", table)
+
+        # Conditional writes: a failed condition exits 1 and changes nothing.
+        res = self.run_cli("kv", "put", "nk/a", "x", "--if-absent")
+        self.assertEqual(res.returncode, EXIT_ERROR)
+        self.assertIn("precondition failed", res.stderr)
+        self.ok("kv", "put", "nk/a", "1b", "--if-value", "1")
+        self.assertEqual(self.ok("kv", "get", "nk/a"), "nk/a\n1b\n")
+        res = self.run_cli("kv", "put", "nk/a", "x", "--if-absent", "--if-value", "1b")
+        self.assertEqual(res.returncode, EXIT_BAD_ARGS)
+
+        self.assertEqual(self.ok("kv", "del", "nk/a"), "1\n")
+        self.assertEqual(self.ok("kv", "del", "nk/a"), "0\n")
+        self.assertEqual(self.ok("kv", "del-range", "nk/", "\u00ff"), "2\n")
+        self.assertEqual(self.ok("kv", "scan", "nk/", "\u00ff"), "")
+        res = self.run_cli("kv", "del-range", "b", "a")
+        self.assertEqual(res.returncode, EXIT_ERROR)
+        self.assertIn("end key must be after the start key", res.stderr)
+
+        ranges = json.loads(self.ok("range", "list", "-w", "json"))["ranges"]
+        self.assertEqual(len(ranges), 4)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,0 +1,215 @@
+"""Client of the conclave.kvpb.KV service (proto/conclave/kvpb/kv.proto)."""
+
+import collections
+import threading
+
+import grpc
+
+from conclave.kvpb import kv_pb2
+
+_SERVICE = "/conclave.kvpb.KV/"
+
+Timestamp = collections.namedtuple("Timestamp", ["wall_nanos", "logical"])
+KeyValue = collections.namedtuple("KeyValue", ["key", "value", "timestamp"])
+RangeInfo = collections.namedtuple(
+    "RangeInfo", ["range_id", "start", "end", "leader_node", "applied_index", "quiesced"])
+
+
+class ConclaveError(Exception):
+    """A call the server refused or that could not complete: .code, .details."""
+
+    def __init__(self, code, details):
+        super().__init__("%s: %s" % (code.name, details))
+        self.code = code
+        self.details = details
+
+
+class ConditionFailed(ConclaveError):
+    """A conditional write whose precondition did not hold; nothing changed."""
+
+
+class InvalidArgument(ConclaveError):
+    """A request the server refuses as malformed (an empty key, say)."""
+
+
+class Unavailable(ConclaveError):
+    """No endpoint answered; a write may or may not have been applied."""
+
+
+_ERRORS = {
+    grpc.StatusCode.FAILED_PRECONDITION: ConditionFailed,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+}
+
+
+def _bytes(b):
+    if isinstance(b, str):
+        return b.encode("utf-8")
+    if isinstance(b, (bytes, bytearray, memoryview)):
+        return bytes(b)
+    raise TypeError("keys and values are bytes or str, not %s" % type(b).__name__)
+
+
+def _ts(t):
+    return Timestamp(t.wall_nanos, t.logical)
+
+
+def _kv(kv):
+    return KeyValue(kv.key, kv.value, _ts(kv.timestamp))
+
+
+def _never_sent(err):
+    # The connection could not be made: the request never left this process.
+    return (err.code() == grpc.StatusCode.UNAVAILABLE
+            and "failed to connect" in (err.details() or ""))
+
+
+class Client:
+    """A client of one or more members ("host:port", the client URL's address).
+
+    Calls go to one endpoint at a time. When it cannot be reached, reads move
+    on to the next endpoint and retry; writes do too when the request was
+    never sent, and otherwise raise Unavailable (the write may have applied).
+    Every call has `timeout` seconds. Thread-safe.
+    """
+
+    def __init__(self, endpoints, timeout=5.0):
+        if isinstance(endpoints, str):
+            endpoints = [endpoints]
+        if not endpoints:
+            raise ValueError("at least one endpoint")
+        self._endpoints = list(endpoints)
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._current = 0
+        self._channels = {}
+
+    # ---- connection -------------------------------------------------------
+
+    def _channel(self, i):
+        with self._lock:
+            ch = self._channels.get(i)
+            if ch is None:
+                ch = grpc.insecure_channel(self._endpoints[i])
+                self._channels[i] = ch
+            return ch
+
+    def _call(self, method, request, response_class, idempotent):
+        with self._lock:
+            first = self._current
+        last_err = None
+        for attempt in range(len(self._endpoints)):
+            i = (first + attempt) % len(self._endpoints)
+            call = self._channel(i).unary_unary(
+                _SERVICE + method,
+                request_serializer=type(request).SerializeToString,
+                response_deserializer=response_class.FromString)
+            try:
+                resp = call(request, timeout=self._timeout)
+            except grpc.RpcError as err:
+                last_err = err
+                if err.code() != grpc.StatusCode.UNAVAILABLE:
+                    break
+                with self._lock:
+                    self._current = (i + 1) % len(self._endpoints)
+                if idempotent or _never_sent(err):
+                    continue
+                break
+            with self._lock:
+                self._current = i
+            return resp
+        cls = _ERRORS.get(last_err.code(), ConclaveError)
+        raise cls(last_err.code(), last_err.details()) from None
+
+    def close(self):
+        with self._lock:
+            for ch in self._channels.values():
+                ch.close()
+            self._channels = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- the keyspace ------------------------------------------------------
+
+    @staticmethod
+    def _precondition(msg, if_absent=False, if_value=None, if_timestamp=None):
+        given = [c for c in (if_absent or None, if_value, if_timestamp) if c is not None]
+        if len(given) > 1:
+            raise ValueError("at most one of if_absent, if_value and if_timestamp")
+        if if_absent:
+            msg.precondition.absent = True
+        elif if_value is not None:
+            msg.precondition.value = _bytes(if_value)
+        elif if_timestamp is not None:
+            msg.precondition.timestamp.wall_nanos = if_timestamp[0]
+            msg.precondition.timestamp.logical = if_timestamp[1]
+
+    def put(self, key, value, if_absent=False, if_value=None, if_timestamp=None):
+        """Writes key = value; returns the new version's Timestamp.
+
+        With if_absent, if_value or if_timestamp (a Timestamp) the write
+        happens only if the key has no live value, has exactly that value,
+        or its live version has that timestamp; otherwise ConditionFailed.
+        """
+        req = kv_pb2.PutRequest(key=_bytes(key), value=_bytes(value))
+        self._precondition(req, if_absent, if_value, if_timestamp)
+        return _ts(self._call("Put", req, kv_pb2.PutResponse, idempotent=False).timestamp)
+
+    def get(self, key):
+        """The key's value, or None (a linearizable read)."""
+        kv = self.get_entry(key)
+        return None if kv is None else kv.value
+
+    def get_entry(self, key):
+        """The key's KeyValue (with its version's timestamp), or None."""
+        req = kv_pb2.GetRequest(key=_bytes(key))
+        resp = self._call("Get", req, kv_pb2.GetResponse, idempotent=True)
+        if not resp.found:
+            return None
+        return KeyValue(req.key, resp.value, _ts(resp.timestamp))
+
+    def delete(self, key, if_value=None, if_timestamp=None):
+        """Deletes the key; returns whether it had a live value."""
+        req = kv_pb2.DeleteRequest(key=_bytes(key))
+        self._precondition(req, False, if_value, if_timestamp)
+        return self._call("Delete", req, kv_pb2.DeleteResponse, idempotent=False).deleted
+
+    def delete_range(self, start, end=b""):
+        """Deletes every key in [start, end) (end empty: to the end); returns how many.
+
+        Atomic within each range, one range after another across ranges.
+        """
+        req = kv_pb2.DeleteRangeRequest(start=_bytes(start), end=_bytes(end))
+        return self._call("DeleteRange", req, kv_pb2.DeleteRangeResponse,
+                          idempotent=False).deleted
+
+    def iter_scan(self, start, end=b"", limit=0, page_size=1000):
+        """Yields the KeyValues of [start, end) in key order, page by page."""
+        start, end = _bytes(start), _bytes(end)
+        returned = 0
+        while True:
+            want = page_size if limit == 0 else min(page_size, limit - returned)
+            req = kv_pb2.ScanRequest(start=start, end=end, limit=want)
+            resp = self._call("Scan", req, kv_pb2.ScanResponse, idempotent=True)
+            for kv in resp.kvs:
+                yield _kv(kv)
+            returned += len(resp.kvs)
+            if not resp.more or (limit and returned >= limit):
+                return
+            start = resp.resume_key
+
+    def scan(self, start, end=b"", limit=0, page_size=1000):
+        """The KeyValues of [start, end) (end empty: to the end), at most limit (0: all)."""
+        return list(self.iter_scan(start, end, limit, page_size))
+
+    def ranges(self):
+        """The ranges the current endpoint holds a replica of, as RangeInfo."""
+        resp = self._call("Ranges", kv_pb2.RangesRequest(), kv_pb2.RangesResponse,
+                          idempotent=True)
+        return [RangeInfo(r.range_id, r.start, r.end, r.leader_node, r.applied_index,
+                          r.quiesced) for r in resp.ranges]
