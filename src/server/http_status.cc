@@ -71,7 +71,13 @@ Status HttpStatusServer::Start(const std::vector<std::string>& urls) {
   mg_callbacks callbacks{};
   ctx_ = mg_start(&callbacks, nullptr, options);
   if (ctx_ == nullptr) {
-    return Status::InvalidArgument("--listen-metrics-urls: cannot listen on " + ports);
+    std::string why;
+    for (const std::string& url : urls) {
+      Result<std::string> target = GrpcTarget(url);
+      if (why.empty() && target.ok()) why = ListenProblem(*target);
+    }
+    return Status::InvalidArgument(fmt::format("--listen-metrics-urls: cannot listen on {}{}{}",
+                                               ports, why.empty() ? "" : ": ", why));
   }
   mg_set_request_handler(ctx_, "/metrics$", HandleMetrics, this);
   mg_set_request_handler(ctx_, "/health$", HandleHealth, this);

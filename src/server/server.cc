@@ -103,6 +103,10 @@ Result<std::unique_ptr<grpc::Server>> StartGrpc(
     const std::vector<std::string>& urls, int max_receive_bytes,
     const std::function<void(grpc::ServerBuilder*)>& add, const char* what) {
   grpc::ServerBuilder builder;
+  // gRPC would share a port another process listens on (SO_REUSEPORT), and
+  // clients would be spread over two servers without a word: refuse, as
+  // any server must.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   std::vector<int> ports(urls.size(), 0);
   for (size_t i = 0; i < urls.size(); ++i) {
     ASSIGN_OR_RETURN(std::string target, GrpcTarget(urls[i]));
@@ -114,7 +118,12 @@ Result<std::unique_ptr<grpc::Server>> StartGrpc(
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   for (size_t i = 0; i < urls.size(); ++i) {
     if (server == nullptr || ports[i] == 0) {
-      return Status::InvalidArgument(fmt::format("{}: cannot listen on {}", what, urls[i]));
+      if (server != nullptr) server->Shutdown();
+      // gRPC does not say why; trying the address does.
+      Result<std::string> target = GrpcTarget(urls[i]);
+      const std::string why = ListenProblem(target.ok() ? *target : urls[i]);
+      return Status::InvalidArgument(
+          fmt::format("{}: cannot listen on {}{}{}", what, urls[i], why.empty() ? "" : ": ", why));
     }
   }
   return server;

@@ -1,8 +1,14 @@
 #include "server/transport.h"
 
 #include <fmt/format.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <utility>
 
 #include "base/assert.h"
@@ -44,6 +50,43 @@ Result<std::string> GrpcTarget(const std::string& url) {
     return Status::InvalidArgument("not a host:port URL: " + url);
   }
   return rest;
+}
+
+std::string ListenProblem(const std::string& target) {
+  const size_t colon = target.rfind(':');
+  if (colon == std::string::npos) return "not a host:port address";
+  std::string host = target.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  const std::string port = target.substr(colon + 1);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  const int gai = getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found);
+  if (gai != 0) return fmt::format("lookup {}: {}", host, gai_strerror(gai));
+  std::string problem;
+  for (addrinfo* a = found; a != nullptr && problem.empty(); a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) {
+      problem = fmt::format("socket: {}", std::strerror(errno));
+      continue;
+    }
+    const int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0) {
+      problem = fmt::format("bind: {}", std::strerror(errno));
+    } else if (listen(fd, 1) != 0) {
+      problem = fmt::format("listen: {}", std::strerror(errno));
+    }
+    close(fd);
+  }
+  freeaddrinfo(found);
+  // As Go's net package words them (what etcd prints): lower case.
+  std::transform(problem.begin(), problem.end(), problem.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  return problem;
 }
 
 // ---- per-peer sender ----

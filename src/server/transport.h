@@ -80,6 +80,11 @@ void SetPeerServerArguments(grpc::ServerBuilder* builder, std::chrono::milliseco
 // https (no TLS yet) and for anything without a port.
 Result<std::string> GrpcTarget(const std::string& url);
 
+// Why this process cannot listen on `target` (host:port), in the words of
+// the failing system call ("bind: address already in use"), found by trying;
+// empty when a listener could be made after all.
+std::string ListenProblem(const std::string& target);
+
 // Asks the first of `targets` (host:port) that answers for the cluster's id
 // and members: how a member joining an existing cluster learns its own id.
 // `serializable`: the answer may be the member's applied view, unconfirmed.

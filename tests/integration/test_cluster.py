@@ -10,6 +10,8 @@ against etcd before it is trusted with conclave); the few places where etcd
 3.4 itself misbehaves say so and what conclave must do instead.
 """
 
+import socket
+import subprocess
 import time
 import unittest
 
@@ -441,6 +443,42 @@ class ThreeMemberTest(Scenarios, cluster.ClusterTestCase):
 class FiveMemberTest(Scenarios, cluster.ClusterTestCase):
     CLUSTER_SIZE = 5
     EXTRA_FLAGS = ("--max-request-bytes", str(MAX_REQUEST_BYTES))
+
+
+class PortInUseTest(unittest.TestCase):
+    """A member refuses to start on a port another process listens on."""
+
+    def start_on_taken_port(self, which):
+        c = cluster.Cluster(cluster.binary_from_env(), 1, cluster.new_workdir("port-in-use"))
+        m = c.members[0]
+        port = m.client_port if which == "client" else m.peer_port
+        # The other listener asks for port sharing, as a gRPC server does:
+        # a server that allowed it too would bind beside it and serve half
+        # of the connections.
+        taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            taken.bind(("127.0.0.1", port))
+            taken.listen(8)
+            c._spawn(0)
+            try:
+                code = m.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                code = None
+            with open(m.log_path, errors="replace") as f:
+                log = f.read()
+            self.assertIsNotNone(code, "the member kept running on a taken %s port" % which)
+            self.assertNotEqual(code, 0)
+            self.assertIn("address already in use", log)
+        finally:
+            taken.close()
+            c.close()
+
+    def test_client_port(self):
+        self.start_on_taken_port("client")
+
+    def test_peer_port(self):
+        self.start_on_taken_port("peer")
 
 
 if __name__ == "__main__":
