@@ -37,14 +37,17 @@ int Restore(const RestoreFlags& f) {
     args.push_back("--initial-cluster");
     args.push_back(f.name + "=" + f.initial_advertise_peer_urls);
   }
-  const std::string data_dir = f.data_dir.empty() ? f.name + ".etcd" : f.data_dir;
-  args.push_back("--data-dir");
-  args.push_back(data_dir);
+  // Without --data-dir, the directory `serve --name` will look in.
+  if (!f.data_dir.empty()) {
+    args.push_back("--data-dir");
+    args.push_back(f.data_dir);
+  }
   auto config = server::ParseServerConfig(args, {});
   if (!config.ok()) {
     std::fprintf(stderr, "Error: %s\n", config.status().message().c_str());
     return 3;
   }
+  const std::string data_dir = config->data_dir;
   server::RestoreOptions options;
   options.snapshot_path = f.file;
   options.data_dir = data_dir;
@@ -70,7 +73,8 @@ std::function<int()> AddSnapshotRestore(CLI::App* snapshot) {
                                            "saved snapshot");
   cmd->add_option("file", flags->file, "the snapshot file (from `snapshot save`)")->required();
   cmd->add_option("--name", flags->name, "the member's name")->capture_default_str();
-  cmd->add_option("--data-dir", flags->data_dir, "where to build it (default <name>.etcd)");
+  cmd->add_option("--data-dir", flags->data_dir,
+                  "where to build it (default <name>.conclave, as for serve)");
   cmd->add_option("--initial-cluster", flags->initial_cluster,
                   "the new cluster's members: name=peer-url,...");
   cmd->add_option("--initial-cluster-token", flags->initial_cluster_token,

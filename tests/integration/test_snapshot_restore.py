@@ -5,11 +5,14 @@ restore` when the suite runs against etcd).
 """
 
 import os
+import shutil
 import subprocess
 import unittest
 
+import etcd3
 import etcd3.etcdrpc as etcdrpc
 
+import cluster
 from cluster import (Cluster, binary_from_env, is_etcd, make_cluster, new_workdir, put_once,
                      retry, wait_until)
 
@@ -79,11 +82,55 @@ class SnapshotRestoreTest(unittest.TestCase):
             resp = retry(lambda: restored.client(1).kvstub.Put(
                 etcdrpc.PutRequest(key=b"restore/after", value=b"y"), 5))
             self.assertGreater(resp.header.revision, revision)
+            # The backup lives in the restored cluster's directory, removed with it.
+            self.check_default_data_dir(binary, path, before)
         except BaseException:
             restored.print_logs()
             raise
         finally:
             restored.close()
+
+    def check_default_data_dir(self, binary, path, want):
+        """Restored without --data-dir, a member started without it finds the data."""
+        cwd = new_workdir("restore-default-dir")
+        os.makedirs(cwd, exist_ok=True)
+        client_port, peer_port = cluster._free_ports(2)
+        peer = "http://127.0.0.1:%d" % peer_port
+        client = "http://127.0.0.1:%d" % client_port
+        tool = ["etcdctl"] if is_etcd(binary) else [binary]
+        res = subprocess.run(tool + ["snapshot", "restore", path, "--name", "solo",
+                                     "--initial-cluster", "solo=" + peer,
+                                     "--initial-cluster-token", "itest",
+                                     "--initial-advertise-peer-urls", peer],
+                             capture_output=True, text=True, timeout=RESTORE_TIMEOUT_S,
+                             cwd=cwd, env=dict(os.environ, ETCDCTL_API="3"))
+        self.assertEqual(res.returncode, 0, res.stderr)
+        serve = [binary] + ([] if is_etcd(binary) else ["serve"]) + [
+            "--name", "solo", "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", "solo=" + peer, "--initial-cluster-token", "itest"]
+        with open(os.path.join(cwd, "solo.log"), "wb") as log:
+            proc = subprocess.Popen(serve, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL,
+                                    preexec_fn=cluster.die_with_parent)
+        try:
+            c = etcd3.client(host="127.0.0.1", port=client_port, timeout=5)
+
+            def keys():
+                resp = c.kvstub.Range(etcdrpc.RangeRequest(key=b"\0", range_end=b"\0"), 5)
+                return [kv.key for kv in resp.kvs]
+            wait_until(lambda: keys() == [k[0] for k in want], 30,
+                       what="the member started without --data-dir to serve the restored keys")
+            c.close()
+        except BaseException:
+            with open(os.path.join(cwd, "solo.log"), errors="replace") as f:
+                print(f.read()[-4000:])
+            raise
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+            if not os.environ.get("CONCLAVE_KEEP_TEST_DIRS"):
+                shutil.rmtree(cwd, ignore_errors=True)
 
 
 if __name__ == "__main__":
