@@ -480,6 +480,33 @@ class ConclaveCliTest(ClusterTestCase):
 
     # ---- exit codes -----------------------------------------------------------------
 
+    def test_environment_sets_the_global_flags(self):
+        """ETCDCTL_* (and CONCLAVE_*) set what the flags would; a shadowed one is an error."""
+        self.ok("put", "env/k", "v")
+        eps = ",".join(self.cluster.endpoints)
+
+        def run(args, **env):
+            return subprocess.run([self.cli_binary] + args, capture_output=True, text=True,
+                                  timeout=CLI_TIMEOUT_S, env=dict(os.environ, **env))
+        res = run(["get", "env/k"], ETCDCTL_ENDPOINTS=eps)
+        self.assertEqual((res.returncode, res.stdout), (0, "env/k\nv\n"), res.stderr)
+        res = run(["get", "env/k"], CONCLAVE_ENDPOINTS=eps, ETCDCTL_WRITE_OUT="json")
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertEqual(json.loads(res.stdout)["count"], 1)
+        res = run(["get", "env/k"], ETCDCTL_ENDPOINTS=eps, ETCDCTL_HEX="true")
+        self.assertEqual(res.stdout, "\\x65\\x6e\\x76\\x2f\\x6b\n\\x76\n", res.stderr)
+        # CONCLAVE_ wins over ETCDCTL_.
+        res = run(["get", "env/k"], CONCLAVE_ENDPOINTS=eps, ETCDCTL_ENDPOINTS="127.0.0.1:1")
+        self.assertEqual(res.returncode, 0, res.stderr)
+        # A flag given on the command line and in the environment: refused, as etcdctl does.
+        res = run(["--endpoints=" + eps, "get", "env/k"], ETCDCTL_ENDPOINTS=eps)
+        self.assertEqual(res.returncode, EXIT_ERROR)
+        self.assertIn('conflicting environment variable "ETCDCTL_ENDPOINTS" is shadowed',
+                      res.stderr)
+        res = run(["get", "env/k"], ETCDCTL_ENDPOINTS=eps, ETCDCTL_WRITE_OUT="bogus")
+        self.assertNotEqual(res.returncode, 0)
+        self.assertIn("output format", res.stderr)
+
     def test_exit_codes(self):
         # Nothing listens on port 1.
         err = self.fails(EXIT_BAD_CONNECTION, "get", "k", "--dial-timeout=300ms",
