@@ -242,8 +242,15 @@ bool Replica::BeginReady(storage::WalBatch* wal) {
     write = true;
   }
   if (rd.hard_state) {
+    // A new term or vote must be durable before anything this Ready holds
+    // is sent. A commit index alone need not be (as etcd's MustSync): it is
+    // written with whatever this round writes, unsynced, and the Ready goes
+    // on at once, so applying a committed entry waits for no second sync.
+    // A crash may lose it; recovery takes the larger of it and the applied
+    // index, and the leader tells the rest again.
     wal->SetHardState(group, *rd.hard_state);
-    write = true;
+    const raft::HardState prev = log_.InitialHardState();
+    if (rd.hard_state->term != prev.term || rd.hard_state->vote != prev.vote) write = true;
   }
   return write;
 }
