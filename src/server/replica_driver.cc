@@ -230,29 +230,21 @@ bool Replica::BeginReady(storage::WalBatch* wal) {
     SendMessages(rd.messages);
   }
   const raft::GroupId group = options_.group;
-  bool write = false;
   if (rd.snapshot) {
     const raft::SnapshotMetadata& md = rd.snapshot->metadata;
     wal->AddSnapshotMarker(group, md.index, md.term);
     wal->TruncateFrom(group, md.index + 1);
-    write = true;
   }
-  if (!rd.entries.empty()) {
-    wal->AddEntries(group, rd.entries);
-    write = true;
-  }
-  if (rd.hard_state) {
-    // A new term or vote must be durable before anything this Ready holds
-    // is sent. A commit index alone need not be (as etcd's MustSync): it is
-    // written with whatever this round writes, unsynced, and the Ready goes
-    // on at once, so applying a committed entry waits for no second sync.
-    // A crash may lose it; recovery takes the larger of it and the applied
-    // index, and the leader tells the rest again.
-    wal->SetHardState(group, *rd.hard_state);
-    const raft::HardState prev = log_.InitialHardState();
-    if (rd.hard_state->term != prev.term || rd.hard_state->vote != prev.vote) write = true;
-  }
-  return write;
+  if (!rd.entries.empty()) wal->AddEntries(group, rd.entries);
+  if (rd.hard_state) wal->SetHardState(group, *rd.hard_state);
+  // Entries, a snapshot, a new term or vote must be durable before anything
+  // this Ready holds is sent or applied. A commit index alone need not be
+  // (the core's must_sync, as etcd's MustSync): it is written with whatever
+  // this round writes, unsynced, and the Ready goes on at once, so applying
+  // a committed entry waits for no second sync. A crash may lose it;
+  // recovery takes the larger of it and the applied index, and the leader
+  // tells the rest again.
+  return rd.must_sync;
 }
 
 void Replica::FinishReady() {
