@@ -317,7 +317,12 @@ void Host::WriteOrHandOff() {
   {
     std::lock_guard<std::mutex> lock(log_mu_);
     if (log_queue_.empty()) return;
-    if (more_to_do || log_writing_) {
+    // A slow disk would hold the driver, and with it every group's ticks
+    // and heartbeats, for the whole sync: then the log writer syncs.
+    const int64_t tick_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(options_.tick_interval).count();
+    const bool slow_disk = last_sync_us_.load(std::memory_order_relaxed) * 4 > tick_us;
+    if (more_to_do || log_writing_ || slow_disk) {
       // Busy (or the log writer already is): the log writer syncs while the
       // driver goes on; it takes what is queued once its current write ends.
       log_cv_.notify_one();
@@ -635,7 +640,14 @@ Status Host::WriteJobs(std::vector<LogJob>& jobs, bool sync) {
     for (const std::shared_ptr<Replica>& r : job.replicas)
       groups.insert(r->group());
   }
+  const auto started = std::chrono::steady_clock::now();
   RETURN_IF_ERROR(wal_->Append(merged, sync));
+  if (sync) {
+    last_sync_us_.store(std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::steady_clock::now() - started)
+                            .count(),
+                        std::memory_order_relaxed);
+  }
   log_writes_.fetch_add(1, std::memory_order_relaxed);
   log_write_groups_.fetch_add(groups.size(), std::memory_order_relaxed);
   uint64_t max = log_write_groups_max_.load(std::memory_order_relaxed);

@@ -5,10 +5,11 @@
 //   - the write-ahead log (storage::Wal), written by one log-writer thread
 //     that appends whatever every group has queued and syncs once for all of
 //     them (group commit across groups). When the driver has nothing else to
-//     do until the write is durable, it writes the queued Readies itself
-//     instead of handing them over: the same one sync, without two thread
-//     hand-offs (on a small machine they cost more than the sync). Either
-//     way one write at a time, so each replica's Readies stay in order;
+//     do until the write is durable, and syncs are fast (under a quarter of
+//     a tick), it writes the queued Readies itself instead of handing them
+//     over: the same one sync, without two thread hand-offs (on a small
+//     machine they cost more than the sync). Either way one write at a
+//     time, so each replica's Readies stay in order;
 //   - the storage engine (storage::Engine, RocksDB in <data-dir>/db) that
 //     every state machine keeps its state in, under keys of its own;
 //   - the driver thread, which runs every replica's Raft core: it steps the
@@ -329,6 +330,9 @@ class Host {
   // A write is in progress (by the log writer or the driver): one at a time,
   // so that jobs of one replica complete in order. Guarded by log_mu_.
   bool log_writing_ = false;
+  // How long the last synced write took: the driver writes inline only
+  // while syncs take under a quarter of a tick.
+  std::atomic<int64_t> last_sync_us_{0};
   std::vector<LogJob> log_written_;  // manual mode: written, not yet synced
 
   std::mutex apply_mu_;
