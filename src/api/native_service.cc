@@ -169,12 +169,13 @@ class NativeKvService final : public kvpb::KV::CallbackService {
       }
       left -= kvs.size();
       if (more || left == 0) {
-        resp->set_more(true);
-        // Just after the last key returned: the next page starts there.
-        if (resp->kvs_size() > 0) {
-          resp->set_resume_key(resp->kvs(resp->kvs_size() - 1).key() + std::string(1, '\0'));
-        } else {
-          resp->set_resume_key(req.start());
+        // Just after the last key returned: the next page starts there,
+        // unless that is already past the scan's end.
+        std::string resume = req.start();
+        if (resp->kvs_size() > 0) resume = resp->kvs(resp->kvs_size() - 1).key() + '\0';
+        if (req.end().empty() || resume < req.end()) {
+          resp->set_more(true);
+          resp->set_resume_key(std::move(resume));
         }
         break;
       }

@@ -40,7 +40,8 @@ struct ConditionFlags {
       unsigned long long wall = 0;
       unsigned logical = 0;
       char extra = 0;
-      if (std::sscanf(timestamp->c_str(), "%llu.%u%c", &wall, &logical, &extra) != 2) {
+      if (timestamp->find('-') != std::string::npos ||
+          std::sscanf(timestamp->c_str(), "%llu.%u%c", &wall, &logical, &extra) != 2) {
         return fmt::format("--if-timestamp {}: want WALL_NANOS.LOGICAL", *timestamp);
       }
       out->mutable_timestamp()->set_wall_nanos(wall);

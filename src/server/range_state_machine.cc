@@ -181,7 +181,9 @@ Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
     } else if (e.command.empty()) {
       (*results)[i] = RangeWriteResult{Status::Ok(), applied.closed_timestamp};
     } else {
-      (*results)[i] = ApplyCommand(batch.get(), e.command, &applied.closed_timestamp, &pending);
+      ASSIGN_OR_RETURN(RangeWriteResult r,
+                       ApplyCommand(batch.get(), e.command, &applied.closed_timestamp, &pending));
+      (*results)[i] = std::move(r);
     }
     applied.index = e.index;
     applied.term = e.term;
@@ -193,55 +195,68 @@ Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
   return Status::Ok();
 }
 
-RangeWriteResult RangeStateMachine::ApplyCommand(storage::EngineBatch* batch,
-                                                 std::string_view command, Timestamp* closed,
-                                                 Pending* pending) {
+Result<RangeWriteResult> RangeStateMachine::ApplyCommand(storage::EngineBatch* batch,
+                                                         std::string_view command,
+                                                         Timestamp* closed, Pending* pending) {
   serverpb::RangeCommand c;
   if (!c.ParseFromArray(command.data(), static_cast<int>(command.size()))) {
-    return {Status::InvalidArgument("range: not a range command"), *closed};
+    return RangeWriteResult{Status::InvalidArgument("range: not a range command"), *closed};
   }
   const keys::RangeDescriptor d = descriptor();
   // Versions only grow: past the range's last write, whatever the
-  // proposer's clock said.
+  // proposer's clock said. One command writes at one timestamp.
   auto next_ts = [&] {
     Timestamp ts{c.wall_nanos(), c.logical()};
     if (ts <= *closed) ts = closed->Next();
     *closed = ts;
     return ts;
   };
-  auto write = [&](const std::string& key, keys::VersionValue value) {
-    const Timestamp ts = next_ts();
+  auto write = [&](const std::string& key, keys::VersionValue value, Timestamp ts) {
     batch->Put(keys::VersionKey(key, ts), keys::EncodeVersionValue(value));
     (*pending)[key] = Written{ts, std::move(value)};
-    return ts;
   };
-  // A failed check fails alike on every replica: it reads only what the
-  // log applied before it.
-  auto check = [&](const std::string& key, const kvpb::Precondition* p) -> Status {
-    if (!d.ContainsKey(key)) return OutsideRange(key, d);
+  // What a command's own result says (outside the range, a precondition
+  // that does not hold) fails alike on every replica: it reads only what
+  // the log applied before it. An engine that cannot be read is no such
+  // result: it fails the whole Apply, so no replica skips a write.
+  // Sets *refused when the command fails on its own; returns an error only
+  // when the engine cannot be read.
+  auto check = [&](const std::string& key, const kvpb::Precondition* p, Status* refused) -> Status {
+    if (!d.ContainsKey(key)) {
+      *refused = OutsideRange(key, d);
+      return Status::Ok();
+    }
     if (p == nullptr) return Status::Ok();
     ASSIGN_OR_RETURN(bool holds, Holds(key, *p, *pending));
     if (holds) return Status::Ok();
-    return Status::FailedPrecondition(fmt::format("conclave: precondition failed: key \"{}\" {}",
-                                                  key,
-                                                  p->has_timestamp() ? "has another newest version"
-                                                  : p->has_value()   ? "has another value or none"
-                                                                     : "exists"));
+    *refused =
+        Status::FailedPrecondition(fmt::format("conclave: precondition failed: key \"{}\" {}", key,
+                                               p->has_timestamp() ? "has another newest version"
+                                               : p->has_value()   ? "has another value or none"
+                                                                  : "exists"));
+    return Status::Ok();
   };
   if (c.has_put()) {
     const kvpb::PutRequest& put = c.put();
-    Status s = check(put.key(), put.has_precondition() ? &put.precondition() : nullptr);
-    if (!s.ok()) return {std::move(s), *closed};
-    return {Status::Ok(), write(put.key(), keys::VersionValue{false, put.value()})};
+    Status refused;
+    RETURN_IF_ERROR(
+        check(put.key(), put.has_precondition() ? &put.precondition() : nullptr, &refused));
+    if (!refused.ok()) return RangeWriteResult{std::move(refused), *closed};
+    const Timestamp ts = next_ts();
+    write(put.key(), keys::VersionValue{false, put.value()}, ts);
+    return RangeWriteResult{Status::Ok(), ts};
   }
   if (c.has_delete_()) {
     const kvpb::DeleteRequest& del = c.delete_();
-    Status s = check(del.key(), del.has_precondition() ? &del.precondition() : nullptr);
-    if (!s.ok()) return {std::move(s), *closed};
-    Result<std::optional<Written>> was = Newest(del.key(), *pending);
-    if (!was.ok()) return {was.status(), *closed};
-    const bool live = was->has_value() && !(*was)->value.tombstone;
-    return {Status::Ok(), write(del.key(), keys::VersionValue{true, {}}), live ? 1u : 0u};
+    Status refused;
+    RETURN_IF_ERROR(
+        check(del.key(), del.has_precondition() ? &del.precondition() : nullptr, &refused));
+    if (!refused.ok()) return RangeWriteResult{std::move(refused), *closed};
+    ASSIGN_OR_RETURN(std::optional<Written> was, Newest(del.key(), *pending));
+    const bool live = was.has_value() && !was->value.tombstone;
+    const Timestamp ts = next_ts();
+    write(del.key(), keys::VersionValue{true, {}}, ts);
+    return RangeWriteResult{Status::Ok(), ts, live ? 1u : 0u};
   }
   if (c.has_delete_range()) {
     // Clipped to the range: the proposer clipped it already, but the
@@ -251,14 +266,17 @@ RangeWriteResult RangeStateMachine::ApplyCommand(storage::EngineBatch* batch,
     if (!d.end_key.empty() && (to.empty() || d.end_key < to)) to = d.end_key;
     RangeWriteResult r{Status::Ok(), *closed};
     if (!to.empty() && from >= to) return r;
-    Result<std::vector<std::string>> live = LiveKeys(from, to, *pending);
-    if (!live.ok()) return {live.status(), *closed};
-    for (const std::string& key : *live)
-      r.timestamp = write(key, keys::VersionValue{true, {}});
-    r.deleted = live->size();
+    ASSIGN_OR_RETURN(std::vector<std::string> live, LiveKeys(from, to, *pending));
+    if (live.empty()) return r;
+    // Every key at one timestamp: the range's part of the delete happens at
+    // one instant.
+    r.timestamp = next_ts();
+    for (const std::string& key : live)
+      write(key, keys::VersionValue{true, {}}, r.timestamp);
+    r.deleted = live.size();
     return r;
   }
-  return {Status::InvalidArgument("range: empty command"), *closed};
+  return RangeWriteResult{Status::InvalidArgument("range: empty command"), *closed};
 }
 
 Result<std::optional<RangeStateMachine::Written>> RangeStateMachine::Newest(

@@ -97,8 +97,10 @@ class RangeStateMachine final : public StateMachine {
     keys::VersionValue value;
   };
   using Pending = std::map<std::string, Written, std::less<>>;
-  RangeWriteResult ApplyCommand(storage::EngineBatch* batch, std::string_view command,
-                                Timestamp* closed, Pending* pending);
+  // The command's result (its own failures included); an error only when
+  // the engine cannot be read, which fails the whole Apply.
+  Result<RangeWriteResult> ApplyCommand(storage::EngineBatch* batch, std::string_view command,
+                                        Timestamp* closed, Pending* pending);
   // The newest version of `key` as the batch being applied sees it.
   Result<std::optional<Written>> Newest(std::string_view key, const Pending& pending) const;
   // Whether `key`'s newest version satisfies `p`.

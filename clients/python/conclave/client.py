@@ -68,9 +68,10 @@ def _never_sent(err):
 class Client:
     """A client of one or more members ("host:port", the client URL's address).
 
-    Calls go to one endpoint at a time. When it cannot be reached, reads move
-    on to the next endpoint and retry; writes do too when the request was
-    never sent, and otherwise raise Unavailable (the write may have applied).
+    Calls go to one endpoint at a time. When it cannot be reached or does not
+    answer in time, reads move on to the next endpoint and retry; writes do
+    too when the request was never sent, and otherwise raise (Unavailable, or
+    ConclaveError with DEADLINE_EXCEEDED: the write may have applied).
     Every call has `timeout` seconds. Thread-safe.
     """
 
@@ -109,7 +110,11 @@ class Client:
                 resp = call(request, timeout=self._timeout)
             except grpc.RpcError as err:
                 last_err = err
-                if err.code() != grpc.StatusCode.UNAVAILABLE:
+                # An unreachable member, or one that could not answer in
+                # time (cut off from its ranges' quorum): the next call goes
+                # elsewhere; a read moves on now.
+                if err.code() not in (grpc.StatusCode.UNAVAILABLE,
+                                      grpc.StatusCode.DEADLINE_EXCEEDED):
                     break
                 with self._lock:
                     self._current = (i + 1) % len(self._endpoints)
@@ -190,6 +195,8 @@ class Client:
 
     def iter_scan(self, start, end=b"", limit=0, page_size=1000):
         """Yields the KeyValues of [start, end) in key order, page by page."""
+        if page_size <= 0 or limit < 0:
+            raise ValueError("page_size must be positive and limit not negative")
         start, end = _bytes(start), _bytes(end)
         returned = 0
         while True:

@@ -98,6 +98,11 @@ class ClientTest(cluster.ClusterTestCase):
         self.assertEqual(c.scan(keys[3], keys[6]), [kv for kv in got
                                                     if keys[3] <= kv.key < keys[6]])
         self.assertEqual(len({r.range_id for r in c.ranges()}), 8)
+        # A page that ends exactly at the scan's end is the last one.
+        self.assertEqual([kv.key for kv in c.scan(keys[3], keys[3] + b"\0", page_size=1)],
+                         [keys[3]])
+        with self.assertRaises(ValueError):
+            c.scan(b"", page_size=0)
 
     def test_delete_range_across_ranges(self):
         c = self.client
