@@ -116,17 +116,21 @@ Result<std::unique_ptr<grpc::Server>> StartGrpc(
   builder.SetMaxSendMessageSize(64 << 20);
   add(&builder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  for (size_t i = 0; i < urls.size(); ++i) {
-    if (server == nullptr || ports[i] == 0) {
-      if (server != nullptr) server->Shutdown();
-      // gRPC does not say why; trying the address does.
-      Result<std::string> target = GrpcTarget(urls[i]);
-      const std::string why = ListenProblem(target.ok() ? *target : urls[i]);
-      return Status::InvalidArgument(
-          fmt::format("{}: cannot listen on {}{}{}", what, urls[i], why.empty() ? "" : ": ", why));
-    }
+  if (server != nullptr && std::find(ports.begin(), ports.end(), 0) == ports.end()) return server;
+  if (server != nullptr) server->Shutdown();
+  // gRPC says neither which address failed nor why: trying each does. With
+  // no reason found, the first address gRPC left unbound is named.
+  size_t failed = 0;
+  while (server != nullptr && failed + 1 < urls.size() && ports[failed] != 0)
+    ++failed;
+  std::string why;
+  for (size_t i = 0; i < urls.size() && why.empty(); ++i) {
+    Result<std::string> target = GrpcTarget(urls[i]);
+    why = ListenProblem(target.ok() ? *target : urls[i]);
+    if (!why.empty()) failed = i;
   }
-  return server;
+  return Status::InvalidArgument(
+      fmt::format("{}: cannot listen on {}{}{}", what, urls[failed], why.empty() ? "" : ": ", why));
 }
 
 }  // namespace

@@ -70,7 +70,8 @@ std::string ListenProblem(const std::string& target) {
   for (addrinfo* a = found; a != nullptr && problem.empty(); a = a->ai_next) {
     const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
     if (fd < 0) {
-      problem = fmt::format("socket: {}", std::strerror(errno));
+      // A family this host does not have (IPv6 off, say) is not the problem.
+      if (errno != EAFNOSUPPORT) problem = fmt::format("socket: {}", std::strerror(errno));
       continue;
     }
     const int one = 1;
