@@ -1446,6 +1446,9 @@ bool PlantBug(std::string_view name, SimOptions* o) {
     b.read_index_without_heartbeat = true;
   } else if (name == "lease_read_ignores_expiry") {
     b.lease_read_ignores_expiry = true;
+    // The bug lives in lease reads: unless told otherwise, every seed reads
+    // under leases (auto mode gives them half the seeds).
+    if (o->read_mode == -1) o->read_mode = 1;
   } else if (name == "vote_not_persisted") {
     b.vote_not_persisted = true;
   } else if (name == "send_before_persist") {
