@@ -29,11 +29,14 @@ struct ConditionFlags {
                     "only if the key's live version has this timestamp (WALL.LOGICAL)");
   }
 
-  // Fills `out` when a condition was given; an error message otherwise.
-  std::optional<std::string> Build(kvpb::Precondition* out, bool* given) const {
+  // Sets `request`'s precondition when a condition was given (leaves it
+  // unset otherwise); an error message for conflicting or bad flags.
+  template <typename Request>
+  std::optional<std::string> Build(Request* request) const {
     const int n = (absent ? 1 : 0) + (value ? 1 : 0) + (timestamp ? 1 : 0);
-    *given = n > 0;
     if (n > 1) return "at most one of --if-absent, --if-value and --if-timestamp";
+    if (n == 0) return std::nullopt;
+    kvpb::Precondition* out = request->mutable_precondition();
     if (absent) out->set_absent(true);
     if (value) out->set_value(*value);
     if (timestamp) {
@@ -65,9 +68,7 @@ int KvPut(Env& env, const std::string& key, const std::string& value, const Cond
   kvpb::PutRequest req;
   req.set_key(key);
   req.set_value(value);
-  bool given = false;
-  if (auto bad = cf.Build(req.mutable_precondition(), &given)) return Fail(kExitBadArgs, *bad);
-  if (!given) req.clear_precondition();
+  if (auto bad = cf.Build(&req)) return Fail(kExitBadArgs, *bad);
   int code = 0;
   auto c = env.Connect(&code);
   if (c == nullptr) return code;
@@ -79,9 +80,7 @@ int KvPut(Env& env, const std::string& key, const std::string& value, const Cond
 int KvDel(Env& env, const std::string& key, const ConditionFlags& cf) {
   kvpb::DeleteRequest req;
   req.set_key(key);
-  bool given = false;
-  if (auto bad = cf.Build(req.mutable_precondition(), &given)) return Fail(kExitBadArgs, *bad);
-  if (!given) req.clear_precondition();
+  if (auto bad = cf.Build(&req)) return Fail(kExitBadArgs, *bad);
   int code = 0;
   auto c = env.Connect(&code);
   if (c == nullptr) return code;

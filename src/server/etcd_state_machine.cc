@@ -38,22 +38,6 @@ void CollectPutLeases(const etcdserverpb::RequestOp& op, std::vector<int64_t>* l
   }
 }
 
-// The snapshot of the etcd keyspace: the store's image and the Raft
-// configuration recorded with it.
-class EtcdSnapshotSource final : public SnapshotSource {
- public:
-  EtcdSnapshotSource(std::unique_ptr<mvcc::SnapshotWriter> writer, raft::ConfState cs)
-      : writer_(std::move(writer)), conf_state_(std::move(cs)) {}
-  uint64_t index() const override { return writer_->id().index; }
-  uint64_t term() const override { return writer_->id().term; }
-  const raft::ConfState& conf_state() const override { return conf_state_; }
-  Result<bool> Next(std::string* chunk) override { return writer_->Next(chunk); }
-
- private:
-  std::unique_ptr<mvcc::SnapshotWriter> writer_;
-  raft::ConfState conf_state_;
-};
-
 }  // namespace
 
 bool TxnPuts(const etcdserverpb::TxnRequest& txn) {
@@ -362,8 +346,7 @@ Result<std::unique_ptr<SnapshotSource>> EtcdStateMachine::NewSnapshot() {
   if (!cs_bytes || !cs.ParseFromString(*cs_bytes)) {
     return Status::Corruption("snapshot: the image has no raft configuration");
   }
-  return std::unique_ptr<SnapshotSource>(
-      new EtcdSnapshotSource(std::move(writer), DecodeConfState(cs)));
+  return NewWriterSnapshotSource(std::move(writer), DecodeConfState(cs));
 }
 
 Status EtcdStateMachine::InstallSnapshot(const std::string& path) {

@@ -35,22 +35,6 @@ Status OutsideRange(std::string_view key, const keys::RangeDescriptor& d) {
                                         d.range_id, d.start_key, d.end_key));
 }
 
-// The range's image as of one engine snapshot: its spans, and the Raft
-// configuration and applied state stored in them.
-class RangeSnapshotSource final : public SnapshotSource {
- public:
-  RangeSnapshotSource(std::unique_ptr<mvcc::SnapshotWriter> writer, raft::ConfState cs)
-      : writer_(std::move(writer)), conf_state_(std::move(cs)) {}
-  uint64_t index() const override { return writer_->id().index; }
-  uint64_t term() const override { return writer_->id().term; }
-  const raft::ConfState& conf_state() const override { return conf_state_; }
-  Result<bool> Next(std::string* chunk) override { return writer_->Next(chunk); }
-
- private:
-  std::unique_ptr<mvcc::SnapshotWriter> writer_;
-  raft::ConfState conf_state_;
-};
-
 // Reads the newest version at or after `it`'s position for the user key it
 // is on. Returns the key and whether a live value was found; advances past
 // the key's entries.
@@ -402,8 +386,7 @@ Result<std::unique_ptr<SnapshotSource>> RangeStateMachine::NewSnapshot() {
   auto writer = mvcc::SnapshotWriter::ForSpans(
       engine_, std::move(snap), mvcc::SnapshotId{range_id_, applied.index, applied.term},
       SpanPairs(descriptor));
-  return std::unique_ptr<SnapshotSource>(
-      new RangeSnapshotSource(std::move(writer), FromRaftConfig(config)));
+  return NewWriterSnapshotSource(std::move(writer), FromRaftConfig(config));
 }
 
 Status RangeStateMachine::InstallSnapshot(const std::string& path) {

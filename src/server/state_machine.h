@@ -44,6 +44,10 @@
 #include "base/status.h"
 #include "raft/raft.h"
 
+namespace conclave::mvcc {
+class SnapshotWriter;
+}  // namespace conclave::mvcc
+
 namespace conclave::server {
 
 // One committed entry, as the state machine sees it.
@@ -73,6 +77,12 @@ class SnapshotSource {
   // The next chunk; false once the last one has been returned.
   virtual Result<bool> Next(std::string* chunk) = 0;
 };
+
+// The source every state machine here uses: the chunks of an
+// mvcc::SnapshotWriter (an engine image) and the Raft configuration
+// recorded with that image.
+std::unique_ptr<SnapshotSource> NewWriterSnapshotSource(
+    std::unique_ptr<mvcc::SnapshotWriter> writer, raft::ConfState conf_state);
 
 class StateMachine {
  public:
