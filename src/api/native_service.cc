@@ -1,11 +1,11 @@
 // The native KV service (proto/conclave/kvpb/kv.proto): Put, Get, Delete,
 // DeleteRange and Scan on the ranges of the native keyspace this member
-// holds, and Ranges.
+// holds, Ranges and Split.
 //
 // Writes and point reads use gRPC's callback API: a request holds no thread
 // while its range's log or read round works. A scan or a range delete may
-// cross ranges, one read round or proposal each, so it runs on the
-// service's small pool.
+// cross ranges, one read round or proposal each, and a split first takes a
+// range id from the meta range, so these run on the service's small pool.
 #include <algorithm>
 #include <thread>
 
@@ -63,13 +63,14 @@ class NativeKvService final : public kvpb::KV::CallbackService {
                                         const kvpb::DeleteRangeRequest* req,
                                         kvpb::DeleteRangeResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    if (Status refused = CheckSpan(req->start(), req->end()); !refused.ok()) {
+    std::string end = req->end();
+    if (Status refused = CheckSpan(req->start(), &end); !refused.ok()) {
       reactor->Finish(ToGrpc(refused));
       return reactor;
     }
     // Range after range, each through its log: on the pool, like a scan.
-    pool_.Post([this, req, resp, reactor] {
-      Result<uint64_t> deleted = keyspace_->DeleteRange(req->start(), req->end());
+    pool_.Post([this, req, end = std::move(end), resp, reactor] {
+      Result<uint64_t> deleted = keyspace_->DeleteRange(req->start(), end);
       if (deleted.ok()) resp->set_deleted(*deleted);
       reactor->Finish(ToGrpc(deleted.status()));
     });
@@ -100,45 +101,89 @@ class NativeKvService final : public kvpb::KV::CallbackService {
   grpc::ServerUnaryReactor* Scan(grpc::CallbackServerContext* context, const kvpb::ScanRequest* req,
                                  kvpb::ScanResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    if (Status refused = CheckSpan(req->start(), req->end()); !refused.ok()) {
+    std::string end = req->end();
+    if (Status refused = CheckSpan(req->start(), &end); !refused.ok()) {
       reactor->Finish(ToGrpc(refused));
       return reactor;
     }
-    pool_.Post([this, req, resp, reactor] { reactor->Finish(ToGrpc(RunScan(*req, resp))); });
+    pool_.Post([this, req, end = std::move(end), resp, reactor] {
+      reactor->Finish(ToGrpc(RunScan(*req, end, resp)));
+    });
     return reactor;
   }
 
   grpc::ServerUnaryReactor* Ranges(grpc::CallbackServerContext* context,
                                    const kvpb::RangesRequest* /*req*/,
                                    kvpb::RangesResponse* resp) override {
-    for (const server::NativeKeyspace::Range& r : keyspace_->All()) {
-      const keys::RangeDescriptor d = r.sm->descriptor();
-      const server::ReplicaStats st = r.replica->stats();
-      kvpb::RangeInfo* info = resp->add_ranges();
-      info->set_range_id(d.range_id);
-      info->set_start(d.start_key);
-      info->set_end(d.end_key);
-      info->set_leader_node(st.leader == 0 ? 0 : r.replica->NodeOf(st.leader));
-      info->set_applied_index(st.applied_index);
-      info->set_quiesced(st.quiesced);
-    }
+    for (const server::NativeKeyspace::Range& r : keyspace_->All())
+      Describe(r, r.sm->descriptor(), resp->add_ranges());
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Split(grpc::CallbackServerContext* context,
+                                  const kvpb::SplitRequest* req,
+                                  kvpb::SplitResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    if (Status refused = Check(req->key(), *req); !refused.ok()) {
+      reactor->Finish(ToGrpc(refused));
+      return reactor;
+    }
+    // A counter update in the meta range, then the split: on the pool.
+    pool_.Post([this, req, resp, reactor] {
+      auto halves = keyspace_->Split(req->key());
+      if (!halves.ok()) return reactor->Finish(ToGrpc(halves.status()));
+      auto describe = [&](const keys::RangeDescriptor& d, kvpb::RangeInfo* out) {
+        Result<server::NativeKeyspace::Range> r = keyspace_->Find(d.start_key);
+        if (r.ok()) return Describe(*r, d, out);
+        out->set_range_id(d.range_id);
+        out->set_start(d.start_key);
+        out->set_end(d.end_key);
+        out->set_generation(d.generation);
+      };
+      describe(halves->first, resp->mutable_left());
+      describe(halves->second, resp->mutable_right());
+      reactor->Finish(grpc::Status::OK);
+    });
     return reactor;
   }
 
  private:
   Status Check(const std::string& key, const google::protobuf::Message& req) const {
     if (key.empty()) return Status::InvalidArgument("etcdserver: key is not provided");
+    if (key >= server::kSystemKeyStart) return SystemKeys();
     if (TooLarge(req, options_)) return RequestTooLarge();
     return Status::Ok();
   }
 
-  static Status CheckSpan(const std::string& start, const std::string& end) {
-    if (!end.empty() && end <= start) {
+  static Status SystemKeys() {
+    return Status::InvalidArgument(
+        "conclave: keys from \\xff\\xff on are reserved for the system");
+  }
+
+  // A span of user keys: an unbounded end stops at the system keys.
+  static Status CheckSpan(const std::string& start, std::string* end) {
+    if (!end->empty() && *end <= start) {
       return Status::InvalidArgument("conclave: the end key must be after the start key");
     }
+    if (start >= server::kSystemKeyStart) return SystemKeys();
+    if (end->empty() || *end > server::kSystemKeyStart) *end = server::kSystemKeyStart;
     return Status::Ok();
+  }
+
+  static void Describe(const server::NativeKeyspace::Range& r, const keys::RangeDescriptor& d,
+                       kvpb::RangeInfo* info) {
+    const server::ReplicaStats st = r.replica->stats();
+    info->set_range_id(d.range_id);
+    info->set_start(d.start_key);
+    info->set_end(d.end_key);
+    info->set_leader_node(st.leader == 0 ? 0 : r.replica->NodeOf(st.leader));
+    info->set_applied_index(st.applied_index);
+    info->set_quiesced(st.quiesced);
+    info->set_generation(d.generation);
+    info->set_bytes(r.sm->DataBytes());
+    info->set_requests_per_second(r.load->requests_per_second());
   }
 
   template <typename Response>
@@ -151,35 +196,18 @@ class NativeKvService final : public kvpb::KV::CallbackService {
     };
   }
 
-  // Range by range, each after its own read round, until the limit.
-  Status RunScan(const kvpb::ScanRequest& req, kvpb::ScanResponse* resp) {
+  Status RunScan(const kvpb::ScanRequest& req, const std::string& end, kvpb::ScanResponse* resp) {
     const size_t limit =
         req.limit() == 0 ? kScanLimitMax : std::min<size_t>(req.limit(), kScanLimitMax);
-    size_t left = limit;
-    for (const server::NativeKeyspace::Range& r : keyspace_->Overlapping(req.start(), req.end())) {
-      RETURN_IF_ERROR(r.replica->ReadBarrier());
-      bool more = false;
-      ASSIGN_OR_RETURN(std::vector<server::RangeValue> kvs,
-                       r.sm->Scan(req.start(), req.end(), left, &more));
-      for (server::RangeValue& kv : kvs) {
-        kvpb::KeyValue* out = resp->add_kvs();
-        out->set_key(std::move(kv.key));
-        out->set_value(std::move(kv.value));
-        SetTimestamp(kv.timestamp, out->mutable_timestamp());
-      }
-      left -= kvs.size();
-      if (more || left == 0) {
-        // Just after the last key returned: the next page starts there,
-        // unless that is already past the scan's end.
-        std::string resume = req.start();
-        if (resp->kvs_size() > 0) resume = resp->kvs(resp->kvs_size() - 1).key() + '\0';
-        if (req.end().empty() || resume < req.end()) {
-          resp->set_more(true);
-          resp->set_resume_key(std::move(resume));
-        }
-        break;
-      }
+    ASSIGN_OR_RETURN(server::ScanPage page, keyspace_->Scan(req.start(), end, limit));
+    for (server::RangeValue& kv : page.kvs) {
+      kvpb::KeyValue* out = resp->add_kvs();
+      out->set_key(std::move(kv.key));
+      out->set_value(std::move(kv.value));
+      SetTimestamp(kv.timestamp, out->mutable_timestamp());
     }
+    resp->set_more(page.more);
+    resp->set_resume_key(std::move(page.resume_key));
     return Status::Ok();
   }
 

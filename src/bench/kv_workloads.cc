@@ -100,9 +100,10 @@ class KvWorkload final : public OpWorkload {
   }
 
   // The key behind two bytes that spread consecutive indexes over the
-  // whole keyspace, so every range of the native keyspace gets its share.
+  // whole keyspace, so every range of the native keyspace gets its share;
+  // never \xff\xff, where the system's keys start.
   Status NativePut(Worker& w, uint64_t key) {
-    const uint64_t spread = (key * 0x9e3779b97f4a7c15ULL) >> 48;
+    const uint64_t spread = ((key * 0x9e3779b97f4a7c15ULL) >> 48) % 0xffff;
     std::string name;
     name.push_back(static_cast<char>(spread >> 8));
     name.push_back(static_cast<char>(spread & 0xff));

@@ -123,13 +123,56 @@ int MemberChange(Env& env, const std::string& id_text, const char* verb,
 
 // ---- range ------------------------------------------------------------------
 
+// A range boundary as people read it: printable ASCII as is, other bytes
+// (and the backslash) as \xNN.
+std::string KeyText(std::string_view key) {
+  std::string out;
+  for (unsigned char c : key) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += fmt::format("\\x{:02x}", c);
+    }
+  }
+  return out;
+}
+
 std::vector<std::string> RangeRow(const kvpb::RangeInfo& r) {
   return {std::to_string(r.range_id()),
-          HexEscape(r.start()),
-          r.end().empty() ? "(end)" : HexEscape(r.end()),
+          r.start().empty() ? "(start)" : KeyText(r.start()),
+          r.end().empty() ? "(end)" : KeyText(r.end()),
+          std::to_string(r.generation()),
           r.leader_node() == 0 ? "none" : fmt::format("{:x}", r.leader_node()),
+          HumanBytes(r.bytes()),
+          fmt::format("{:.0f}", r.requests_per_second()),
           std::to_string(r.applied_index()),
           r.quiesced() ? "true" : "false"};
+}
+
+const std::vector<std::string> kRangeColumns = {
+    "RANGE", "START", "END", "GENERATION", "LEADER", "SIZE", "REQ/S", "APPLIED", "QUIESCED"};
+
+// Splits the range holding `key` there and shows the two halves.
+int RangeSplit(Env& env, const std::string& key) {
+  int code = 0;
+  auto c = env.Connect(&code);
+  if (c == nullptr) return code;
+  auto r = c->NativeSplit(key);
+  if (!r.ok()) return FailCall(r.status());
+  switch (env.format()) {
+    case OutputFormat::kJson:
+      std::printf("%s\n", ToJson(*r).c_str());
+      break;
+    case OutputFormat::kTable:
+      std::fputs(FormatTable(kRangeColumns, {RangeRow(r->left()), RangeRow(r->right())}).c_str(),
+                 stdout);
+      break;
+    case OutputFormat::kSimple:
+      fmt::print("split range {} at {}: range {} starts there\n", r->left().range_id(),
+                 KeyText(key), r->right().range_id());
+      break;
+  }
+  return 0;
 }
 
 // The native ranges the endpoint holds a replica of, and how each is doing
@@ -148,9 +191,7 @@ int RangeList(Env& env) {
       std::vector<std::vector<std::string>> rows;
       for (const auto& range : r->ranges())
         rows.push_back(RangeRow(range));
-      std::fputs(
-          FormatTable({"RANGE", "START", "END", "LEADER", "APPLIED", "QUIESCED"}, rows).c_str(),
-          stdout);
+      std::fputs(FormatTable(kRangeColumns, rows).c_str(), stdout);
       break;
     }
     case OutputFormat::kSimple: {
@@ -171,6 +212,10 @@ void AddRange(CLI::App& app, CommandList* commands) {
   range->require_subcommand(1);
   CLI::App* list = range->add_subcommand("list", "list the ranges the endpoint holds");
   commands->push_back({list, [](Env& env) { return RangeList(env); }});
+  auto split_key = std::make_shared<std::string>();
+  CLI::App* split = range->add_subcommand("split", "split the range holding KEY at KEY");
+  split->add_option("key", *split_key, "the first key of the new range")->required();
+  commands->push_back({split, [split_key](Env& env) { return RangeSplit(env, *split_key); }});
 }
 
 void AddMember(CLI::App& app, CommandList* commands) {

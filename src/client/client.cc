@@ -484,6 +484,15 @@ Result<kvpb::RangesResponse> Client::NativeRanges() {
       options_.call_timeout);
 }
 
+Result<kvpb::SplitResponse> Client::NativeSplit(std::string key) {
+  kvpb::SplitRequest request;
+  request.set_key(std::move(key));
+  return impl_->Unary<kvpb::SplitResponse>(
+      Retry::kOnlyIfNotSent,
+      [&](Endpoint& e, Ctx* c, kvpb::SplitResponse* r) { return e.native->Split(c, request, r); },
+      options_.call_timeout);
+}
+
 Result<pb::DeleteRangeResponse> Client::DeleteRange(const pb::DeleteRangeRequest& request) {
   return impl_->Unary<pb::DeleteRangeResponse>(
       Retry::kOnlyIfNotSent,

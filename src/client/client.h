@@ -160,6 +160,8 @@ class Client {
   Result<std::vector<kvpb::KeyValue>> NativeScanAll(std::string start, std::string end,
                                                     uint64_t limit = 0);
   Result<kvpb::RangesResponse> NativeRanges();
+  // Splits the range holding `key` at `key`.
+  Result<kvpb::SplitResponse> NativeSplit(std::string key);
 
   // Watch.
   Result<std::unique_ptr<WatchStream>> Watch();

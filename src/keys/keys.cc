@@ -743,6 +743,7 @@ std::string EncodeAppliedState(const AppliedState& a) {
   PutBigEndian64(&s, a.index);
   PutBigEndian64(&s, a.term);
   a.closed_timestamp.AppendTo(&s);
+  PutBigEndian64(&s, a.data_bytes);
   return s;
 }
 
@@ -754,6 +755,7 @@ Result<AppliedState> DecodeAppliedState(std::string_view bytes) {
   RETURN_IF_ERROR(ReadU64(kWhat, "index", &d, &a.index));
   RETURN_IF_ERROR(ReadU64(kWhat, "term", &d, &a.term));
   RETURN_IF_ERROR(ReadTimestamp(kWhat, "closed timestamp", &d, &a.closed_timestamp));
+  RETURN_IF_ERROR(ReadU64(kWhat, "data bytes", &d, &a.data_bytes));
   RETURN_IF_ERROR(ExpectEnd(kWhat, d));
   return a;
 }

@@ -308,11 +308,14 @@ std::string EncodeRangeDescriptor(const RangeDescriptor& d);
 Result<RangeDescriptor> DecodeRangeDescriptor(std::string_view bytes);
 
 // What a replica has applied, written in the same batch as the commands.
-//   06 <index:8> <term:8> <closed ts:12>
+//   06 <index:8> <term:8> <closed ts:12> <data bytes:8>
 struct AppliedState {
   uint64_t index = 0;
   uint64_t term = 0;
   Timestamp closed_timestamp;
+  // The range's data: the bytes of its versions' keys and values, as
+  // encoded (what sizes the range for splits).
+  uint64_t data_bytes = 0;
   bool operator==(const AppliedState&) const = default;
 };
 std::string EncodeAppliedState(const AppliedState& s);

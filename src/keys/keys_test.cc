@@ -176,9 +176,10 @@ TEST(KeysFormatTest, VersionOneBytes) {
 
   EXPECT_EQ(EncodeVersionValue({false, "v"}), "\x01v"s);
   EXPECT_EQ(EncodeVersionValue({true, ""}), "\x02"s);
-  EXPECT_EQ(EncodeAppliedState({7, 3, Timestamp{9, 1}}),
+  EXPECT_EQ(EncodeAppliedState({7, 3, Timestamp{9, 1}, 258}),
             "\x06"s + "\x00\x00\x00\x00\x00\x00\x00\x07"s + "\x00\x00\x00\x00\x00\x00\x00\x03"s +
-                "\x00\x00\x00\x00\x00\x00\x00\x09\x00\x00\x00\x01"s);
+                "\x00\x00\x00\x00\x00\x00\x00\x09\x00\x00\x00\x01"s +
+                "\x00\x00\x00\x00\x00\x00\x01\x02"s);
   IntentValue intent{id, Timestamp{9, 1}, "ab", 4, 5};
   EXPECT_EQ(EncodeIntentValue(intent), "\x03"s + std::string(id.bytes.begin(), id.bytes.end()) +
                                            "\x00\x00\x00\x00\x00\x00\x00\x09\x00\x00\x00\x01"s +
@@ -312,7 +313,7 @@ TEST(KeysRoundTripTest, EveryValueKind) {
     ASSERT_TRUE(drd.ok()) << drd.status().ToString();
     ASSERT_EQ(*drd, rd);
 
-    const AppliedState as{RandomU64(rnd), RandomU64(rnd), RandomTimestamp(rnd)};
+    const AppliedState as{RandomU64(rnd), RandomU64(rnd), RandomTimestamp(rnd), RandomU64(rnd)};
     auto das = DecodeAppliedState(EncodeAppliedState(as));
     ASSERT_TRUE(das.ok()) << das.status().ToString();
     ASSERT_EQ(*das, as);

@@ -264,6 +264,12 @@ Status SetInitialRangeCount(ServerConfig& c, const Given& g) {
   return Status::Ok();
 }
 
+template <int64_t ServerConfig::*field, int64_t min, int64_t max>
+Status SetIntInRange(ServerConfig& c, const Given& g) {
+  ASSIGN_OR_RETURN(c.*field, ParseIntInRange(g.label, g.value, min, max));
+  return Status::Ok();
+}
+
 Status SetAutoCompactionMode(ServerConfig& c, const Given& g) {
   if (g.value == "periodic") {
     c.auto_compaction_mode = AutoCompactionMode::kPeriodic;
@@ -325,6 +331,9 @@ constexpr Flag kFlags[] = {
     {"auto-compaction-retention", SetAutoCompactionRetention},
     {"log-level", SetLogLevel},
     {"initial-range-count", SetInitialRangeCount},
+    {"range-split-bytes", SetIntInRange<&ServerConfig::range_split_bytes, 0, kMaxRangeSplitBytes>},
+    {"range-split-qps", SetIntInRange<&ServerConfig::range_split_qps, 0, kMaxRangeSplitQps>},
+    {"range-load-window", SetIntInRange<&ServerConfig::range_load_window_s, 1, kMaxRangeLoadWindowS>},
     {"unsafe-test-bug", SetTestBug},
 };
 

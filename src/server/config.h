@@ -73,6 +73,12 @@ struct ServerConfig {
   // ranges (each a Raft group with a replica on every initial member), for
   // the native KV API. 0: none. Ignored when the data directory exists.
   int64_t initial_range_count = 0;
+  // Conclave's own: a native range splits once its data holds about this
+  // many bytes (0: never), or once it serves more than range_split_qps
+  // requests per second on one member over range_load_window_s (0: never).
+  int64_t range_split_bytes = int64_t{64} << 20;
+  int64_t range_split_qps = 3'000;
+  int64_t range_load_window_s = 10;
 
   // Test-only (--unsafe-test-bug): a deliberately broken behaviour that the
   // fault-injection harness must catch. Never set in production.
@@ -86,6 +92,9 @@ inline constexpr int64_t kMaxQuotaBackendBytes = int64_t{8} << 30;
 inline constexpr int64_t kMaxRequestBytesMax = int64_t{64} << 20;
 inline constexpr int64_t kMaxTxnOpsMax = 65'536;
 inline constexpr int64_t kMaxInitialRangeCount = 65'536;
+inline constexpr int64_t kMaxRangeSplitBytes = int64_t{64} << 30;
+inline constexpr int64_t kMaxRangeSplitQps = 100'000'000;
+inline constexpr int64_t kMaxRangeLoadWindowS = 3'600;
 
 // `args` are the arguments after the program (and subcommand) name; `env`
 // maps environment variable names to values.

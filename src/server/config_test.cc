@@ -214,6 +214,21 @@ TEST(ParseServerConfigTest, NumbersOutOfRange) {
   EXPECT_THAT(ParseError({"--max-request-bytes=67108865"}), HasSubstr("out of range"));
   EXPECT_THAT(ParseError({"--max-txn-ops=0"}), HasSubstr("--max-txn-ops: 0 is out of range"));
   EXPECT_THAT(ParseError({"--max-txn-ops=65537"}), HasSubstr("out of range"));
+  EXPECT_THAT(ParseError({"--range-load-window=0"}),
+              HasSubstr("--range-load-window: 0 is out of range [1, 3600]"));
+  EXPECT_THAT(ParseError({"--range-split-bytes=-1"}), HasSubstr("out of range"));
+}
+
+TEST(ParseServerConfigTest, RangeSplitting) {
+  ServerConfig d = ParseOk({});
+  EXPECT_EQ(d.range_split_bytes, 64 << 20);
+  EXPECT_EQ(d.range_split_qps, 3000);
+  EXPECT_EQ(d.range_load_window_s, 10);
+  ServerConfig c =
+      ParseOk({"--range-split-bytes=0", "--range-split-qps=50", "--range-load-window=2"});
+  EXPECT_EQ(c.range_split_bytes, 0);
+  EXPECT_EQ(c.range_split_qps, 50);
+  EXPECT_EQ(c.range_load_window_s, 2);
 }
 
 TEST(ParseServerConfigTest, ElectionTimeoutAtLeastFiveHeartbeats) {

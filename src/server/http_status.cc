@@ -52,8 +52,9 @@ int HandleHealth(mg_connection* conn, void* data) {
 
 }  // namespace
 
-HttpStatusServer::HttpStatusServer(EtcdGroup* etcd, Transport* transport)
-    : etcd_(etcd), transport_(transport) {}
+HttpStatusServer::HttpStatusServer(EtcdGroup* etcd, Transport* transport,
+                                   NativeKeyspace* native)
+    : etcd_(etcd), transport_(transport), native_(native) {}
 
 HttpStatusServer::~HttpStatusServer() {
   Stop();
@@ -152,6 +153,28 @@ std::string HttpStatusServer::MetricsText() const {
                             "Raft messages dropped (peer unreachable or queue full)",
                             MetricType::Counter,
                             static_cast<double>(transport_->messages_dropped())));
+  if (native_ != nullptr) {
+    uint64_t bytes = 0;
+    const std::vector<NativeKeyspace::Range> ranges = native_->All();
+    for (const NativeKeyspace::Range& r : ranges)
+      bytes += r.sm->DataBytes();
+    const NativeKeyspace::SplitStats splits = native_->split_stats();
+    families.push_back(Family("conclave_native_ranges",
+                              "Native ranges this member holds a replica of", MetricType::Gauge,
+                              static_cast<double>(ranges.size())));
+    families.push_back(Family("conclave_native_data_bytes",
+                              "Bytes of the versions in the native ranges held here",
+                              MetricType::Gauge, static_cast<double>(bytes)));
+    families.push_back(Family("conclave_native_splits_by_size_total",
+                              "Ranges this member split because they grew too large",
+                              MetricType::Counter, static_cast<double>(splits.by_size)));
+    families.push_back(Family("conclave_native_splits_by_load_total",
+                              "Ranges this member split because they served too many requests",
+                              MetricType::Counter, static_cast<double>(splits.by_load)));
+    families.push_back(Family("conclave_native_split_failures_total",
+                              "Automatic splits that did not happen (the range changed first)",
+                              MetricType::Counter, static_cast<double>(splits.failed)));
+  }
   return prometheus::TextSerializer().Serialize(families);
 }
 

@@ -16,6 +16,7 @@
 
 #include "base/status.h"
 #include "server/etcd_group.h"
+#include "server/native_keyspace.h"
 #include "server/transport.h"
 
 struct mg_context;
@@ -24,7 +25,8 @@ namespace conclave::server {
 
 class HttpStatusServer {
  public:
-  HttpStatusServer(EtcdGroup* etcd, Transport* transport);
+  // `native` may be null (no native keyspace).
+  HttpStatusServer(EtcdGroup* etcd, Transport* transport, NativeKeyspace* native);
   ~HttpStatusServer();
 
   // `urls`: http://host:port each. Fails if any cannot be bound.
@@ -38,6 +40,7 @@ class HttpStatusServer {
  private:
   EtcdGroup* etcd_;
   Transport* transport_;
+  NativeKeyspace* native_;
   mg_context* ctx_ = nullptr;
 };
 

@@ -3,10 +3,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <utility>
 
 #include "base/coding.h"
 #include "base/logging.h"
+#include "base/thread.h"
 
 namespace conclave::server {
 
@@ -28,7 +30,49 @@ Status NoRange(std::string_view key) {
       .WithReason(ErrorReason::kGroupNotFound);
 }
 
+// How often a request follows its key to a new range before giving up
+// (each time, a split moved the key between finding the range and using
+// it).
+constexpr int kRouteAttempts = 8;
+
+bool Moved(const Status& s) { return s.code() == StatusCode::kOutOfRange; }
+
+uint64_t Now(const Clock& clock) {
+  return static_cast<uint64_t>(std::max<int64_t>(clock.WallNanos(), 0));
+}
+
 }  // namespace
+
+// ---- load ----
+
+void RangeLoad::Record(std::string_view key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++count_;
+  // A uniform sample of the window's keys (reservoir sampling).
+  if (samples_.size() < kSamples) {
+    samples_.emplace_back(key);
+  } else if (uint64_t i = random_.Uniform(count_); i < kSamples) {
+    samples_[i].assign(key);
+  }
+}
+
+RangeLoad::Window RangeLoad::Roll(Duration elapsed) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Window w;
+  const double seconds = std::chrono::duration<double>(elapsed).count();
+  w.requests_per_second = seconds > 0 ? static_cast<double>(count_) / seconds : 0;
+  w.keys = std::move(samples_);
+  std::sort(w.keys.begin(), w.keys.end());
+  samples_.clear();
+  count_ = 0;
+  last_rate_ = w.requests_per_second;
+  return w;
+}
+
+double RangeLoad::requests_per_second() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_rate_;
+}
 
 std::vector<keys::RangeDescriptor> InitialRanges(int64_t count, std::vector<uint64_t> members) {
   std::sort(members.begin(), members.end());
@@ -41,45 +85,51 @@ std::vector<keys::RangeDescriptor> InitialRanges(int64_t count, std::vector<uint
     b.push_back(static_cast<char>(v & 0xff));
     return b;
   };
-  for (int64_t i = 0; i < count; ++i) {
+  auto range = [&](keys::RangeId id, std::string start, std::string end) {
     keys::RangeDescriptor d;
-    d.range_id = kFirstRangeId + static_cast<uint64_t>(i);
-    d.start_key = i == 0 ? std::string() : boundary(i);
-    d.end_key = i + 1 == count ? std::string() : boundary(i + 1);
+    d.range_id = id;
+    d.start_key = std::move(start);
+    d.end_key = std::move(end);
     d.generation = 1;
     for (size_t k = 0; k < members.size(); ++k)
       d.replicas.push_back({members[k], k + 1, keys::ReplicaType::kVoter});
     d.next_replica_id = members.size() + 1;
     out.push_back(std::move(d));
+  };
+  for (int64_t i = 0; i < count; ++i) {
+    range(kFirstRangeId + static_cast<uint64_t>(i), i == 0 ? std::string() : boundary(i),
+          i + 1 == count ? std::string(kSystemKeyStart) : boundary(i + 1));
   }
+  if (count > 0) range(kMetaRangeId, std::string(kSystemKeyStart), "");
   return out;
 }
 
 Result<std::unique_ptr<NativeKeyspace>> NativeKeyspace::Open(Host* host, uint64_t node_id,
                                                              const NativeKeyspaceOptions& options,
                                                              bool bootstrap) {
-  std::unique_ptr<NativeKeyspace> ks(new NativeKeyspace(host, node_id));
+  std::unique_ptr<NativeKeyspace> ks(new NativeKeyspace(host, node_id, options));
   ASSIGN_OR_RETURN(std::vector<keys::RangeDescriptor> stored,
                    RangeStateMachine::Stored(host->engine()));
   const bool create = stored.empty() && bootstrap && options.initial_ranges > 0;
   if (create) stored = InitialRanges(options.initial_ranges, options.initial_members);
   for (const keys::RangeDescriptor& d : stored)
-    RETURN_IF_ERROR(ks->AddRange(d, options, create));
+    RETURN_IF_ERROR(ks->AddRange(d, create));
   if (!stored.empty()) {
     LOG_INFO("native keyspace: {} {} ranges", create ? "created" : "opened", stored.size());
   }
   return ks;
 }
 
-Status NativeKeyspace::AddRange(const keys::RangeDescriptor& d,
-                                const NativeKeyspaceOptions& options, bool create) {
+Status NativeKeyspace::AddRange(const keys::RangeDescriptor& d, bool create) {
   auto self = std::find_if(d.replicas.begin(), d.replicas.end(),
                            [&](const keys::ReplicaDescriptor& r) { return r.node_id == node_id_; });
   if (self == d.replicas.end()) return Status::Ok();  // not placed here
   ASSIGN_OR_RETURN(std::unique_ptr<RangeStateMachine> sm,
                    RangeStateMachine::Open(host_->engine(), host_->fs(), d.range_id, d));
   RangeStateMachine* raw = sm.get();
-  ReplicaOptions ro = options.replica;
+  raw->SetSplitHandler(
+      [this](const keys::RangeDescriptor& right) { return AddRange(right, /*create=*/false); });
+  ReplicaOptions ro = options_.replica;
   ro.group = d.range_id;
   ro.replica_id = self->replica_id;
   ro.node_of = Placement(d);
@@ -91,7 +141,7 @@ Status NativeKeyspace::AddRange(const keys::RangeDescriptor& d,
   }
   ASSIGN_OR_RETURN(std::shared_ptr<Replica> replica, host_->AddReplica(ro, std::move(sm)));
   std::lock_guard<std::mutex> lock(mu_);
-  by_start_[d.start_key] = Range{std::move(replica), raw};
+  by_start_[d.start_key] = Range{std::move(replica), raw, std::make_shared<RangeLoad>()};
   return Status::Ok();
 }
 
@@ -130,66 +180,292 @@ size_t NativeKeyspace::size() const {
   return by_start_.size();
 }
 
-void NativeKeyspace::Write(std::string key, serverpb::RangeCommand command, WriteDone done) {
+void NativeKeyspace::Write(std::string key, serverpb::RangeCommand command, WriteDone done,
+                           int attempt) {
   Result<Range> r = Find(key);
   if (!r.ok()) return done(r.status(), 0);
+  if (attempt == 0) r->load->Record(key);
   const keys::RangeId id = r->sm->descriptor().range_id;
-  const int64_t now = host_->clock().WallNanos();
-  command.set_wall_nanos(static_cast<uint64_t>(std::max<int64_t>(now, 0)));
-  r->replica->ProposeAsync(command.SerializeAsString(),
-                           [done = std::move(done), id](Result<std::any> applied) {
-                             if (!applied.ok()) return done(applied.status(), id);
-                             const auto* w = std::any_cast<RangeWriteResult>(&applied.value());
-                             if (w == nullptr) {
-                               return done(Status::Internal("range: no result"), id);
-                             }
-                             if (!w->status.ok()) return done(w->status, id);
-                             done(*w, id);
-                           });
+  command.set_wall_nanos(Now(host_->clock()));
+  std::string bytes = command.SerializeAsString();
+  r->replica->ProposeAsync(
+      std::move(bytes), [this, done = std::move(done), id, key = std::move(key),
+                         command = std::move(command), attempt](Result<std::any> applied) mutable {
+        if (!applied.ok()) return done(applied.status(), id);
+        const auto* w = std::any_cast<RangeWriteResult>(&applied.value());
+        if (w == nullptr) return done(Status::Internal("range: no result"), id);
+        if (Moved(w->status) && attempt + 1 < kRouteAttempts) {
+          // The range split first and refused it: follow the key.
+          return Write(std::move(key), std::move(command), std::move(done), attempt + 1);
+        }
+        if (!w->status.ok()) return done(w->status, id);
+        done(*w, id);
+      });
 }
 
 void NativeKeyspace::Put(kvpb::PutRequest request, WriteDone done) {
   std::string key = request.key();
   serverpb::RangeCommand c;
   *c.mutable_put() = std::move(request);
-  Write(std::move(key), std::move(c), std::move(done));
+  Write(std::move(key), std::move(c), std::move(done), 0);
 }
 
 void NativeKeyspace::Delete(kvpb::DeleteRequest request, WriteDone done) {
   std::string key = request.key();
   serverpb::RangeCommand c;
   *c.mutable_delete_() = std::move(request);
-  Write(std::move(key), std::move(c), std::move(done));
+  Write(std::move(key), std::move(c), std::move(done), 0);
+}
+
+Result<RangeWriteResult> NativeKeyspace::ProposeAndWait(const Range& r, serverpb::RangeCommand c) {
+  c.set_wall_nanos(Now(host_->clock()));
+  ASSIGN_OR_RETURN(std::any applied, r.replica->Propose(c.SerializeAsString()));
+  auto* w = std::any_cast<RangeWriteResult>(&applied);
+  if (w == nullptr) return Status::Internal("range: no result");
+  RETURN_IF_ERROR(w->status);
+  return std::move(*w);
 }
 
 Result<uint64_t> NativeKeyspace::DeleteRange(const std::string& start, const std::string& end) {
   uint64_t deleted = 0;
-  for (const Range& r : Overlapping(start, end)) {
-    const keys::RangeDescriptor d = r.sm->descriptor();
+  std::string cursor = start;
+  for (int moved = 0;;) {
+    ASSIGN_OR_RETURN(Range r, Find(cursor));
+    r.load->Record(cursor);
     serverpb::RangeCommand c;
-    c.mutable_delete_range()->set_start(std::max(start, d.start_key));
-    std::string to = end;
-    if (!d.end_key.empty() && (to.empty() || d.end_key < to)) to = d.end_key;
-    c.mutable_delete_range()->set_end(to);
-    c.set_wall_nanos(static_cast<uint64_t>(std::max<int64_t>(host_->clock().WallNanos(), 0)));
-    ASSIGN_OR_RETURN(std::any applied, r.replica->Propose(c.SerializeAsString()));
-    const auto* w = std::any_cast<RangeWriteResult>(&applied);
-    if (w == nullptr) return Status::Internal("range: no result");
-    RETURN_IF_ERROR(w->status);
-    deleted += w->deleted;
+    c.mutable_delete_range()->set_start(cursor);
+    c.mutable_delete_range()->set_end(end);  // the range clips it as it applies
+    ASSIGN_OR_RETURN(RangeWriteResult w, ProposeAndWait(r, std::move(c)));
+    deleted += w.deleted;
+    const std::string& covered = w.covered_end;
+    if (!covered.empty() && covered <= cursor) {
+      // The range split before the delete applied and no longer holds the
+      // cursor: find its new range.
+      if (++moved == kRouteAttempts) {
+        return Status::Unavailable(fmt::format("key \"{}\" keeps moving between ranges", cursor));
+      }
+      continue;
+    }
+    if (covered.empty() || (!end.empty() && covered >= end)) break;
+    cursor = covered;
   }
   return deleted;
 }
 
-void NativeKeyspace::Get(std::string key, ReadDone done) {
+void NativeKeyspace::Get(std::string key, ReadDone done) { GetAttempt(std::move(key), done, 0); }
+
+void NativeKeyspace::GetAttempt(std::string key, ReadDone done, int attempt) {
   Result<Range> r = Find(key);
   if (!r.ok()) return done(r.status(), 0);
+  if (attempt == 0) r->load->Record(key);
   RangeStateMachine* sm = r->sm;
   const keys::RangeId id = sm->descriptor().range_id;
-  r->replica->ReadBarrierAsync([sm, id, key = std::move(key), done = std::move(done)](Status s) {
-    if (!s.ok()) return done(s, id);
-    done(sm->Get(key), id);
+  r->replica->ReadBarrierAsync(
+      [this, sm, id, attempt, key = std::move(key), done = std::move(done)](Status s) mutable {
+        if (!s.ok()) return done(s, id);
+        Result<std::optional<RangeValue>> v = sm->Get(key);
+        if (!v.ok() && Moved(v.status()) && attempt + 1 < kRouteAttempts) {
+          return GetAttempt(std::move(key), std::move(done), attempt + 1);
+        }
+        done(std::move(v), id);
+      });
+}
+
+Result<ScanPage> NativeKeyspace::Scan(const std::string& start, const std::string& end,
+                                      size_t limit) {
+  ScanPage page;
+  std::string cursor = start;
+  for (int moved = 0;;) {
+    ASSIGN_OR_RETURN(Range r, Find(cursor));
+    r.load->Record(cursor);
+    RETURN_IF_ERROR(r.replica->ReadBarrier());
+    bool more = false;
+    keys::RangeDescriptor used;
+    ASSIGN_OR_RETURN(std::vector<RangeValue> kvs,
+                     r.sm->Scan(cursor, end, limit - page.kvs.size(), &more, &used));
+    if (!used.ContainsKey(cursor)) {
+      // A split moved the cursor's keys to a new range since Find.
+      if (++moved == kRouteAttempts) {
+        return Status::Unavailable(fmt::format("key \"{}\" keeps moving between ranges", cursor));
+      }
+      continue;
+    }
+    for (RangeValue& kv : kvs)
+      page.kvs.push_back(std::move(kv));
+    const bool last = used.end_key.empty() || (!end.empty() && used.end_key >= end);
+    if (more || (page.kvs.size() == limit && !last)) {
+      // Just after the last key returned: the next page starts there,
+      // unless that is already past the scan's end.
+      std::string resume = page.kvs.empty() ? cursor : page.kvs.back().key + '\0';
+      if (end.empty() || resume < end) {
+        page.more = true;
+        page.resume_key = std::move(resume);
+      }
+      break;
+    }
+    if (last) break;
+    cursor = used.end_key;
+  }
+  return page;
+}
+
+// ---- splits ----
+
+Result<keys::RangeId> NativeKeyspace::AllocateRangeId() {
+  const std::string key(kNextRangeIdKey);
+  ASSIGN_OR_RETURN(Range meta, Find(key));
+  for (int attempt = 0; attempt < kRouteAttempts; ++attempt) {
+    RETURN_IF_ERROR(meta.replica->ReadBarrier());
+    ASSIGN_OR_RETURN(std::optional<RangeValue> current, meta.sm->Get(key));
+    keys::RangeId next = kFirstRangeId;
+    serverpb::RangeCommand c;
+    kvpb::PutRequest* put = c.mutable_put();
+    if (current) {
+      const std::string& v = current->value;
+      auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), next);
+      if (ec != std::errc() || end != v.data() + v.size() || next < kFirstRangeId) {
+        return Status::Corruption(
+            fmt::format("meta range: the range id counter holds \"{}\"", current->value));
+      }
+      put->mutable_precondition()->set_value(current->value);
+    } else {
+      // No split yet: the cluster's initial ranges, all of them on every
+      // initial member, are every range there is.
+      for (const Range& r : All())
+        next = std::max(next, r.sm->descriptor().range_id + 1);
+      put->mutable_precondition()->set_absent(true);
+    }
+    put->set_key(key);
+    put->set_value(std::to_string(next + 1));
+    Result<RangeWriteResult> w = ProposeAndWait(meta, std::move(c));
+    if (w.ok()) return next;
+    // Another node took this id first: read the counter again.
+    if (w.status().code() != StatusCode::kFailedPrecondition) return w.status();
+  }
+  return Status::Unavailable("meta range: the range id counter is contended; try again");
+}
+
+Result<RangeWriteResult> NativeKeyspace::SplitOnce(const Range& r, const std::string& key,
+                                                    uint64_t generation) {
+  ASSIGN_OR_RETURN(keys::RangeId id, AllocateRangeId());
+  serverpb::RangeCommand c;
+  c.mutable_split()->set_split_key(key);
+  c.mutable_split()->set_new_range_id(id);
+  c.mutable_split()->set_generation(generation);
+  return ProposeAndWait(r, std::move(c));
+}
+
+Result<std::pair<keys::RangeDescriptor, keys::RangeDescriptor>> NativeKeyspace::Split(
+    const std::string& key) {
+  if (key.empty() || key >= kSystemKeyStart) {
+    return Status::InvalidArgument("conclave: a split key is a non-empty user key");
+  }
+  for (int attempt = 0;; ++attempt) {
+    ASSIGN_OR_RETURN(Range r, Find(key));
+    const keys::RangeDescriptor d = r.sm->descriptor();
+    if (d.start_key == key) {
+      return Status::AlreadyExists(
+          fmt::format("conclave: key \"{}\" already starts range {}", key, d.range_id));
+    }
+    Result<RangeWriteResult> w = SplitOnce(r, key, d.generation);
+    if (w.ok()) return *w->split;
+    // The range changed between reading its descriptor and the split
+    // applying (another split, say): look again.
+    if (r.sm->descriptor().generation == d.generation || attempt + 1 == kRouteAttempts) {
+      return w.status();
+    }
+  }
+}
+
+// ---- the splitter ----
+
+NativeKeyspace::~NativeKeyspace() {
+  Stop();
+  Join();
+}
+
+void NativeKeyspace::StartSplitting() {
+  if (options_.split_bytes == 0 && options_.split_qps == 0) return;
+  splitter_ = std::thread([this] {
+    SetThreadName("range-split");
+    SplitLoop();
   });
+}
+
+void NativeKeyspace::Stop() {
+  std::lock_guard<std::mutex> lock(split_mu_);
+  stopping_ = true;
+  split_cv_.notify_all();
+}
+
+void NativeKeyspace::Join() {
+  if (splitter_.joinable()) splitter_.join();
+}
+
+NativeKeyspace::SplitStats NativeKeyspace::split_stats() const {
+  return SplitStats{splits_by_size_.load(), splits_by_load_.load(), splits_failed_.load()};
+}
+
+void NativeKeyspace::SplitLoop() {
+  Duration last = host_->clock().Monotonic();
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(split_mu_);
+      if (split_cv_.wait_for(lock, options_.load_window, [&] { return stopping_; })) return;
+    }
+    const Duration now = host_->clock().Monotonic();
+    for (const Range& r : All()) {
+      {
+        std::lock_guard<std::mutex> lock(split_mu_);
+        if (stopping_) return;
+      }
+      CheckRange(r, now - last);
+    }
+    last = now;
+  }
+}
+
+void NativeKeyspace::CheckRange(const Range& r, Duration elapsed) {
+  const RangeLoad::Window w = r.load->Roll(elapsed);
+  const keys::RangeDescriptor d = r.sm->descriptor();
+  if (d.range_id == kMetaRangeId) return;
+  std::string key;
+  const char* why = nullptr;
+  if (options_.split_qps > 0 && w.requests_per_second > static_cast<double>(options_.split_qps)) {
+    // The sampled key in the middle halves the load. A range cannot split
+    // at its first key: when that one is the hot one, split just after it,
+    // which leaves it alone in the range (a single hot key splits no
+    // further).
+    if (!w.keys.empty()) {
+      key = w.keys[w.keys.size() / 2];
+      if (key <= d.start_key) {
+        auto after = std::upper_bound(w.keys.begin(), w.keys.end(), d.start_key);
+        key = after == w.keys.end() ? std::string() : *after;
+      }
+      if (!key.empty()) why = "load";
+    }
+  }
+  if (why == nullptr && options_.split_bytes > 0) {
+    // Size is the same on every replica: the leader's node alone decides.
+    const ReplicaStats st = r.replica->stats();
+    if (st.leader == 0 || r.replica->NodeOf(st.leader) != node_id_) return;
+    if (r.sm->DataBytes() <= options_.split_bytes) return;
+    Result<std::optional<std::string>> middle = r.sm->MiddleKey();
+    if (!middle.ok() || !middle->has_value()) return;
+    key = std::move(**middle);
+    why = "size";
+  }
+  if (why == nullptr || !d.ContainsKey(key)) return;
+  LOG_INFO("range {}: splitting at \"{}\" by {} ({:.0f} requests/s here, about {} bytes)",
+           d.range_id, key, why, w.requests_per_second, r.sm->DataBytes());
+  // At the generation seen: another node that split it first wins.
+  Result<RangeWriteResult> s = SplitOnce(r, key, d.generation);
+  if (!s.ok()) {
+    ++splits_failed_;
+    LOG_INFO("range {}: split at \"{}\" not done: {}", d.range_id, key, s.status().ToString());
+    return;
+  }
+  ++(std::string_view(why) == "load" ? splits_by_load_ : splits_by_size_);
 }
 
 }  // namespace conclave::server

@@ -1,24 +1,37 @@
 // NativeKeyspace: the native ranges this node holds a replica of, found by
 // key, with the operations of the native KV API (proto/conclave/kvpb).
 //
-// Today the ranges are fixed when a cluster is created (--initial-range-count):
-// the keyspace is cut into that many ranges at evenly spaced two-byte
-// boundaries, each a Raft group (group id = range id, from kFirstRangeId)
-// with a replica on every initial member; a range's replica ids are its own
-// (1, 2, 3 for the members in id order) and its descriptor says which node
-// each lives on. On restart the node finds its ranges by their descriptors
-// in the engine. Ranges quiesce when idle. Splitting, merging and moving
-// ranges, and routing to ranges this node does not hold, come next.
+// A new cluster (--initial-range-count) cuts the user keyspace, keys below
+// kSystemKeyStart, into that many ranges at evenly spaced two-byte
+// boundaries, and adds the meta range for the system keys above it; each
+// range is a Raft group (group id = range id: kMetaRangeId, then from
+// kFirstRangeId) with a replica on every initial member. A range's replica
+// ids are its own (1, 2, 3 for the members in id order) and its descriptor
+// says which node each lives on. On restart the node finds its ranges by
+// their descriptors in the engine. Ranges quiesce when idle.
+//
+// Split cuts a range in two at a key, in the range's own log
+// (range_state_machine.h); the new range's id comes from a counter in the
+// meta range, taken with a conditional put. Every node that applies the
+// split adds the new range's replica, so both halves keep the replicas the
+// range had. Merging and moving ranges, and routing to ranges this node
+// does not hold, come next.
 //
 // Writes go through the key's range: any replica may propose (a follower's
 // core forwards to the leader) and the caller is answered once this replica
 // applied the write. Reads are linearizable: a read round on the range, then
-// the newest versions.
+// the newest versions. A write or a read that reaches a range after a split
+// moved its key away (the range refuses it with kOutOfRange, having changed
+// nothing) is retried on the key's new range; scans and range deletes walk
+// the ranges by key, so each key is seen once whatever splits meanwhile.
 //
 // Thread-safety: every method is thread-safe; callbacks run on the host's
-// threads and must not block.
+// threads and must not block. The blocking ones (DeleteRange, Scan, Split)
+// must not run on the host's threads.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -27,8 +40,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
+#include "base/clock.h"
+#include "base/random.h"
 #include "base/status.h"
 #include "conclave/kvpb/kv.pb.h"
 #include "conclave/serverpb/server.pb.h"
@@ -40,8 +56,19 @@
 namespace conclave::server {
 
 // Range ids below this are kept for the node's own groups (1: the etcd
-// keyspace).
+// keyspace) and the meta range.
+inline constexpr keys::RangeId kMetaRangeId = 2;
 inline constexpr keys::RangeId kFirstRangeId = 16;
+// A range splits by size at 64 MiB: a snapshot of it (what a new replica
+// or a lagging one receives, in full) then takes about two seconds at a
+// throttled 32 MiB/s, and a node of a few hundred GiB holds thousands of
+// ranges to balance. By load at 3,000 requests per second over 10 s, as
+// TiKV does.
+inline constexpr uint64_t kDefaultSplitBytes = 64ull << 20;
+inline constexpr uint64_t kDefaultSplitQps = 3'000;
+// The meta range's counter of range ids: the next id to hand out, in
+// decimal. Absent until the first split.
+inline constexpr std::string_view kNextRangeIdKey = "\xff\xffmeta/next_range_id";
 
 struct NativeKeyspaceOptions {
   // A new cluster: divide the keyspace into this many ranges (0: none).
@@ -52,17 +79,58 @@ struct NativeKeyspaceOptions {
   // Timing and limits for every range's replica (group, ids and placement
   // are filled in per range).
   ReplicaOptions replica;
+  // Split a range once its data holds about this many bytes (0: never).
+  uint64_t split_bytes = kDefaultSplitBytes;
+  // Split a range that serves more requests per second than this here,
+  // over one window, at the key that halves them (0: never).
+  uint64_t split_qps = kDefaultSplitQps;
+  // How often ranges are checked for a split, and the load's window.
+  Duration load_window = std::chrono::seconds(10);
 };
 
-// The evenly spaced ranges a new cluster starts with.
+// A range's load as this node sees it: the requests it served here, and a
+// sample of their keys over the current window (where a load split cuts).
+class RangeLoad {
+ public:
+  RangeLoad() = default;
+  void Record(std::string_view key);
+  struct Window {
+    double requests_per_second = 0;
+    std::vector<std::string> keys;  // sampled, sorted
+  };
+  // Ends the window, `elapsed` long: its rate and its sample.
+  Window Roll(Duration elapsed);
+  // The rate over the last window that ended.
+  double requests_per_second() const;
+
+ private:
+  static constexpr size_t kSamples = 256;
+  mutable std::mutex mu_;
+  uint64_t count_ = 0;  // this window's requests; guarded by mu_
+  std::vector<std::string> samples_;  // reservoir; guarded by mu_
+  RealRandom random_;                 // guarded by mu_
+  double last_rate_ = 0;              // guarded by mu_
+};
+
+// The evenly spaced ranges a new cluster starts with, then the meta range.
 std::vector<keys::RangeDescriptor> InitialRanges(int64_t count, std::vector<uint64_t> members);
+
+// One page of a scan.
+struct ScanPage {
+  std::vector<RangeValue> kvs;
+  // Keys of the span may remain from resume_key on.
+  bool more = false;
+  std::string resume_key;
+};
 
 class NativeKeyspace {
  public:
   struct Range {
     std::shared_ptr<Replica> replica;
     RangeStateMachine* sm = nullptr;
+    std::shared_ptr<RangeLoad> load;
   };
+  ~NativeKeyspace();
 
   // Adds a replica to `host` for every range the engine holds; when it holds
   // none and `bootstrap` is set, creates options.initial_ranges ranges.
@@ -87,17 +155,57 @@ class NativeKeyspace {
   Result<uint64_t> DeleteRange(const std::string& start, const std::string& end);
   using ReadDone = std::function<void(Result<std::optional<RangeValue>>, keys::RangeId)>;
   void Get(std::string key, ReadDone done);
+  // The live keys of [start, end) in order, at most `limit`, each range
+  // read after its own read round; blocks.
+  Result<ScanPage> Scan(const std::string& start, const std::string& end, size_t limit);
+  // Splits the range holding `key` at `key` (see the file comment); blocks
+  // until this node applied the split. Returns the left and right ranges.
+  Result<std::pair<keys::RangeDescriptor, keys::RangeDescriptor>> Split(const std::string& key);
+
+  // Starts the thread that splits ranges by size and load; Stop ends it
+  // (call it before the host stops, and Join after).
+  void StartSplitting();
+  void Stop();
+  void Join();
+
+  // What the splitter did (for tests and metrics).
+  struct SplitStats {
+    uint64_t by_size = 0;
+    uint64_t by_load = 0;
+    uint64_t failed = 0;
+  };
+  SplitStats split_stats() const;
 
  private:
-  NativeKeyspace(Host* host, uint64_t node_id) : host_(host), node_id_(node_id) {}
-  Status AddRange(const keys::RangeDescriptor& d, const NativeKeyspaceOptions& options,
-                  bool create);
-  void Write(std::string key, serverpb::RangeCommand command, WriteDone done);
+  NativeKeyspace(Host* host, uint64_t node_id, NativeKeyspaceOptions options)
+      : host_(host), node_id_(node_id), options_(std::move(options)) {}
+  Status AddRange(const keys::RangeDescriptor& d, bool create);
+  void Write(std::string key, serverpb::RangeCommand command, WriteDone done, int attempt);
+  void GetAttempt(std::string key, ReadDone done, int attempt);
+  // Proposes `c` to `r` and waits for it to apply here; its own refusal
+  // is the error.
+  Result<RangeWriteResult> ProposeAndWait(const Range& r, serverpb::RangeCommand c);
+  // Takes the next range id from the meta range's counter.
+  Result<keys::RangeId> AllocateRangeId();
+  // One split of `r` at `key`, if its descriptor is still at `generation`.
+  Result<RangeWriteResult> SplitOnce(const Range& r, const std::string& key, uint64_t generation);
+  void SplitLoop();
+  // Checks one range for a split by load, then by size.
+  void CheckRange(const Range& r, Duration elapsed);
 
   Host* const host_;
   const uint64_t node_id_;
+  const NativeKeyspaceOptions options_;
   mutable std::mutex mu_;
   std::map<std::string, Range> by_start_;  // guarded by mu_
+
+  std::mutex split_mu_;
+  std::condition_variable split_cv_;
+  bool stopping_ = false;  // guarded by split_mu_
+  std::thread splitter_;
+  std::atomic<uint64_t> splits_by_size_{0};
+  std::atomic<uint64_t> splits_by_load_{0};
+  std::atomic<uint64_t> splits_failed_{0};
 };
 
 }  // namespace conclave::server

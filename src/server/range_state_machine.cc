@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
 #include <utility>
 
 #include "base/logging.h"
@@ -148,10 +149,13 @@ Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
                                 std::vector<std::any>* results) {
   std::unique_ptr<storage::EngineBatch> batch = engine_->NewBatch();
   keys::AppliedState applied;
+  keys::RangeDescriptor desc;
   {
     std::lock_guard<std::mutex> lock(mu_);
     applied = applied_;
+    desc = descriptor_;
   }
+  std::vector<keys::RangeDescriptor> created;  // by splits in this batch
   Pending pending;
   for (size_t i = 0; i < entries.size(); ++i) {
     const CommittedEntry& e = entries[i];
@@ -166,7 +170,8 @@ Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
       (*results)[i] = RangeWriteResult{Status::Ok(), applied.closed_timestamp};
     } else {
       ASSIGN_OR_RETURN(RangeWriteResult r,
-                       ApplyCommand(batch.get(), e.command, &applied.closed_timestamp, &pending));
+                       ApplyCommand(batch.get(), e.command, &desc, &applied, &pending));
+      if (r.split) created.push_back(r.split->second);
       (*results)[i] = std::move(r);
     }
     applied.index = e.index;
@@ -174,19 +179,94 @@ Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
   }
   batch->Put(keys::AppliedStateKey(range_id_), keys::EncodeAppliedState(applied));
   RETURN_IF_ERROR(engine_->Write(batch.get(), /*sync=*/false));
+  // The new ranges join the node before this one narrows (file comment).
+  for (const keys::RangeDescriptor& right : created) {
+    if (!on_split_) return Status::Internal(fmt::format("range {}: no split handler", range_id_));
+    RETURN_IF_ERROR(on_split_(right));
+  }
   std::lock_guard<std::mutex> lock(mu_);
   applied_ = applied;
+  descriptor_ = std::move(desc);
   return Status::Ok();
+}
+
+Result<RangeWriteResult> RangeStateMachine::ApplySplit(storage::EngineBatch* batch,
+                                                       const serverpb::SplitCommand& c,
+                                                       keys::RangeDescriptor* d,
+                                                       keys::AppliedState* applied) {
+  const Timestamp closed = applied->closed_timestamp;
+  auto refuse = [&](std::string why) {
+    return RangeWriteResult{
+        Status::FailedPrecondition(fmt::format("range {}: cannot split: {}", d->range_id, why)),
+        closed};
+  };
+  const std::string& key = c.split_key();
+  if (c.generation() != d->generation) {
+    return refuse(fmt::format("the range changed (generation {}, the split expected {})",
+                              d->generation, c.generation()));
+  }
+  if (key <= d->start_key || !d->ContainsKey(key)) {
+    return refuse(fmt::format("key \"{}\" is not inside [\"{}\", \"{}\")", key, d->start_key,
+                              d->end_key));
+  }
+  if (key >= kSystemKeyStart) return refuse("the system keys are not split");
+  if (c.new_range_id() == d->range_id || c.new_range_id() == 0) {
+    return refuse(fmt::format("bad new range id {}", c.new_range_id()));
+  }
+  // The configuration as of this entry (a change earlier in the batch
+  // included).
+  ASSIGN_OR_RETURN(std::optional<std::string> config_bytes,
+                   batch->Get(keys::RaftConfigKey(range_id_)));
+  if (!config_bytes) {
+    return Status::Corruption(fmt::format("range {}: no raft configuration", range_id_));
+  }
+  ASSIGN_OR_RETURN(keys::RaftConfig config, keys::DecodeRaftConfig(*config_bytes));
+  if (!config.voters_outgoing.empty()) return refuse("a configuration change is in progress");
+
+  // The right side's share of the data, counted as the batch sees it
+  // (earlier commands of this Apply call included).
+  const keys::Span moved = keys::DataSpan(key, d->end_key);
+  uint64_t right_bytes = 0;
+  {
+    std::unique_ptr<storage::EngineIterator> it = batch->NewIterator();
+    for (it->Seek(moved.begin); it->Valid() && it->key() < moved.end; it->Next())
+      right_bytes += it->key().size() + it->value().size();
+    RETURN_IF_ERROR(it->status());
+  }
+  right_bytes = std::min(right_bytes, applied->data_bytes);
+  applied->data_bytes -= right_bytes;
+
+  keys::RangeDescriptor right = *d;
+  right.range_id = c.new_range_id();
+  right.start_key = key;
+  d->end_key = key;
+  ++d->generation;
+  right.generation = d->generation;
+  batch->Put(keys::RangeDescriptorKey(range_id_), keys::EncodeRangeDescriptor(*d));
+  batch->Put(keys::RangeDescriptorKey(right.range_id), keys::EncodeRangeDescriptor(right));
+  batch->Put(keys::RaftConfigKey(right.range_id), keys::EncodeRaftConfig(config));
+  batch->Put(keys::AppliedStateKey(right.range_id),
+             keys::EncodeAppliedState(keys::AppliedState{1, 1, closed, right_bytes}));
+  LOG_INFO("range {}: split at \"{}\" into [\"{}\", \"{}\") and range {} [\"{}\", \"{}\")",
+           range_id_, key, d->start_key, d->end_key, right.range_id, right.start_key,
+           right.end_key);
+  RangeWriteResult r{Status::Ok(), closed};
+  r.split.emplace(*d, std::move(right));
+  return r;
 }
 
 Result<RangeWriteResult> RangeStateMachine::ApplyCommand(storage::EngineBatch* batch,
                                                          std::string_view command,
-                                                         Timestamp* closed, Pending* pending) {
+                                                         keys::RangeDescriptor* desc,
+                                                         keys::AppliedState* applied,
+                                                         Pending* pending) {
+  Timestamp* closed = &applied->closed_timestamp;
   serverpb::RangeCommand c;
   if (!c.ParseFromArray(command.data(), static_cast<int>(command.size()))) {
     return RangeWriteResult{Status::InvalidArgument("range: not a range command"), *closed};
   }
-  const keys::RangeDescriptor d = descriptor();
+  if (c.has_split()) return ApplySplit(batch, c.split(), desc, applied);
+  const keys::RangeDescriptor& d = *desc;
   // Versions only grow: past the range's last write, whatever the
   // proposer's clock said. One command writes at one timestamp.
   auto next_ts = [&] {
@@ -196,7 +276,10 @@ Result<RangeWriteResult> RangeStateMachine::ApplyCommand(storage::EngineBatch* b
     return ts;
   };
   auto write = [&](const std::string& key, keys::VersionValue value, Timestamp ts) {
-    batch->Put(keys::VersionKey(key, ts), keys::EncodeVersionValue(value));
+    const std::string k = keys::VersionKey(key, ts);
+    const std::string v = keys::EncodeVersionValue(value);
+    batch->Put(k, v);
+    applied->data_bytes += k.size() + v.size();
     (*pending)[key] = Written{ts, std::move(value)};
   };
   // What a command's own result says (outside the range, a precondition
@@ -249,6 +332,7 @@ Result<RangeWriteResult> RangeStateMachine::ApplyCommand(storage::EngineBatch* b
     std::string to = c.delete_range().end();
     if (!d.end_key.empty() && (to.empty() || d.end_key < to)) to = d.end_key;
     RangeWriteResult r{Status::Ok(), *closed};
+    r.covered_end = to;
     if (!to.empty() && from >= to) return r;
     ASSIGN_OR_RETURN(std::vector<std::string> live, LiveKeys(from, to, *pending));
     if (live.empty()) return r;
@@ -333,10 +417,54 @@ Result<std::optional<RangeValue>> RangeStateMachine::Get(std::string_view key) c
   return out;
 }
 
+uint64_t RangeStateMachine::DataBytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return applied_.data_bytes;
+}
+
+Result<std::optional<std::string>> RangeStateMachine::MiddleKey() const {
+  const keys::RangeDescriptor d = descriptor();
+  const keys::Span span = keys::DataSpan(d.start_key, d.end_key);
+  std::shared_ptr<const storage::EngineSnapshot> snap = engine_->GetSnapshot();
+  // Two passes over one snapshot: the total, then the key where half of it
+  // is behind. Every version of a key stays on the key's side.
+  auto walk = [&](const std::function<bool(std::string_view, uint64_t)>& visit) -> Status {
+    std::unique_ptr<storage::EngineIterator> it = engine_->NewIterator(snap.get());
+    uint64_t bytes = 0;
+    for (it->Seek(span.begin); it->Valid() && it->key() < span.end; it->Next()) {
+      bytes += it->key().size() + it->value().size();
+      if (!visit(it->key(), bytes)) break;
+    }
+    return it->status();
+  };
+  uint64_t total = 0;
+  RETURN_IF_ERROR(walk([&](std::string_view, uint64_t bytes) {
+    total = bytes;
+    return true;
+  }));
+  std::optional<std::string> middle;
+  Status bad;
+  RETURN_IF_ERROR(walk([&](std::string_view key, uint64_t bytes) {
+    if (bytes * 2 < total) return true;
+    Result<keys::DataKey> k = keys::DecodeDataKey(key);
+    if (!k.ok()) {
+      bad = k.status();
+      return false;
+    }
+    if (k->user_key == d.start_key) return true;  // the first key stays
+    middle = std::move(k->user_key);
+    return false;
+  }));
+  RETURN_IF_ERROR(bad);
+  return middle;
+}
+
 Result<std::vector<RangeValue>> RangeStateMachine::Scan(std::string_view start,
                                                         std::string_view end, size_t limit,
-                                                        bool* more) const {
+                                                        bool* more,
+                                                        keys::RangeDescriptor* used) const {
   const keys::RangeDescriptor d = descriptor();
+  if (used != nullptr) *used = d;
   std::string from = std::max(std::string(start), d.start_key);
   std::string to(end);
   if (!d.end_key.empty() && (to.empty() || d.end_key < to)) to = d.end_key;

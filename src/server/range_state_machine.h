@@ -8,12 +8,25 @@
 //
 // Commands are serverpb.RangeCommand (a put, a delete or a range delete with
 // the proposer's clock reading; puts and deletes may carry a precondition,
-// checked as the command applies). Applying one writes a version at the larger of that
+// checked as the command applies; or a split). Applying one writes a version at the larger of that
 // timestamp and the one just past the range's last write, so versions only
 // grow and the last write's timestamp is also the range's closed timestamp
-// (no later write can be at or below it); it is kept in the applied state.
+// (no later write can be at or below it); it is kept in the applied state,
+// with the bytes of the range's versions.
 // A key outside the range fails the command, alike on every replica.
 // Results are RangeWriteResult values.
+//
+// A split at key k rewrites the descriptor to end at k and writes the new
+// right-hand range's records in the same engine batch: its descriptor
+// ([k, old end), the same replicas), its Raft configuration (this range's)
+// and its applied state (index 1, this range's closed timestamp, so its
+// versions keep growing, and the bytes of the versions it takes over,
+// counted as the split applies). The data stays where it is. The split handler
+// then adds the new range's replica to the node, before this range's
+// narrower descriptor is published, so a reader that finds a key outside
+// this range finds its new range already there. A split applies only at
+// the generation the proposer saw, inside the range, with a plain (not
+// joint) configuration, and never at or past the system keys.
 //
 // Reads see the newest version of each key as of one engine snapshot.
 // Snapshots of a range are its replicated spans (keys::ReplicatedSpans) in
@@ -27,27 +40,45 @@
 #include <any>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
 #include "base/timestamp.h"
 #include "conclave/kvpb/kv.pb.h"
+#include "conclave/serverpb/server.pb.h"
 #include "keys/keys.h"
 #include "server/state_machine.h"
 #include "storage/storage.h"
 
 namespace conclave::server {
 
+// Keys from here on belong to the system: the meta range holds them, and
+// the native API refuses them.
+inline constexpr std::string_view kSystemKeyStart = "\xff\xff";
+
 struct RangeWriteResult {
   Status status;
   Timestamp timestamp;   // of the version written (the last one, for a range delete)
   uint64_t deleted = 0;  // live keys a delete or a range delete removed
+  // A range delete: the end of the span it covered, which is the range's
+  // end when the request went past it (empty: no bound).
+  std::string covered_end;
+  // A split: the two ranges it made.
+  std::optional<std::pair<keys::RangeDescriptor, keys::RangeDescriptor>> split;
 };
+
+// Adds the replica of the range a split created; called on the apply
+// thread, after the split is written and before it is visible. An error
+// stops the node (its replicas would disagree with its engine).
+using SplitHandler = std::function<Status(const keys::RangeDescriptor& right)>;
 
 struct RangeValue {
   std::string key;
@@ -67,6 +98,9 @@ class RangeStateMachine final : public StateMachine {
   // The ranges whose descriptors the engine holds (what a node hosts).
   static Result<std::vector<keys::RangeDescriptor>> Stored(const storage::Engine* engine);
 
+  // Set before the replica starts.
+  void SetSplitHandler(SplitHandler handler) { on_split_ = std::move(handler); }
+
   // ---- StateMachine ----
   uint64_t AppliedIndex() const override;
   uint64_t AppliedTerm() const override;
@@ -82,10 +116,17 @@ class RangeStateMachine final : public StateMachine {
   // The newest version of `key`; nullopt when it has none or was deleted.
   // kOutOfRange for a key outside the range.
   Result<std::optional<RangeValue>> Get(std::string_view key) const;
+  // The bytes of the range's versions (keys and values as encoded), kept
+  // in its applied state.
+  uint64_t DataBytes() const;
+  // The user key at which the range's data is cut in halves by bytes;
+  // nullopt when it holds too little to cut (one key, or none).
+  Result<std::optional<std::string>> MiddleKey() const;
   // Live keys in [start, end) clipped to the range (end empty: no bound),
   // at most `limit` of them; *more is set when there are others after.
+  // *used (if given) is the descriptor the scan was clipped to.
   Result<std::vector<RangeValue>> Scan(std::string_view start, std::string_view end, size_t limit,
-                                       bool* more) const;
+                                       bool* more, keys::RangeDescriptor* used = nullptr) const;
 
  private:
   RangeStateMachine(storage::Engine* engine, storage::FileSystem* fs, keys::RangeId range_id);
@@ -99,8 +140,15 @@ class RangeStateMachine final : public StateMachine {
   using Pending = std::map<std::string, Written, std::less<>>;
   // The command's result (its own failures included); an error only when
   // the engine cannot be read, which fails the whole Apply.
+  // `d` is the descriptor as of this command (a split earlier in the same
+  // Apply call changes it).
+  // `applied` gains the command's closed timestamp and data bytes.
   Result<RangeWriteResult> ApplyCommand(storage::EngineBatch* batch, std::string_view command,
-                                        Timestamp* closed, Pending* pending);
+                                        keys::RangeDescriptor* d, keys::AppliedState* applied,
+                                        Pending* pending);
+  // A split command's result; writes both ranges' records into `batch`.
+  Result<RangeWriteResult> ApplySplit(storage::EngineBatch* batch, const serverpb::SplitCommand& c,
+                                      keys::RangeDescriptor* d, keys::AppliedState* applied);
   // The newest version of `key` as the batch being applied sees it.
   Result<std::optional<Written>> Newest(std::string_view key, const Pending& pending) const;
   // Whether `key`'s newest version satisfies `p`.
@@ -114,6 +162,7 @@ class RangeStateMachine final : public StateMachine {
   storage::Engine* const engine_;
   storage::FileSystem* const fs_;
   const keys::RangeId range_id_;
+  SplitHandler on_split_;
 
   // Written by the apply thread, read anywhere.
   mutable std::mutex mu_;

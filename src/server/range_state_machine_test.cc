@@ -70,6 +70,7 @@ class RangeStateMachineTest : public ::testing::Test {
   // Two ranges over the keyspace, split at "m", on members 1, 2, 3.
   void SetUp() override {
     ranges_ = InitialRanges(2, {3, 1, 2});
+    ranges_.pop_back();  // the meta range
     ranges_[0].end_key = "m";
     ranges_[1].start_key = "m";
     left_ = Open(&engine_, ranges_[0]);
@@ -237,14 +238,117 @@ TEST_F(RangeStateMachineTest, SnapshotsCarryExactlyTheRange) {
   EXPECT_EQ(other_right->InstallSnapshot(*path).code(), StatusCode::kCorruption);
 }
 
+std::string Split(const std::string& key, keys::RangeId new_id, uint64_t generation) {
+  serverpb::RangeCommand c;
+  c.mutable_split()->set_split_key(key);
+  c.mutable_split()->set_new_range_id(new_id);
+  c.mutable_split()->set_generation(generation);
+  return c.SerializeAsString();
+}
+
+TEST_F(RangeStateMachineTest, ASplitMakesANewRangeOverTheSameData) {
+  std::vector<keys::RangeDescriptor> created;
+  left_->SetSplitHandler([&](const keys::RangeDescriptor& right) {
+    // Called before the left range narrows: it still holds "g".
+    EXPECT_TRUE(left_->descriptor().ContainsKey("g"));
+    created.push_back(right);
+    return Status::Ok();
+  });
+  auto before = Apply(left_.get(), {Put("a", "1", 100), Put("g", "2", 100), Put("k", "3", 900)});
+  const uint64_t generation = left_->descriptor().generation;
+  // Each version counts its encoded key and value.
+  auto version_bytes = [](const std::string& key, const std::string& value) {
+    return keys::VersionKey(key, Timestamp{}).size() +
+           keys::EncodeVersionValue({false, value}).size();
+  };
+  EXPECT_EQ(left_->DataBytes(),
+            version_bytes("a", "1") + version_bytes("g", "2") + version_bytes("k", "3"));
+  // A put after the split in the same batch no longer fits the left range.
+  auto r = Apply(left_.get(), {Split("f", 40, generation), Put("h", "x", 1), Put("b", "y", 1)});
+  ASSERT_TRUE(r[0].status.ok()) << r[0].status.ToString();
+  ASSERT_TRUE(r[0].split.has_value());
+  EXPECT_EQ(r[1].status.code(), StatusCode::kOutOfRange);
+  EXPECT_TRUE(r[2].status.ok());
+  ASSERT_EQ(created.size(), 1u);
+  const keys::RangeDescriptor& right = created[0];
+  EXPECT_EQ(right.range_id, 40u);
+  EXPECT_EQ(right.start_key, "f");
+  EXPECT_EQ(right.end_key, "m");
+  EXPECT_EQ(right.generation, generation + 1);
+  EXPECT_EQ(right.replicas, ranges_[0].replicas);
+  EXPECT_EQ(left_->descriptor().end_key, "f");
+  EXPECT_EQ(left_->descriptor().generation, generation + 1);
+  EXPECT_EQ(r[0].split->first, left_->descriptor());
+  EXPECT_EQ(r[0].split->second, right);
+
+  // The new range opens from what the split wrote: index 1, the left
+  // range's configuration, its data in place, versions still growing.
+  auto sm = RangeStateMachine::Open(&engine_, &fs_, 40, keys::RangeDescriptor{});
+  ASSERT_TRUE(sm.ok()) << sm.status().ToString();
+  EXPECT_EQ((*sm)->descriptor(), right);
+  EXPECT_EQ((*sm)->AppliedIndex(), 1u);
+  // The bytes go with the keys: "g" and "k" to the new range, "a" and "b"
+  // (written after the split) stay.
+  EXPECT_EQ((*sm)->DataBytes(), version_bytes("g", "2") + version_bytes("k", "3"));
+  EXPECT_EQ(left_->DataBytes(), version_bytes("a", "1") + version_bytes("b", "y"));
+  auto cs = (*sm)->AppliedConfState();
+  ASSERT_TRUE(cs.ok());
+  EXPECT_EQ(cs->voters, (std::vector<raft::NodeId>{1, 2, 3}));
+  EXPECT_EQ((*(*sm)->Get("g"))->value, "2");
+  EXPECT_EQ((*(*sm)->Get("k"))->value, "3");
+  EXPECT_EQ(left_->Get("g").status().code(), StatusCode::kOutOfRange);
+  EXPECT_EQ((*left_->Get("a"))->value, "1");
+  auto w = Apply(sm->get(), {Put("g", "later", 1)});
+  ASSERT_TRUE(w[0].status.ok());
+  EXPECT_GT(w[0].timestamp, before[2].timestamp);
+  bool more = false;
+  keys::RangeDescriptor used;
+  auto scan = (*sm)->Scan("", "", 10, &more, &used);
+  ASSERT_TRUE(scan.ok());
+  ASSERT_EQ(scan->size(), 2u);
+  EXPECT_EQ((*scan)[0].key, "g");
+  EXPECT_EQ(used, right);
+}
+
+TEST_F(RangeStateMachineTest, SplitsThatDoNotFitAreRefusedAlike) {
+  int calls = 0;
+  left_->SetSplitHandler([&](const keys::RangeDescriptor&) {
+    ++calls;
+    return Status::Ok();
+  });
+  const uint64_t g = left_->descriptor().generation;
+  auto r = Apply(left_.get(), {Split("f", 40, g + 1),  // a stale view
+                               Split("", 41, g),       // the range's own start
+                               Split("q", 42, g),      // outside
+                               Split("f", ranges_[0].range_id, g)});
+  for (const RangeWriteResult& w : r)
+    EXPECT_EQ(w.status.code(), StatusCode::kFailedPrecondition) << w.status.ToString();
+  auto meta = Open(&engine_, InitialRanges(1, {1, 2, 3}).back());
+  meta->SetSplitHandler([&](const keys::RangeDescriptor&) {
+    ++calls;
+    return Status::Ok();
+  });
+  auto system = Apply(
+      meta.get(), {Split(std::string(kSystemKeyStart) + "x", 43, meta->descriptor().generation)});
+  EXPECT_EQ(system[0].status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(left_->descriptor(), ranges_[0]);
+}
+
 TEST(InitialRangesTest, CoverTheKeyspaceWithoutGapsOrOverlap) {
   auto ranges = InitialRanges(1000, {9, 4, 7});
-  ASSERT_EQ(ranges.size(), 1000u);
+  ASSERT_EQ(ranges.size(), 1001u);
   EXPECT_EQ(ranges.front().start_key, "");
+  // The user ranges end where the system keys start; the meta range holds
+  // those.
+  EXPECT_EQ(ranges[999].end_key, kSystemKeyStart);
+  EXPECT_EQ(ranges.back().range_id, kMetaRangeId);
   EXPECT_EQ(ranges.back().end_key, "");
   for (size_t i = 0; i < ranges.size(); ++i) {
     EXPECT_TRUE(keys::ValidateRangeDescriptor(ranges[i]).ok()) << i;
-    EXPECT_EQ(ranges[i].range_id, kFirstRangeId + i);
+    if (i < 1000) {
+      EXPECT_EQ(ranges[i].range_id, kFirstRangeId + i);
+    }
     if (i > 0) {
       EXPECT_EQ(ranges[i].start_key, ranges[i - 1].end_key);
     }

@@ -245,15 +245,20 @@ Status Replica::Recover(const storage::WalGroupState* replay) {
   snapshot_dir_ = host_->snapshot_dir();
   const raft::GroupId group = options_.group;
   storage::WalGroupState bootstrapped;
-  const bool fresh = replay == nullptr && sm_->AppliedIndex() == 0;
-  if (fresh && !options_.bootstrap_voters.empty()) {
+  if (replay == nullptr && sm_->AppliedIndex() == 0 && !options_.bootstrap_voters.empty()) {
     raft::ConfState cs;
     cs.voters = options_.bootstrap_voters;
     std::sort(cs.voters.begin(), cs.voters.end());
     // The state machine first: if we crash before the log has the marker,
     // the next start sees no log and a state machine at index 1, and
-    // finishes the job.
-    if (sm_->AppliedIndex() == 0) RETURN_IF_ERROR(sm_->Bootstrap(cs));
+    // finishes the job below.
+    RETURN_IF_ERROR(sm_->Bootstrap(cs));
+  }
+  if (replay == nullptr && sm_->AppliedIndex() == 1) {
+    // A new group whose state machine starts at index 1 (bootstrapped
+    // above, or written by a split) and whose log is still empty: the log
+    // starts there too.
+    ASSIGN_OR_RETURN(const raft::ConfState cs, sm_->AppliedConfState());
     storage::WalBatch wb;
     wb.AddSnapshotMarker(group, 1, 1);
     wb.SetHardState(group, raft::HardState{1, raft::kNoNode, 1});

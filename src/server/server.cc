@@ -236,6 +236,9 @@ Status Server::Start() {
   native_options.replica.snapshot_catchup_entries =
       std::min<uint64_t>(1'000, native_options.replica.snapshot_count);
   native_options.replica.log_bytes_max = 4ull << 20;
+  native_options.split_bytes = static_cast<uint64_t>(config_.range_split_bytes);
+  native_options.split_qps = static_cast<uint64_t>(config_.range_split_qps);
+  native_options.load_window = std::chrono::seconds(config_.range_load_window_s);
   ASSIGN_OR_RETURN(st.native,
                    NativeKeyspace::Open(st.host.get(), member_id, native_options, fresh));
 
@@ -295,11 +298,13 @@ Status Server::Start() {
           static_cast<int>(config_.max_request_bytes) + kGrpcOverheadBytes,
           [&](grpc::ServerBuilder* b) { st.services->Register(b); }, "--listen-client-urls"));
 
-  st.http = std::make_unique<HttpStatusServer>(st.etcd.get(), st.transport.get());
+  st.http =
+      std::make_unique<HttpStatusServer>(st.etcd.get(), st.transport.get(), st.native.get());
   RETURN_IF_ERROR(st.http->Start(config_.listen_metrics_urls));
 
   st.transport->Start();
   st.host->Start(st.transport.get());
+  st.native->StartSplitting();
   LOG_INFO("conclave member {} ({:x}) of cluster {:x} serving clients on {}", config_.name,
            member_id, cluster_id, fmt::join(config_.listen_client_urls, ","));
 
@@ -336,7 +341,11 @@ void Server::Stop() {
     st.client_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   }
   if (st.http) st.http->Stop();
+  // The splitter may wait on a range's log: stop it, let the host's stop
+  // release it, then join it.
+  if (st.native) st.native->Stop();
   if (st.host) st.host->Stop();
+  if (st.native) st.native->Join();
   if (st.publisher.joinable()) st.publisher.join();
   if (st.peer_server) {
     st.peer_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));

@@ -11,6 +11,7 @@ lock, elect, keep-alive) are read line by line with deadlines and stopped
 with SIGINT.
 """
 
+import base64
 import json
 import os
 import queue
@@ -590,7 +591,24 @@ class NativeKvCliTest(ClusterTestCase):
         self.assertIn("end key must be after the start key", res.stderr)
 
         ranges = json.loads(self.ok("range", "list", "-w", "json"))["ranges"]
-        self.assertEqual(len(ranges), 4)
+        self.assertEqual(len(ranges), 5)  # 4 and the meta range
+        self.assertIn(2, [int(r["range_id"]) for r in ranges])
+
+    def test_range_split(self):
+        wait_until(lambda: self.run_cli("kv", "put", "rs/a", "1").returncode == 0, 30,
+                   what="the ranges' first leaders")
+        self.ok("kv", "put", "rs/z", "2")
+        table = self.ok("range", "split", "rs/m", "-w", "table")
+        self.assertIn("GENERATION", table)
+        self.assertIn("rs/m", table)
+        halves = json.loads(self.ok("range", "split", "rs/t", "-w", "json"))
+        self.assertEqual(base64.b64decode(halves["right"]["start"]), b"rs/t")
+        self.assertEqual(base64.b64decode(halves["left"]["end"]), b"rs/t")
+        self.assertIn("starts there", self.ok("range", "split", "rs/p"))
+        self.assertEqual(self.ok("kv", "scan", "rs/", "rs0"), "rs/a\n1\nrs/z\n2\n")
+        res = self.run_cli("range", "split", "rs/m")
+        self.assertEqual(res.returncode, EXIT_ERROR)
+        self.assertIn("already starts range", res.stderr)
 
 
 if __name__ == "__main__":

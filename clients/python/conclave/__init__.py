@@ -6,6 +6,7 @@
     c.get(b"k")                  # b"v"
     c.scan(b"a", b"z")           # [KeyValue(key=b"k", value=b"v", timestamp=...)]
     c.ranges()                   # the ranges the endpoint holds
+    c.split(b"m")                # two ranges where there was one
 
 Keys and values are bytes (str is encoded as UTF-8). Needs Debian's
 python3-grpcio and python3-protobuf.
@@ -18,6 +19,7 @@ from conclave.client import (  # noqa: F401
     InvalidArgument,
     KeyValue,
     RangeInfo,
+    SYSTEM_KEYS,
     Timestamp,
     Unavailable,
 )

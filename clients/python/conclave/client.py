@@ -9,10 +9,16 @@ from conclave.kvpb import kv_pb2
 
 _SERVICE = "/conclave.kvpb.KV/"
 
+# Keys from here on belong to the system (the meta range); the server refuses
+# them.
+SYSTEM_KEYS = b"\xff\xff"
+
 Timestamp = collections.namedtuple("Timestamp", ["wall_nanos", "logical"])
 KeyValue = collections.namedtuple("KeyValue", ["key", "value", "timestamp"])
 RangeInfo = collections.namedtuple(
-    "RangeInfo", ["range_id", "start", "end", "leader_node", "applied_index", "quiesced"])
+    "RangeInfo",
+    ["range_id", "start", "end", "leader_node", "applied_index", "quiesced", "generation",
+     "bytes", "requests_per_second"])
 
 
 class ConclaveError(Exception):
@@ -57,6 +63,11 @@ def _ts(t):
 
 def _kv(kv):
     return KeyValue(kv.key, kv.value, _ts(kv.timestamp))
+
+
+def _range(r):
+    return RangeInfo(r.range_id, r.start, r.end, r.leader_node, r.applied_index, r.quiesced,
+                     r.generation, r.bytes, r.requests_per_second)
 
 
 def _never_sent(err):
@@ -218,5 +229,13 @@ class Client:
         """The ranges the current endpoint holds a replica of, as RangeInfo."""
         resp = self._call("Ranges", kv_pb2.RangesRequest(), kv_pb2.RangesResponse,
                           idempotent=True)
-        return [RangeInfo(r.range_id, r.start, r.end, r.leader_node, r.applied_index,
-                          r.quiesced) for r in resp.ranges]
+        return [_range(r) for r in resp.ranges]
+
+    def split(self, key):
+        """Splits the range holding `key` at `key`; returns the (left, right) RangeInfo.
+
+        Raises ConclaveError with ALREADY_EXISTS when a range starts at `key`.
+        """
+        resp = self._call("Split", kv_pb2.SplitRequest(key=_bytes(key)), kv_pb2.SplitResponse,
+                          idempotent=False)
+        return _range(resp.left), _range(resp.right)

@@ -8,7 +8,11 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import unittest
+import urllib.request
+
+import grpc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, os.pardir, os.pardir, os.pardir)
@@ -97,7 +101,8 @@ class ClientTest(cluster.ClusterTestCase):
         self.assertEqual(len(c.scan(b"", limit=5, page_size=2)), 5)
         self.assertEqual(c.scan(keys[3], keys[6]), [kv for kv in got
                                                     if keys[3] <= kv.key < keys[6]])
-        self.assertEqual(len({r.range_id for r in c.ranges()}), 8)
+        ids = {r.range_id for r in c.ranges() if r.start < conclave.SYSTEM_KEYS}
+        self.assertGreaterEqual(len(ids), 8)  # more once a test split one
         # A page that ends exactly at the scan's end is the last one.
         self.assertEqual([kv.key for kv in c.scan(keys[3], keys[3] + b"\0", page_size=1)],
                          [keys[3]])
@@ -126,6 +131,111 @@ class ClientTest(cluster.ClusterTestCase):
             c.delete_range(b"b", b"b")
         with self.assertRaises(TypeError):
             c.put(1, b"v")
+        # The system's keys (the meta range) are not the client's.
+        with self.assertRaises(conclave.InvalidArgument) as e:
+            c.put(b"\xff\xffmeta/next_range_id", b"1")
+        self.assertIn("reserved for the system", e.exception.details)
+        with self.assertRaises(conclave.InvalidArgument):
+            c.split(b"\xff\xff")
+
+    def test_split_under_writes_loses_nothing(self):
+        c = self.client
+        # All under "sp/": one initial range.
+        for i in range(0, 200, 2):
+            c.put(b"sp/%03d" % i, b"v%d" % i)
+        before = {r.range_id for r in c.ranges()}
+
+        # Writers keep going while the range splits three times; each
+        # remembers the last value the cluster acknowledged per key.
+        acked = {}
+        done = [0]  # writes acknowledged
+        stop = threading.Event()
+        errors = []
+
+        def writer(w):
+            mine = [i for i in range(200) if i % 3 == w]  # one writer per key
+            n = 0
+            with conclave.Client(self.endpoints()) as wc:
+                while not stop.is_set() and n < 5000:
+                    key = b"sp/%03d" % mine[(n * 7) % len(mine)]
+                    value = b"w%d-%d" % (w, n)
+                    try:
+                        wc.put(key, value)
+                        acked[key] = value
+                        done[0] += 1
+                    except conclave.ConclaveError as e:  # pragma: no cover
+                        errors.append(e)
+                        return
+                    n += 1
+
+        # A reader scans in small pages meanwhile: every scan sees each key
+        # once, in order, and every key written before the splits.
+        even = [b"sp/%03d" % i for i in range(0, 200, 2)]
+        scans = [0]
+
+        def scanner():
+            with conclave.Client(self.endpoints()) as sc:
+                while not stop.is_set() and scans[0] < 1000:
+                    keys = [kv.key for kv in sc.scan(b"sp/", b"sp0", page_size=7)]
+                    if keys != sorted(set(keys)) or not set(even) <= set(keys):
+                        errors.append("scan %d saw %r" % (scans[0], keys))
+                        return
+                    scans[0] += 1
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
+        threads.append(threading.Thread(target=scanner))
+        for t in threads:
+            t.start()
+        try:
+            cluster.wait_until(lambda: done[0] >= 30 or errors, 30, what="writes under way")
+            halves = []
+            for k in (b"sp/100", b"sp/050", b"sp/150"):
+                halves.append(c.split(k))
+                writes = done[0]
+                cluster.wait_until(lambda: done[0] >= writes + 30 or errors, 30,
+                                   what="writes after the split")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        self.assertEqual(errors, [])
+        self.assertGreater(scans[0], 0)
+        left, right = halves[0]
+        self.assertEqual(left.end, b"sp/100")
+        self.assertEqual(right.start, b"sp/100")
+        self.assertEqual(right.generation, left.generation)
+        self.assertNotIn(right.range_id, before)
+        new_ids = {r.range_id for _, r in halves}
+        self.assertEqual(len(new_ids), 3)
+
+        # No acknowledged write is lost; every key is seen exactly once.
+        for key, value in acked.items():
+            self.assertEqual(c.get(key), value, key)
+        got = c.scan(b"sp/", b"sp0", page_size=17)
+        self.assertEqual([kv.key for kv in got], [b"sp/%03d" % i for i in range(200)
+                                                  if i % 2 == 0 or b"sp/%03d" % i in acked])
+        # The new ranges live on every member, with their leaders.
+        for m in self.cluster.members:
+            with conclave.Client(["127.0.0.1:%d" % m.client_port]) as mc:
+                cluster.wait_until(
+                    lambda: new_ids <= {r.range_id for r in mc.ranges()}, 30,
+                    what="the new ranges on member %s" % m.name)
+        with self.assertRaises(conclave.ConclaveError) as e:
+            c.split(b"sp/100")
+        self.assertEqual(e.exception.code, grpc.StatusCode.ALREADY_EXISTS)
+        # Scans stop short of the system keys, which now hold the counter.
+        self.assertFalse([kv for kv in c.scan(b"") if kv.key >= conclave.SYSTEM_KEYS])
+
+        # A member restarted after the splits reopens the new ranges.
+        self.cluster.restart(1)
+        with conclave.Client(["127.0.0.1:%d" % self.cluster.members[1].client_port]) as mc:
+            cluster.wait_until(lambda: mc.get(b"sp/120") is not None, 30,
+                               what="a read on the restarted member")
+            self.assertTrue(new_ids <= {r.range_id for r in mc.ranges()})
+            self.assertEqual(mc.scan(b"sp/", b"sp0"), c.scan(b"sp/", b"sp0"))
+
+    def endpoints(self):
+        return ["127.0.0.1:%d" % m.client_port for m in self.cluster.members]
 
     def test_an_unreachable_endpoint_is_skipped(self):
         eps = ["127.0.0.1:1"] + ["127.0.0.1:%d" % m.client_port for m in self.cluster.members]
@@ -135,6 +245,97 @@ class ClientTest(cluster.ClusterTestCase):
         with conclave.Client(["127.0.0.1:1"], timeout=2) as c:
             with self.assertRaises(conclave.Unavailable):
                 c.get(b"failover/k")
+
+
+def metric_sum(c, name):
+    """The sum over the members of a metric from /metrics."""
+    total = 0.0
+    for m in c.members:
+        with urllib.request.urlopen(m.metrics_url + "/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    total += float(line.split()[1])
+    return total
+
+
+class SizeSplitTest(cluster.ClusterTestCase):
+    """Ranges split by themselves once their data passes --range-split-bytes."""
+    CLUSTER_SIZE = 3
+    EXTRA_FLAGS = ("--initial-range-count", "2", "--range-split-bytes", "65536",
+                   "--range-split-qps", "0", "--range-load-window", "1")
+
+    def test_a_growing_range_splits_and_keeps_every_key(self):
+        eps = ["127.0.0.1:%d" % m.client_port for m in self.cluster.members]
+        with conclave.Client(eps) as c:
+            cluster.wait_until(lambda: c.put(b"warm-up", b"1"), 30, what="a first put")
+            before = [r for r in c.ranges() if r.start < conclave.SYSTEM_KEYS]
+            self.assertEqual(len(before), 2)
+            value = b"x" * 1024
+            for i in range(400):  # about 400 KiB into the first range
+                c.put(b"grow/%04d" % i, value + b"%d" % i)
+
+            # Every range ends at or under the limit (about 400 KiB in
+            # 64 KiB ranges: at least 7).
+            def settled():
+                rs = [r for r in c.ranges() if r.start < conclave.SYSTEM_KEYS]
+                return len(rs) >= 7 and all(r.bytes <= 65536 for r in rs)
+            cluster.wait_until(settled, 60, what="size splits")
+            ranges = sorted(c.ranges(), key=lambda r: r.start)
+            grown = [r for r in ranges if r.start < b"grow0" and (r.end == b"" or r.end > b"grow/")]
+            self.assertGreaterEqual(sum(r.bytes for r in grown), 400 * 1024)
+            # They cover the keyspace without gaps, and the grown one is cut
+            # inside the written keys.
+            self.assertEqual(ranges[0].start, b"")
+            for a, b in zip(ranges, ranges[1:]):
+                self.assertEqual(a.end, b.start)
+            self.assertTrue(any(r.start.startswith(b"grow/") for r in ranges))
+            got = c.scan(b"grow/", b"grow0", page_size=50)
+            self.assertEqual([kv.key for kv in got], [b"grow/%04d" % i for i in range(400)])
+            self.assertEqual(got[123].value, value + b"123")
+            self.assertGreaterEqual(metric_sum(self.cluster, "conclave_native_splits_by_size_total"),
+                                    3)
+            self.assertEqual(metric_sum(self.cluster, "conclave_native_splits_by_load_total"), 0)
+
+
+class LoadSplitTest(cluster.ClusterTestCase):
+    """A range busier than --range-split-qps splits where its load halves."""
+    CLUSTER_SIZE = 3
+    EXTRA_FLAGS = ("--initial-range-count", "2", "--range-split-bytes", "0",
+                   "--range-split-qps", "40", "--range-load-window", "1")
+
+    def test_a_busy_range_splits_inside_its_hot_keys(self):
+        eps = ["127.0.0.1:%d" % m.client_port for m in self.cluster.members]
+        with conclave.Client(eps) as c:
+            cluster.wait_until(lambda: c.put(b"warm-up", b"1"), 30, what="a first put")
+            keys = [b"hot/%03d" % i for i in range(100)]
+            for k in keys:
+                c.put(k, k)
+            stop = threading.Event()
+            reads = [0]
+
+            def reader():
+                with conclave.Client(eps) as rc:
+                    while not stop.is_set() and reads[0] < 100000:
+                        for k in keys[::7]:
+                            rc.get(k)
+                            reads[0] += 1
+
+            threads = [threading.Thread(target=reader) for _ in range(2)]
+            for t in threads:
+                t.start()
+            try:
+                cluster.wait_until(
+                    lambda: any(r.start.startswith(b"hot/") for r in c.ranges()), 60,
+                    what="a load split inside the hot keys")
+                busy = [r for r in c.ranges() if r.requests_per_second > 0]
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join(30)
+            self.assertTrue(busy)
+            self.assertEqual([kv.key for kv in c.scan(b"hot/", b"hot0")], keys)
+            self.assertGreaterEqual(metric_sum(self.cluster, "conclave_native_splits_by_load_total"),
+                                    1)
 
 
 if __name__ == "__main__":
