@@ -248,6 +248,12 @@ void Host::PostTransfer(raft::GroupId group, raft::NodeId transferee) {
 Status Host::ReceiveSnapshot(uint64_t from, raft::Message m,
                              const std::function<Result<bool>(std::string*)>& next) {
   std::shared_ptr<Replica> replica = FindReplica(m.group);
+  if (replica == nullptr && m.type == raft::MessageType::kSnapshot && m.snapshot &&
+      replica_maker_) {
+    // A group this node has no replica of yet (it missed the split that
+    // made it, say): its replica starts empty, from this image.
+    replica = replica_maker_(m.group, m.to, m.from, from);
+  }
   if (m.type != raft::MessageType::kSnapshot || !m.snapshot || replica == nullptr ||
       m.to != replica->replica_id()) {
     return Status::InvalidArgument("snapshot: header is not a snapshot for us");
@@ -422,6 +428,12 @@ void Host::Dispatch(Inbox& inbox) {
     dead_nodes_.erase(from);
     for (raft::Message& m : messages) {
       if (r == nullptr || r->group() != m.group) r = FindReplica(m.group);
+      if (r == nullptr && replica_maker_ &&
+          (m.type == raft::MessageType::kAppend || m.type == raft::MessageType::kHeartbeat)) {
+        // A leader of a group this node has no replica of: an empty one
+        // answers it, and the leader sends it a snapshot.
+        r = replica_maker_(m.group, m.to, m.from, from);
+      }
       if (r == nullptr) continue;  // no replica here (yet, or any more)
       r->Step(std::move(m));
       MarkDirty(r);

@@ -155,6 +155,17 @@ class Host {
   std::shared_ptr<Replica> FindReplica(raft::GroupId group) const;
   std::vector<std::shared_ptr<Replica>> Replicas() const;
 
+  // Makes a replica when a leader's message (an append, a heartbeat, a
+  // snapshot) comes for a group the host has none of: `group`'s replica
+  // `replica_id`, for the leader `from_replica` on node `from_node`. The
+  // new replica is empty and the leader sends it a snapshot. Returns null
+  // to refuse (the message is dropped). Called on the driver thread and the
+  // transport's threads; set before Start.
+  using ReplicaMaker = std::function<std::shared_ptr<Replica>(
+      raft::GroupId group, raft::NodeId replica_id, raft::NodeId from_replica,
+      uint64_t from_node)>;
+  void SetReplicaMaker(ReplicaMaker maker) { replica_maker_ = std::move(maker); }
+
   // Starts the threads (unless manual). `sender` must outlive Stop().
   void Start(MessageSender* sender);
   // Stops the threads; pending requests fail with kUnavailable. Idempotent.
@@ -305,6 +316,7 @@ class Host {
   std::string snapshot_dir_;
   uint64_t epoch_ = 0;
   MessageSender* sender_ = nullptr;
+  ReplicaMaker replica_maker_;
 
   mutable std::shared_mutex replicas_mu_;
   std::map<raft::GroupId, std::shared_ptr<Replica>> replicas_;  // guarded by replicas_mu_

@@ -14,14 +14,16 @@ namespace conclave::server {
 
 namespace {
 
-// A range's placement as its descriptor states it: replica id -> node.
-std::function<uint64_t(raft::NodeId)> Placement(const keys::RangeDescriptor& d) {
-  auto nodes = std::make_shared<std::map<raft::NodeId, uint64_t>>();
-  for (const keys::ReplicaDescriptor& r : d.replicas)
-    (*nodes)[r.replica_id] = r.node_id;
-  return [nodes](raft::NodeId replica) {
-    auto it = nodes->find(replica);
-    return it == nodes->end() ? uint64_t{0} : it->second;
+// Where a range's replicas live: as its descriptor says (read afresh, so
+// it follows the descriptor's changes), else as `learned` says (a replica
+// waiting for its first snapshot knows only the sender's).
+std::function<uint64_t(raft::NodeId)> Placement(const RangeStateMachine* sm,
+                                                std::map<raft::NodeId, uint64_t> learned = {}) {
+  auto known = std::make_shared<const std::map<raft::NodeId, uint64_t>>(std::move(learned));
+  return [sm, known](raft::NodeId replica) {
+    if (uint64_t node = sm->NodeOf(replica); node != 0) return node;
+    auto it = known->find(replica);
+    return it == known->end() ? uint64_t{0} : it->second;
   };
 }
 
@@ -56,10 +58,11 @@ void RangeLoad::Record(std::string_view key) {
   }
 }
 
-RangeLoad::Window RangeLoad::Roll(Duration elapsed) {
+RangeLoad::Window RangeLoad::Roll(Duration now) {
   std::lock_guard<std::mutex> lock(mu_);
   Window w;
-  const double seconds = std::chrono::duration<double>(elapsed).count();
+  const double seconds = std::chrono::duration<double>(now - window_start_).count();
+  window_start_ = now;
   w.requests_per_second = seconds > 0 ? static_cast<double>(count_) / seconds : 0;
   w.keys = std::move(samples_);
   std::sort(w.keys.begin(), w.keys.end());
@@ -72,6 +75,18 @@ RangeLoad::Window RangeLoad::Roll(Duration elapsed) {
 double RangeLoad::requests_per_second() const {
   std::lock_guard<std::mutex> lock(mu_);
   return last_rate_;
+}
+
+bool RangeLoad::Resting() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (rest_windows_ == 0) return false;
+  --rest_windows_;
+  return true;
+}
+
+void RangeLoad::Rest(int windows) {
+  std::lock_guard<std::mutex> lock(mu_);
+  rest_windows_ = windows;
 }
 
 std::vector<keys::RangeDescriptor> InitialRanges(int64_t count, std::vector<uint64_t> members) {
@@ -114,6 +129,11 @@ Result<std::unique_ptr<NativeKeyspace>> NativeKeyspace::Open(Host* host, uint64_
   if (create) stored = InitialRanges(options.initial_ranges, options.initial_members);
   for (const keys::RangeDescriptor& d : stored)
     RETURN_IF_ERROR(ks->AddRange(d, create));
+  NativeKeyspace* raw = ks.get();
+  host->SetReplicaMaker([raw](raft::GroupId group, raft::NodeId replica, raft::NodeId from_replica,
+                              uint64_t from_node) {
+    return raw->MakeReplica(group, replica, from_replica, from_node);
+  });
   if (!stored.empty()) {
     LOG_INFO("native keyspace: {} {} ranges", create ? "created" : "opened", stored.size());
   }
@@ -127,12 +147,11 @@ Status NativeKeyspace::AddRange(const keys::RangeDescriptor& d, bool create) {
   ASSIGN_OR_RETURN(std::unique_ptr<RangeStateMachine> sm,
                    RangeStateMachine::Open(host_->engine(), host_->fs(), d.range_id, d));
   RangeStateMachine* raw = sm.get();
-  raw->SetSplitHandler(
-      [this](const keys::RangeDescriptor& right) { return AddRange(right, /*create=*/false); });
+  SetHandlers(raw);
   ReplicaOptions ro = options_.replica;
   ro.group = d.range_id;
   ro.replica_id = self->replica_id;
-  ro.node_of = Placement(d);
+  ro.node_of = Placement(raw);
   ro.bootstrap_voters.clear();
   if (create) {
     for (const keys::ReplicaDescriptor& r : d.replicas) {
@@ -141,8 +160,75 @@ Status NativeKeyspace::AddRange(const keys::RangeDescriptor& d, bool create) {
   }
   ASSIGN_OR_RETURN(std::shared_ptr<Replica> replica, host_->AddReplica(ro, std::move(sm)));
   std::lock_guard<std::mutex> lock(mu_);
-  by_start_[d.start_key] = Range{std::move(replica), raw, std::make_shared<RangeLoad>()};
+  by_start_[d.start_key] =
+      Range{std::move(replica), raw, std::make_shared<RangeLoad>(host_->clock().Monotonic())};
   return Status::Ok();
+}
+
+void NativeKeyspace::SetHandlers(RangeStateMachine* sm) {
+  sm->SetSplitHandler([this](const keys::RangeDescriptor& right) -> Status {
+    std::lock_guard<std::mutex> make(make_mu_);
+    // Already here: it came from a snapshot before this node applied the
+    // split.
+    if (host_->FindReplica(right.range_id) != nullptr) return Status::Ok();
+    return AddRange(right, /*create=*/false);
+  });
+  sm->SetInstallHandler([this, sm] { Reindex(sm); });
+}
+
+void NativeKeyspace::Reindex(RangeStateMachine* sm) {
+  const keys::RangeDescriptor d = sm->descriptor();
+  std::lock_guard<std::mutex> lock(mu_);
+  std::optional<Range> range;
+  if (auto it = waiting_.find(d.range_id); it != waiting_.end()) {
+    range = it->second;
+    waiting_.erase(it);
+  }
+  for (auto it = by_start_.begin(); it != by_start_.end();) {
+    if (it->second.sm == sm) {
+      range = it->second;
+      it = by_start_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (!range) return;
+  auto [it, added] = by_start_.emplace(d.start_key, *range);
+  // Two ranges that start at one key: the newer view wins.
+  if (!added && it->second.sm->descriptor().generation < d.generation) it->second = *range;
+}
+
+std::shared_ptr<Replica> NativeKeyspace::MakeReplica(raft::GroupId group, raft::NodeId replica_id,
+                                                     raft::NodeId from_replica,
+                                                     uint64_t from_node) {
+  if (group < kFirstRangeId && group != kMetaRangeId) return nullptr;
+  std::lock_guard<std::mutex> make(make_mu_);
+  if (std::shared_ptr<Replica> r = host_->FindReplica(group)) return r;
+  Result<std::unique_ptr<RangeStateMachine>> sm =
+      RangeStateMachine::Open(host_->engine(), host_->fs(), group, keys::RangeDescriptor{});
+  if (!sm.ok() || (*sm)->initialized()) {
+    LOG_WARN("range {}: no replica made for a snapshot: {}", group,
+             sm.ok() ? "its descriptor is here without a replica" : sm.status().ToString());
+    return nullptr;
+  }
+  RangeStateMachine* raw = sm->get();
+  SetHandlers(raw);
+  ReplicaOptions ro = options_.replica;
+  ro.group = group;
+  ro.replica_id = replica_id;
+  ro.bootstrap_voters.clear();
+  ro.node_of = Placement(raw, {{from_replica, from_node}});
+  Result<std::shared_ptr<Replica>> replica = host_->AddReplica(ro, std::move(*sm));
+  if (!replica.ok()) {
+    LOG_WARN("range {}: no replica made for a snapshot: {}", group, replica.status().ToString());
+    return nullptr;
+  }
+  LOG_INFO("range {}: replica {} made here to receive a snapshot from node {:x}", group, replica_id,
+           from_node);
+  std::lock_guard<std::mutex> lock(mu_);
+  waiting_[group] =
+      Range{*replica, raw, std::make_shared<RangeLoad>(host_->clock().Monotonic())};
+  return *replica;
 }
 
 Result<NativeKeyspace::Range> NativeKeyspace::Find(std::string_view key) const {
@@ -348,6 +434,15 @@ Result<keys::RangeId> NativeKeyspace::AllocateRangeId() {
 Result<RangeWriteResult> NativeKeyspace::SplitOnce(const Range& r, const std::string& key,
                                                     uint64_t generation) {
   ASSIGN_OR_RETURN(keys::RangeId id, AllocateRangeId());
+  // A split onto a range that exists would overwrite it: refuse rather
+  // than trust the counter. (Checked here, not as the split applies: a
+  // replica cannot know every range of the cluster.)
+  ASSIGN_OR_RETURN(std::optional<std::string> taken,
+                   host_->engine()->Get(keys::RangeDescriptorKey(id)));
+  if (taken || host_->FindReplica(id) != nullptr) {
+    return Status::Internal(
+        fmt::format("meta range: the range id counter handed out {}, which is in use", id));
+  }
   serverpb::RangeCommand c;
   c.mutable_split()->set_split_key(key);
   c.mutable_split()->set_new_range_id(id);
@@ -407,28 +502,30 @@ NativeKeyspace::SplitStats NativeKeyspace::split_stats() const {
 }
 
 void NativeKeyspace::SplitLoop() {
-  Duration last = host_->clock().Monotonic();
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(split_mu_);
       if (split_cv_.wait_for(lock, options_.load_window, [&] { return stopping_; })) return;
     }
-    const Duration now = host_->clock().Monotonic();
     for (const Range& r : All()) {
       {
         std::lock_guard<std::mutex> lock(split_mu_);
         if (stopping_) return;
       }
-      CheckRange(r, now - last);
+      CheckRange(r);
     }
-    last = now;
   }
 }
 
-void NativeKeyspace::CheckRange(const Range& r, Duration elapsed) {
-  const RangeLoad::Window w = r.load->Roll(elapsed);
+void NativeKeyspace::CheckRange(const Range& r) {
+  // Each range's window ends when it is looked at: one range's slow split
+  // does not stretch the next one's window.
+  const RangeLoad::Window w = r.load->Roll(host_->clock().Monotonic());
   const keys::RangeDescriptor d = r.sm->descriptor();
-  if (d.range_id == kMetaRangeId) return;
+  if (d.range_id == kMetaRangeId || r.load->Resting()) return;
+  // After a split that cannot be made (one huge or hot key, a range that
+  // keeps changing), leave the range alone for a while.
+  constexpr int kRestWindows = 6;
   std::string key;
   const char* why = nullptr;
   if (options_.split_qps > 0 && w.requests_per_second > static_cast<double>(options_.split_qps)) {
@@ -451,7 +548,7 @@ void NativeKeyspace::CheckRange(const Range& r, Duration elapsed) {
     if (st.leader == 0 || r.replica->NodeOf(st.leader) != node_id_) return;
     if (r.sm->DataBytes() <= options_.split_bytes) return;
     Result<std::optional<std::string>> middle = r.sm->MiddleKey();
-    if (!middle.ok() || !middle->has_value()) return;
+    if (!middle.ok() || !middle->has_value()) return r.load->Rest(kRestWindows);
     key = std::move(**middle);
     why = "size";
   }
@@ -462,6 +559,7 @@ void NativeKeyspace::CheckRange(const Range& r, Duration elapsed) {
   Result<RangeWriteResult> s = SplitOnce(r, key, d.generation);
   if (!s.ok()) {
     ++splits_failed_;
+    r.load->Rest(kRestWindows);
     LOG_INFO("range {}: split at \"{}\" not done: {}", d.range_id, key, s.status().ToString());
     return;
   }

@@ -14,8 +14,11 @@
 // (range_state_machine.h); the new range's id comes from a counter in the
 // meta range, taken with a conditional put. Every node that applies the
 // split adds the new range's replica, so both halves keep the replicas the
-// range had. Merging and moving ranges, and routing to ranges this node
-// does not hold, come next.
+// range had. A node that missed a split (it received a snapshot of the
+// narrowed range instead) gets the new range's replica when that range's
+// leader sends it a snapshot: the host asks MakeReplica for an empty one.
+// Merging and moving ranges, and routing to ranges this node does not
+// hold, come next.
 //
 // Writes go through the key's range: any replica may propose (a follower's
 // core forwards to the leader) and the caller is answered once this replica
@@ -92,20 +95,27 @@ struct NativeKeyspaceOptions {
 // sample of their keys over the current window (where a load split cuts).
 class RangeLoad {
  public:
-  RangeLoad() = default;
+  // `now`: when the first window starts (the host's monotonic clock).
+  explicit RangeLoad(Duration now) : window_start_(now) {}
   void Record(std::string_view key);
   struct Window {
     double requests_per_second = 0;
     std::vector<std::string> keys;  // sampled, sorted
   };
-  // Ends the window, `elapsed` long: its rate and its sample.
-  Window Roll(Duration elapsed);
+  // Ends the window at `now`: its rate and its sample.
+  Window Roll(Duration now);
   // The rate over the last window that ended.
   double requests_per_second() const;
+  // The splitter's back-off: after a split that could not be made, the
+  // range is left alone for a few windows.
+  bool Resting();
+  void Rest(int windows);
 
  private:
   static constexpr size_t kSamples = 256;
   mutable std::mutex mu_;
+  Duration window_start_;  // guarded by mu_
+  int rest_windows_ = 0;   // guarded by mu_
   uint64_t count_ = 0;  // this window's requests; guarded by mu_
   std::vector<std::string> samples_;  // reservoir; guarded by mu_
   RealRandom random_;                 // guarded by mu_
@@ -180,6 +190,15 @@ class NativeKeyspace {
   NativeKeyspace(Host* host, uint64_t node_id, NativeKeyspaceOptions options)
       : host_(host), node_id_(node_id), options_(std::move(options)) {}
   Status AddRange(const keys::RangeDescriptor& d, bool create);
+  // The split and snapshot handlers of a range's state machine.
+  void SetHandlers(RangeStateMachine* sm);
+  // Files the range under its start key once a snapshot gave it one.
+  void Reindex(RangeStateMachine* sm);
+  // The host's replica maker: a range's replica that waits for the
+  // snapshot a leader is sending (this node missed the split that made the
+  // range, or the range is being placed here).
+  std::shared_ptr<Replica> MakeReplica(raft::GroupId group, raft::NodeId replica_id,
+                                       raft::NodeId from_replica, uint64_t from_node);
   void Write(std::string key, serverpb::RangeCommand command, WriteDone done, int attempt);
   void GetAttempt(std::string key, ReadDone done, int attempt);
   // Proposes `c` to `r` and waits for it to apply here; its own refusal
@@ -191,13 +210,17 @@ class NativeKeyspace {
   Result<RangeWriteResult> SplitOnce(const Range& r, const std::string& key, uint64_t generation);
   void SplitLoop();
   // Checks one range for a split by load, then by size.
-  void CheckRange(const Range& r, Duration elapsed);
+  void CheckRange(const Range& r);
 
   Host* const host_;
   const uint64_t node_id_;
   const NativeKeyspaceOptions options_;
+  // Serializes making replicas (split handler, replica maker); before mu_.
+  std::mutex make_mu_;
   mutable std::mutex mu_;
   std::map<std::string, Range> by_start_;  // guarded by mu_
+  // Replicas waiting for their first snapshot, by range id.
+  std::map<keys::RangeId, Range> waiting_;  // guarded by mu_
 
   std::mutex split_mu_;
   std::condition_variable split_cv_;

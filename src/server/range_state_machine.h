@@ -24,7 +24,9 @@
 // counted as the split applies). The data stays where it is. The split handler
 // then adds the new range's replica to the node, before this range's
 // narrower descriptor is published, so a reader that finds a key outside
-// this range finds its new range already there. A split applies only at
+// this range finds its new range already there (a node whose replica of
+// the new range came first, from a snapshot, keeps that replica's
+// records). A split applies only at
 // the generation the proposer saw, inside the range, with a plain (not
 // joint) configuration, and never at or past the system keys.
 //
@@ -90,16 +92,25 @@ class RangeStateMachine final : public StateMachine {
  public:
   // Opens range `range_id` in `engine`. `fresh` describes a range this node
   // is creating (written by Bootstrap); for a range already in the engine
-  // the stored descriptor wins.
+  // the stored descriptor wins. An empty `fresh` (range id 0) and nothing
+  // stored: a replica that waits for its first snapshot (not initialized;
+  // it holds no keys until the image installs).
   static Result<std::unique_ptr<RangeStateMachine>> Open(storage::Engine* engine,
                                                          storage::FileSystem* snapshot_fs,
                                                          keys::RangeId range_id,
                                                          const keys::RangeDescriptor& fresh);
-  // The ranges whose descriptors the engine holds (what a node hosts).
+  // The ranges whose descriptors the engine holds (what a node hosts;
+  // replicas still waiting for their first snapshot have none).
   static Result<std::vector<keys::RangeDescriptor>> Stored(const storage::Engine* engine);
 
   // Set before the replica starts.
   void SetSplitHandler(SplitHandler handler) { on_split_ = std::move(handler); }
+  // Called on the apply thread after a snapshot installed (the descriptor
+  // may have changed).
+  void SetInstallHandler(std::function<void()> handler) { on_install_ = std::move(handler); }
+  bool initialized() const;
+  // The node replica `replica` lives on, as the descriptor says (0: none).
+  uint64_t NodeOf(raft::NodeId replica) const;
 
   // ---- StateMachine ----
   uint64_t AppliedIndex() const override;
@@ -163,10 +174,12 @@ class RangeStateMachine final : public StateMachine {
   storage::FileSystem* const fs_;
   const keys::RangeId range_id_;
   SplitHandler on_split_;
+  std::function<void()> on_install_;
 
   // Written by the apply thread, read anywhere.
   mutable std::mutex mu_;
   keys::RangeDescriptor descriptor_;  // guarded by mu_
+  bool initialized_ = false;          // guarded by mu_
   keys::AppliedState applied_;        // guarded by mu_
 };
 

@@ -335,6 +335,57 @@ TEST_F(RangeStateMachineTest, SplitsThatDoNotFitAreRefusedAlike) {
   EXPECT_EQ(left_->descriptor(), ranges_[0]);
 }
 
+TEST_F(RangeStateMachineTest, AnEmptyReplicaHoldsNothingUntilItsSnapshot) {
+  Apply(left_.get(), {Put("a", "1", 1), Put("b", "2", 1)});
+  auto source = left_->NewSnapshot();
+  ASSERT_TRUE(source.ok());
+  mvcc::SnapshotReceiver receiver(
+      &fs_, "/snap", mvcc::SnapshotId{ranges_[0].range_id, (*source)->index(), (*source)->term()});
+  std::string chunk;
+  while (*(*source)->Next(&chunk))
+    ASSERT_TRUE(receiver.Add(chunk).ok());
+  auto path = receiver.Finish();
+  ASSERT_TRUE(path.ok()) << path.status().ToString();
+
+  storage::MemEngine other;
+  auto waiting = RangeStateMachine::Open(&other, &fs_, ranges_[0].range_id, keys::RangeDescriptor{});
+  ASSERT_TRUE(waiting.ok());
+  EXPECT_FALSE((*waiting)->initialized());
+  EXPECT_EQ((*waiting)->AppliedIndex(), 0u);
+  EXPECT_EQ((*waiting)->Get("a").status().code(), StatusCode::kOutOfRange);
+  bool more = false;
+  EXPECT_EQ((*waiting)->Scan("", "", 10, &more).status().code(), StatusCode::kOutOfRange);
+  EXPECT_TRUE(RangeStateMachine::Stored(&other)->empty());
+
+  int installed = 0;
+  (*waiting)->SetInstallHandler([&] { ++installed; });
+  ASSERT_TRUE((*waiting)->InstallSnapshot(*path).ok());
+  EXPECT_EQ(installed, 1);
+  EXPECT_TRUE((*waiting)->initialized());
+  EXPECT_EQ((*waiting)->descriptor(), ranges_[0]);
+  EXPECT_EQ((*(*waiting)->Get("b"))->value, "2");
+}
+
+TEST_F(RangeStateMachineTest, ASplitKeepsANewRangeThatCameFirst) {
+  // This node received range 40 from a snapshot before applying the split
+  // that makes it: its records stay.
+  keys::RangeDescriptor newer = ranges_[0];
+  newer.range_id = 40;
+  newer.start_key = "f";
+  newer.generation = 7;
+  auto first = Open(&engine_, newer);
+  Apply(first.get(), {Put("g", "newer", 5000)});
+  const uint64_t index = first->AppliedIndex();
+  left_->SetSplitHandler([](const keys::RangeDescriptor&) { return Status::Ok(); });
+  auto r = Apply(left_.get(), {Split("f", 40, left_->descriptor().generation)});
+  ASSERT_TRUE(r[0].status.ok()) << r[0].status.ToString();
+  EXPECT_EQ(left_->descriptor().end_key, "f");
+  auto again = RangeStateMachine::Open(&engine_, &fs_, 40, keys::RangeDescriptor{});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->descriptor().generation, 7u);
+  EXPECT_EQ((*again)->AppliedIndex(), index);
+}
+
 TEST(InitialRangesTest, CoverTheKeyspaceWithoutGapsOrOverlap) {
   auto ranges = InitialRanges(1000, {9, 4, 7});
   ASSERT_EQ(ranges.size(), 1001u);

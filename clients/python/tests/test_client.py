@@ -338,5 +338,39 @@ class LoadSplitTest(cluster.ClusterTestCase):
                                     1)
 
 
+class MissedSplitTest(cluster.ClusterTestCase):
+    """A member down while a range splits and both halves move on (their
+    logs compacted past what it has) gets both halves back."""
+    CLUSTER_SIZE = 3
+    EXTRA_FLAGS = ("--initial-range-count", "2", "--snapshot-count", "50",
+                   "--range-split-bytes", "0", "--range-split-qps", "0")
+
+    def test_a_member_that_missed_a_split_gets_the_new_range(self):
+        eps = ["127.0.0.1:%d" % m.client_port for m in self.cluster.members[:2]]
+        with conclave.Client(eps) as c:
+            cluster.wait_until(lambda: c.put(b"warm-up", b"1"), 30, what="a first put")
+            c.put(b"lag/a0", b"before")
+            self.cluster.stop(2)
+            left, right = c.split(b"lag/m")
+            # Past the 50 entries a range's log keeps: both logs compact.
+            for i in range(150):
+                c.put(b"lag/a%03d" % i, b"L%d" % i)
+                c.put(b"lag/z%03d" % i, b"R%d" % i)
+            self.cluster.restart(2)
+            third = ["127.0.0.1:%d" % self.cluster.members[2].client_port]
+            with conclave.Client(third) as tc:
+                def has_both():
+                    ids = {r.range_id for r in tc.ranges()}
+                    return left.range_id in ids and right.range_id in ids
+                cluster.wait_until(has_both, 60, what="both halves on the restarted member")
+                cluster.wait_until(lambda: tc.get(b"lag/z149") == b"R149", 30,
+                                   what="the new range's data on the restarted member")
+                self.assertEqual(tc.get(b"lag/a149"), b"L149")
+                self.assertEqual(tc.scan(b"lag/", b"lag0"), c.scan(b"lag/", b"lag0"))
+                mine = {r.range_id: r for r in tc.ranges()}
+                self.assertEqual(mine[left.range_id].end, b"lag/m")
+                self.assertEqual(mine[right.range_id].start, b"lag/m")
+
+
 if __name__ == "__main__":
     unittest.main()
