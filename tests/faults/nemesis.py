@@ -10,7 +10,8 @@ removed ones), so the checkers read a whole cluster.
 Faults: kill (-9, restart later), pause (SIGSTOP/SIGCONT), partition (random
 halves, isolated leader, bridge, one way), netem (delay, jitter and loss),
 membership (remove and re-add; replace a wiped member), disk-full (fill the
-member's small tmpfs), leader-transfer storm.
+member's small tmpfs), leader-transfer storm, split storm (Conclave's native
+ranges split at random keys; not for etcd).
 """
 
 import os
@@ -22,12 +23,16 @@ import etcd3.etcdrpc as etcdrpc
 import grpc
 
 import fault_cluster
+import native
 
 # Membership answers that say nothing was proposed.
 REFUSALS = ("unhealthy cluster", "not enough started members", "member not found",
             "failed to connect")
 
-ALL_FAULTS = ("kill", "pause", "partition", "netem", "membership", "disk-full", "leader-transfer")
+ALL_FAULTS = ("kill", "pause", "partition", "netem", "membership", "disk-full", "leader-transfer",
+              "split")
+# Faults that only Conclave has a target for.
+CONCLAVE_FAULTS = ("split",)
 
 
 class Fault:
@@ -264,8 +269,33 @@ class LeaderTransfer(Fault):
         pass
 
 
+class SplitStorm(Fault):
+    """One to four native range splits in quick succession, each through a
+    random live member, at keys the native workloads use."""
+    name = "split"
+
+    def begin(self):
+        done = []
+        for _ in range(self.h.rng.randint(1, 4)):
+            via = [i for i in self.c.running() if not self.c.members[i].paused]
+            if not via:
+                break
+            i = self.h.rng.choice(via)
+            key = native.split_key(self.h.rng)
+            try:
+                resp = native.NativeStub(self.c.channel(i)).Split(
+                    native.kv_pb2.SplitRequest(key=key), timeout=5)
+                done.append("%r -> range %d (via n%d)" % (key, resp.right.range_id, i + 1))
+            except grpc.RpcError as e:
+                done.append("%r failed via n%d (%s)" % (key, i + 1, e.code().name))
+        return "splits: %s" % ("; ".join(done) or "no live member")
+
+    def end(self):
+        pass
+
+
 FAULT_CLASSES = {c.name: c for c in (Kill, Pause, Partition, Netem, Membership, DiskFull,
-                                     LeaderTransfer)}
+                                     LeaderTransfer, SplitStorm)}
 
 
 def _groups(groups):

@@ -34,6 +34,7 @@ import grpc
 import checkers
 import fault_cluster
 import linearizability
+import native
 import nemesis
 import network
 import workloads
@@ -159,6 +160,13 @@ def run(args):
         if not args.quiet:
             print(line, flush=True)
 
+    # Conclave also serves its native, sharded keyspace: a few ranges to
+    # start with, its workloads, and the split fault. etcd has none of it.
+    conclave = not fault_cluster.itest.is_etcd(args.binary)
+    if conclave:
+        args.server_flag = args.server_flag + ["--initial-range-count=%d" % native.RANGE_COUNT]
+    else:
+        args.faults = [f for f in args.faults if f not in nemesis.CONCLAVE_FAULTS]
     tag = "%05d%d" % (os.getpid() % 100000, args.seed % 10)
     net, net_note = network.make_network(tag, args.nodes, want_namespaces=not args.loopback)
     log("network: %s" % net_note)
@@ -191,6 +199,11 @@ def run(args):
         watches = workloads.WatchWorkload(cluster, args.seed + 3, start_rev)
         leases = workloads.LeaseWorkload(cluster, args.seed + 4, ttl=LEASE_TTL_S)
         all_workloads = [regs, sets, locks, watches, leases]
+        nregs = nsets = None
+        if conclave:
+            nregs = native.NativeRegisterWorkload(cluster, args.seed + 5)
+            nsets = native.NativeSetWorkload(cluster, args.seed + 6)
+            all_workloads += [nregs, nsets]
         monitor = Monitor(cluster, log)
         threading.Thread(target=monitor.run, args=(stop_work,), daemon=True).start()
         for w in all_workloads:
@@ -234,6 +247,7 @@ def run(args):
         # ---- the end state --------------------------------------------------
         via, end_rev = current_revision(cluster)
         final_sets = sets.final_read(via)
+        final_nsets = nsets.final_read(via) if nsets else None
         truth = workloads.read_all_events(cluster, via, start_rev, end_rev, timeout_s=60)
         fence = [(r, v) for r, k, t, v, _ in truth
                  if k == workloads.FENCE_KEY.decode() and t == "PUT"]
@@ -270,7 +284,16 @@ def run(args):
                                                 sched.disruptions())
         results["lease"]["slack_s"] = slack
 
+        if nregs:
+            t0 = time.monotonic()
+            results["native register"] = linearizability.check_register(nregs.history.ops)
+            results["native register"]["check_s"] = round(time.monotonic() - t0, 2)
+            results["native set"] = native.check_native_set(nsets.history.ops, nsets.scans,
+                                                            final_nsets)
         counts = {w.name: len(w.history.ops) for w in (regs, sets, locks)}
+        if nregs:
+            counts.update({w.name: len(w.history.ops) for w in (nregs, nsets)})
+            counts["native scans"] = len(nsets.scans)
         counts["watch events"] = sum(len(e) for e in watches.events.values())
         counts["leases"] = len(leases.leases)
         report.update({
@@ -297,13 +320,20 @@ def run(args):
             report["register_violation_windows"] = [
                 linearizability.render_violation(reg_ops, v)
                 for v in results["register"]["violations"][:3]]
+        if nregs and results["native register"]["valid"] is False:
+            report["native_register_violation_windows"] = [
+                linearizability.render_violation(nregs.history.ops, v)
+                for v in results["native register"]["violations"][:3]]
         found = violations > 0
         # A check that ran out of search budget proves nothing either way.
         ok = found if args.expect_violations else not found and not inconclusive
         with open(os.path.join(workdir, "history.json"), "w") as f:
             json.dump({"register": reg_ops, "set": sets.history.ops,
                        "lock": locks.history.ops, "watch": watches.events,
-                       "lease": leases.leases, "truth": truth}, f)
+                       "lease": leases.leases, "truth": truth,
+                       "native register": nregs.history.ops if nregs else [],
+                       "native set": nsets.history.ops if nsets else [],
+                       "native scans": nsets.scans if nsets else []}, f)
         return report, 0 if ok else 1
     except Exception:  # noqa: BLE001
         report["error"] = traceback.format_exc()

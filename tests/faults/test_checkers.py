@@ -1,8 +1,9 @@
-"""Hand-built histories for the set, lock, watch and lease checkers."""
+"""Hand-built histories for the set, lock, watch, lease and native set checkers."""
 
 import unittest
 
 import checkers
+import native
 
 
 def add(keys, status="ok"):
@@ -48,6 +49,50 @@ class SetCheckerTest(unittest.TestCase):
 def fenced(token, client, i, status="ok", succeeded=True, revision=None):
     return {"token": token, "value": "t%d.c%d.%d" % (token, client, i), "status": status,
             "succeeded": succeeded, "revision": revision}
+
+
+def put(key, status="ok", complete=1.0):
+    return {"key": key, "status": status, "complete": complete if status == "ok" else None}
+
+
+def scan(keys, invoke=2.0):
+    return {"invoke": invoke, "complete": invoke + 0.1, "keys": keys}
+
+
+class NativeSetCheckerTest(unittest.TestCase):
+    def test_consistent(self):
+        adds = [put("a"), put("b"), put("c", complete=3.0), put("d", "unknown")]
+        r = native.check_native_set(adds, [scan(["a", "b"]), scan(["a", "b", "c", "d"], 4.0)],
+                                    {"a", "b", "c"})
+        self.assertTrue(r["valid"], r["violations"])
+
+    def test_lost_acknowledged_put(self):
+        r = native.check_native_set([put("a"), put("b")], [], {"a"})
+        self.assertFalse(r["valid"])
+        self.assertIn("missing at the end", r["violations"][0])
+
+    def test_a_key_seen_twice(self):
+        # What a scan that re-reads a range after a split would return.
+        r = native.check_native_set([put("a"), put("b")], [scan(["a", "b", "b"])], {"a", "b"})
+        self.assertFalse(r["valid"])
+        self.assertIn("twice", r["violations"][0])
+
+    def test_a_key_skipped(self):
+        # What a scan that misses the right half of a split would return.
+        r = native.check_native_set([put("a"), put("b"), put("c")], [scan(["a", "c"])],
+                                    {"a", "b", "c"})
+        self.assertFalse(r["valid"])
+        self.assertIn("acknowledged before it are missing", r["violations"][0])
+
+    def test_a_key_acknowledged_after_the_scan_began_may_be_missing(self):
+        r = native.check_native_set([put("a"), put("b", complete=2.05)], [scan(["a"])],
+                                    {"a", "b"})
+        self.assertTrue(r["valid"], r["violations"])
+
+    def test_a_key_never_written(self):
+        r = native.check_native_set([put("a")], [scan(["a", "z"])], {"a", "z"})
+        self.assertFalse(r["valid"])
+        self.assertEqual(r["violation_count"], 2)
 
 
 class LockCheckerTest(unittest.TestCase):
