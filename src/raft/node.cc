@@ -83,6 +83,9 @@ Status Node::Init() {
     if (config_.applied > log_.applied()) log_.AppliedTo(config_.applied);
   }
   BecomeFollower(term_, kNoNode);
+  if (config_.vote_at_once_at_term_one && term_ <= 1) {
+    ticks_since_leader_contact_ = config_.election_ticks;
+  }
   prev_hard_state_ = CurrentHardState();
   prev_soft_state_ = CurrentSoftState();
   return Status::Ok();

@@ -205,6 +205,21 @@ TEST(NodeTest, RestartedFollowerRejoins) {
 
 // ---- PreVote and CheckQuorum ----
 
+// Members just started refuse votes for an election timeout, so a campaign
+// at once fails; with vote_at_once_at_term_one, members at term 1 (which
+// never acknowledged a leader) vote at once and it wins.
+TEST(NodeTest, AtTermOneAFirstCampaignWinsAtOnceOnlyWhenAsked) {
+  for (bool at_once : {false, true}) {
+    Config config;
+    config.random_seed = 1;
+    config.vote_at_once_at_term_one = at_once;
+    auto net = TestNetwork::Bootstrapped({1, 2, 3}, config);
+    ASSERT_TRUE(net->node(1).Campaign().ok());
+    net->Settle();
+    EXPECT_EQ(net->Leader(), at_once ? 1u : kNoNode) << at_once;
+  }
+}
+
 // A member cut off from the group keeps timing out, but with PreVote it
 // never wins a pre-election, so its term stays put and it rejoins without
 // disturbing the leader.

@@ -96,6 +96,13 @@ struct Config {
   uint64_t max_committed_bytes_per_ready = 64 << 20;
   bool pre_vote = true;
   bool check_quorum = true;
+  // A node that starts refuses votes for an election timeout (it may have
+  // acknowledged a leader whose lease counts on it). With this set, a node
+  // that starts at term 1 votes at once: at term 1 it never acknowledged a
+  // leader (leaders are elected at term 2 and later), so no lease counts on
+  // it. Lets a group just made by a split elect its first leader without
+  // waiting a timeout.
+  bool vote_at_once_at_term_one = false;
   ReadOnlyOption read_only = ReadOnlyOption::kSafe;
   bool disable_proposal_forwarding = false;
   // Seed for the randomized election timeout.

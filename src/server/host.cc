@@ -419,6 +419,7 @@ void Host::ForEachGroupRun(Items& items, const Visit& visit) {
 void Host::Dispatch(Inbox& inbox) {
   for (std::shared_ptr<Replica>& r : inbox.added) {
     active_[r->group()] = r;
+    r->CampaignIfAsked();
     MarkDirty(r);
   }
   const Duration now = clock_.Monotonic();

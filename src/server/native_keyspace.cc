@@ -140,7 +140,7 @@ Result<std::unique_ptr<NativeKeyspace>> NativeKeyspace::Open(Host* host, uint64_
   return ks;
 }
 
-Status NativeKeyspace::AddRange(const keys::RangeDescriptor& d, bool create) {
+Status NativeKeyspace::AddRange(const keys::RangeDescriptor& d, bool create, bool campaign) {
   auto self = std::find_if(d.replicas.begin(), d.replicas.end(),
                            [&](const keys::ReplicaDescriptor& r) { return r.node_id == node_id_; });
   if (self == d.replicas.end()) return Status::Ok();  // not placed here
@@ -152,6 +152,7 @@ Status NativeKeyspace::AddRange(const keys::RangeDescriptor& d, bool create) {
   ro.group = d.range_id;
   ro.replica_id = self->replica_id;
   ro.node_of = Placement(raw);
+  ro.campaign_at_start = campaign;
   ro.bootstrap_voters.clear();
   if (create) {
     for (const keys::ReplicaDescriptor& r : d.replicas) {
@@ -166,12 +167,15 @@ Status NativeKeyspace::AddRange(const keys::RangeDescriptor& d, bool create) {
 }
 
 void NativeKeyspace::SetHandlers(RangeStateMachine* sm) {
-  sm->SetSplitHandler([this](const keys::RangeDescriptor& right) -> Status {
+  sm->SetSplitHandler([this, sm](const keys::RangeDescriptor& right) -> Status {
     std::lock_guard<std::mutex> make(make_mu_);
     // Already here: it came from a snapshot before this node applied the
     // split.
     if (host_->FindReplica(right.range_id) != nullptr) return Status::Ok();
-    return AddRange(right, /*create=*/false);
+    // The new range's replica next to the left half's leader starts the
+    // first election early (ReplicaOptions::campaign_at_start).
+    std::shared_ptr<Replica> left = host_->FindReplica(sm->descriptor().range_id);
+    return AddRange(right, /*create=*/false, left != nullptr && left->is_leader());
   });
   sm->SetInstallHandler([this, sm] { Reindex(sm); });
 }
@@ -218,6 +222,7 @@ std::shared_ptr<Replica> NativeKeyspace::MakeReplica(raft::GroupId group, raft::
   ro.replica_id = replica_id;
   ro.bootstrap_voters.clear();
   ro.node_of = Placement(raw, {{from_replica, from_node}});
+  ro.campaign_at_start = false;
   Result<std::shared_ptr<Replica>> replica = host_->AddReplica(ro, std::move(*sm));
   if (!replica.ok()) {
     LOG_WARN("range {}: no replica made for a snapshot: {}", group, replica.status().ToString());

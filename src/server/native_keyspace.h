@@ -189,7 +189,7 @@ class NativeKeyspace {
  private:
   NativeKeyspace(Host* host, uint64_t node_id, NativeKeyspaceOptions options)
       : host_(host), node_id_(node_id), options_(std::move(options)) {}
-  Status AddRange(const keys::RangeDescriptor& d, bool create);
+  Status AddRange(const keys::RangeDescriptor& d, bool create, bool campaign = false);
   // The split and snapshot handlers of a range's state machine.
   void SetHandlers(RangeStateMachine* sm);
   // Files the range under its start key once a snapshot gave it one.

@@ -325,6 +325,7 @@ Status Replica::Recover(const storage::WalGroupState* replay) {
   config.applied = sm_->AppliedIndex();
   config.pre_vote = true;
   config.check_quorum = true;
+  config.vote_at_once_at_term_one = options_.vote_at_once_at_term_one;
   config.read_only = options_.read_only;
   config.max_message_bytes = options_.max_message_bytes;
   config.max_inflight_messages = options_.max_inflight_messages;

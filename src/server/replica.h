@@ -92,6 +92,15 @@ struct ReplicaOptions {
   size_t apply_batch_entries_max = 256;
   // Stop ticking while idle (see the file comment).
   bool quiesce = false;
+  // Elect the first leader of a new group quickly: replicas at term 1 vote
+  // at once (raft::Config::vote_at_once_at_term_one), and with
+  // campaign_at_start this one starts an election two heartbeats after the
+  // driver takes it on, rather than after an election timeout. For a range
+  // just split off, on the node of its left half's leader: writes to it
+  // wait for its first leader, and the two heartbeats let the other nodes
+  // apply the split and make the replicas that vote.
+  bool vote_at_once_at_term_one = false;
+  bool campaign_at_start = false;
   // The Raft core's read mode and limits (raft::Config); the defaults suit
   // the server, the simulator shrinks them.
   raft::ReadOnlyOption read_only = raft::ReadOnlyOption::kSafe;
@@ -290,6 +299,9 @@ class Replica : public std::enable_shared_from_this<Replica> {
   std::set<uint64_t> PeerNodes() const;
   void ReportSnapshot(raft::NodeId peer, bool ok);
   void StartTransfer(raft::NodeId transferee);
+  // Driver thread: a new replica with campaign_at_start counts down to its
+  // election.
+  void CampaignIfAsked();
   // Whether the core has a Ready to take (and none is in flight).
   bool ReadyPending() const;
   // Takes the core's Ready: records what must be persisted in `wal`, sends
@@ -337,6 +349,7 @@ class Replica : public std::enable_shared_from_this<Replica> {
   std::unique_ptr<raft::Node> raft_;
   raft::ConfState conf_state_;
   uint64_t last_compact_index_ = 0;
+  int campaign_in_ticks_ = 0;  // campaign_at_start: ticks until the election
   uint64_t log_bytes_ = 0;  // entry bytes appended since the last compaction
   raft::SoftState soft_state_;
   uint64_t next_read_context_ = 1;

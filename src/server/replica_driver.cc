@@ -49,6 +49,12 @@ void Replica::Step(raft::Message m) {
 
 void Replica::TickNow() {
   raft_->Tick();
+  if (campaign_in_ticks_ > 0 && --campaign_in_ticks_ == 0 && raft_->leader() == raft::kNoNode) {
+    if (Status s = raft_->Campaign(); !s.ok()) {
+      LOG_INFO("group {} replica {:x}: no early election: {}", options_.group,
+               options_.replica_id, s.ToString());
+    }
+  }
 }
 
 void Replica::AddReads(std::vector<std::shared_ptr<Waiter>> reads) {
@@ -189,6 +195,10 @@ void Replica::ReportSnapshot(raft::NodeId peer, bool ok) {
   if (ok) snapshots_sent_.fetch_add(1);
   Wake();
   raft_->ReportSnapshot(peer, ok);
+}
+
+void Replica::CampaignIfAsked() {
+  if (options_.campaign_at_start) campaign_in_ticks_ = 2 * options_.heartbeat_ticks;
 }
 
 void Replica::StartTransfer(raft::NodeId transferee) {

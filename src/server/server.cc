@@ -229,6 +229,7 @@ Status Server::Start() {
     native_options.initial_members.push_back(m.id());
   native_options.replica = replica_options;
   native_options.replica.quiesce = true;
+  native_options.replica.vote_at_once_at_term_one = true;
   native_options.replica.test_bug_local_reads = false;
   // A range's log is compacted sooner than the etcd group's: many ranges
   // share the node's memory.
