@@ -350,7 +350,16 @@ class MissedSplitTest(cluster.ClusterTestCase):
         with conclave.Client(eps) as c:
             cluster.wait_until(lambda: c.put(b"warm-up", b"1"), 30, what="a first put")
             c.put(b"lag/a0", b"before")
+            stopped = self.cluster.member_id(2)
             self.cluster.stop(2)
+
+            # The split needs the meta range and the split range: wait until
+            # both have a leader on a running member.
+            def led_elsewhere():
+                rs = [r for r in c.ranges() if r.range_id == 2 or (
+                    r.start <= b"lag/m" and (r.end == b"" or r.end > b"lag/m"))]
+                return len(rs) == 2 and all(r.leader_node not in (0, stopped) for r in rs)
+            cluster.wait_until(led_elsewhere, 30, what="leaders on the running members")
             left, right = c.split(b"lag/m")
             # Past the 50 entries a range's log keeps: both logs compact.
             for i in range(150):
