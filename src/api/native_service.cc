@@ -158,8 +158,7 @@ class NativeKvService final : public kvpb::KV::CallbackService {
   }
 
   static Status SystemKeys() {
-    return Status::InvalidArgument(
-        "conclave: keys from \\xff\\xff on are reserved for the system");
+    return Status::InvalidArgument("conclave: keys from \\xff\\xff on are reserved for the system");
   }
 
   // A span of user keys: an unbounded end stops at the system keys.

@@ -149,8 +149,8 @@ std::vector<std::string> RangeRow(const kvpb::RangeInfo& r) {
           r.quiesced() ? "true" : "false"};
 }
 
-const std::vector<std::string> kRangeColumns = {
-    "RANGE", "START", "END", "GENERATION", "LEADER", "SIZE", "REQ/S", "APPLIED", "QUIESCED"};
+const std::vector<std::string> kRangeColumns = {"RANGE", "START", "END",     "GENERATION", "LEADER",
+                                                "SIZE",  "REQ/S", "APPLIED", "QUIESCED"};
 
 // Splits the range holding `key` there and shows the two halves.
 int RangeSplit(Env& env, const std::string& key) {

@@ -162,8 +162,7 @@ class Host {
   // to refuse (the message is dropped). Called on the driver thread and the
   // transport's threads; set before Start.
   using ReplicaMaker = std::function<std::shared_ptr<Replica>(
-      raft::GroupId group, raft::NodeId replica_id, raft::NodeId from_replica,
-      uint64_t from_node)>;
+      raft::GroupId group, raft::NodeId replica_id, raft::NodeId from_replica, uint64_t from_node)>;
   void SetReplicaMaker(ReplicaMaker maker) { replica_maker_ = std::move(maker); }
 
   // Starts the threads (unless manual). `sender` must outlive Stop().

@@ -52,8 +52,7 @@ int HandleHealth(mg_connection* conn, void* data) {
 
 }  // namespace
 
-HttpStatusServer::HttpStatusServer(EtcdGroup* etcd, Transport* transport,
-                                   NativeKeyspace* native)
+HttpStatusServer::HttpStatusServer(EtcdGroup* etcd, Transport* transport, NativeKeyspace* native)
     : etcd_(etcd), transport_(transport), native_(native) {}
 
 HttpStatusServer::~HttpStatusServer() {

@@ -37,7 +37,9 @@ Status NoRange(std::string_view key) {
 // it).
 constexpr int kRouteAttempts = 8;
 
-bool Moved(const Status& s) { return s.code() == StatusCode::kOutOfRange; }
+bool Moved(const Status& s) {
+  return s.code() == StatusCode::kOutOfRange;
+}
 
 uint64_t Now(const Clock& clock) {
   return static_cast<uint64_t>(std::max<int64_t>(clock.WallNanos(), 0));
@@ -211,7 +213,7 @@ std::shared_ptr<Replica> NativeKeyspace::MakeReplica(raft::GroupId group, raft::
   Result<std::unique_ptr<RangeStateMachine>> sm =
       RangeStateMachine::Open(host_->engine(), host_->fs(), group, keys::RangeDescriptor{});
   if (!sm.ok() || (*sm)->initialized()) {
-    LOG_WARN("range {}: no replica made for a snapshot: {}", group,
+    LOG_WARN("range {}: no replica made for its leader: {}", group,
              sm.ok() ? "its descriptor is here without a replica" : sm.status().ToString());
     return nullptr;
   }
@@ -225,14 +227,13 @@ std::shared_ptr<Replica> NativeKeyspace::MakeReplica(raft::GroupId group, raft::
   ro.campaign_at_start = false;
   Result<std::shared_ptr<Replica>> replica = host_->AddReplica(ro, std::move(*sm));
   if (!replica.ok()) {
-    LOG_WARN("range {}: no replica made for a snapshot: {}", group, replica.status().ToString());
+    LOG_WARN("range {}: no replica made for its leader: {}", group, replica.status().ToString());
     return nullptr;
   }
-  LOG_INFO("range {}: replica {} made here to receive a snapshot from node {:x}", group, replica_id,
-           from_node);
+  LOG_INFO("range {}: replica {} made here for its leader on node {:x}, to receive a snapshot",
+           group, replica_id, from_node);
   std::lock_guard<std::mutex> lock(mu_);
-  waiting_[group] =
-      Range{*replica, raw, std::make_shared<RangeLoad>(host_->clock().Monotonic())};
+  waiting_[group] = Range{*replica, raw, std::make_shared<RangeLoad>(host_->clock().Monotonic())};
   return *replica;
 }
 
@@ -243,19 +244,6 @@ Result<NativeKeyspace::Range> NativeKeyspace::Find(std::string_view key) const {
   --it;
   if (!it->second.sm->descriptor().ContainsKey(key)) return NoRange(key);
   return it->second;
-}
-
-std::vector<NativeKeyspace::Range> NativeKeyspace::Overlapping(std::string_view start,
-                                                               std::string_view end) const {
-  std::vector<Range> out;
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& [first, r] : by_start_) {
-    const keys::RangeDescriptor d = r.sm->descriptor();
-    const bool before = !d.end_key.empty() && d.end_key <= start;
-    const bool after = !end.empty() && d.start_key >= end;
-    if (!before && !after) out.push_back(r);
-  }
-  return out;
 }
 
 std::vector<NativeKeyspace::Range> NativeKeyspace::All() const {
@@ -343,7 +331,9 @@ Result<uint64_t> NativeKeyspace::DeleteRange(const std::string& start, const std
   return deleted;
 }
 
-void NativeKeyspace::Get(std::string key, ReadDone done) { GetAttempt(std::move(key), done, 0); }
+void NativeKeyspace::Get(std::string key, ReadDone done) {
+  GetAttempt(std::move(key), done, 0);
+}
 
 void NativeKeyspace::GetAttempt(std::string key, ReadDone done, int attempt) {
   Result<Range> r = Find(key);
@@ -437,7 +427,7 @@ Result<keys::RangeId> NativeKeyspace::AllocateRangeId() {
 }
 
 Result<RangeWriteResult> NativeKeyspace::SplitOnce(const Range& r, const std::string& key,
-                                                    uint64_t generation) {
+                                                   uint64_t generation) {
   ASSIGN_OR_RETURN(keys::RangeId id, AllocateRangeId());
   // A split onto a range that exists would overwrite it: refuse rather
   // than trust the counter. (Checked here, not as the split applies: a

@@ -114,9 +114,9 @@ class RangeLoad {
  private:
   static constexpr size_t kSamples = 256;
   mutable std::mutex mu_;
-  Duration window_start_;  // guarded by mu_
-  int rest_windows_ = 0;   // guarded by mu_
-  uint64_t count_ = 0;  // this window's requests; guarded by mu_
+  Duration window_start_;             // guarded by mu_
+  int rest_windows_ = 0;              // guarded by mu_
+  uint64_t count_ = 0;                // this window's requests; guarded by mu_
   std::vector<std::string> samples_;  // reservoir; guarded by mu_
   RealRandom random_;                 // guarded by mu_
   double last_rate_ = 0;              // guarded by mu_
@@ -150,8 +150,6 @@ class NativeKeyspace {
 
   // The range holding `key`; kNotFound when this node holds none.
   Result<Range> Find(std::string_view key) const;
-  // The ranges overlapping [start, end) (end empty: no bound), in key order.
-  std::vector<Range> Overlapping(std::string_view start, std::string_view end) const;
   std::vector<Range> All() const;
   size_t size() const;
 

@@ -36,6 +36,19 @@ Status OutsideRange(std::string_view key, const keys::RangeDescriptor& d) {
                                         d.range_id, d.start_key, d.end_key));
 }
 
+// Walks the entries of `span`, calling visit(engine key, bytes so far)
+// until it returns false; bytes are each entry's key and value as encoded
+// (what the applied state's data bytes count).
+Status WalkBytes(storage::EngineIterator* it, const keys::Span& span,
+                 const std::function<bool(std::string_view, uint64_t)>& visit) {
+  uint64_t bytes = 0;
+  for (it->Seek(span.begin); it->Valid() && it->key() < span.end; it->Next()) {
+    bytes += it->key().size() + it->value().size();
+    if (!visit(it->key(), bytes)) break;
+  }
+  return it->status();
+}
+
 // Reads the newest version at or after `it`'s position for the user key it
 // is on. Returns the key and whether a live value was found; advances past
 // the key's entries.
@@ -225,8 +238,8 @@ Result<RangeWriteResult> RangeStateMachine::ApplySplit(storage::EngineBatch* bat
                               d->generation, c.generation()));
   }
   if (key <= d->start_key || !d->ContainsKey(key)) {
-    return refuse(fmt::format("key \"{}\" is not inside [\"{}\", \"{}\")", key, d->start_key,
-                              d->end_key));
+    return refuse(
+        fmt::format("key \"{}\" is not inside [\"{}\", \"{}\")", key, d->start_key, d->end_key));
   }
   if (key >= kSystemKeyStart) return refuse("the system keys are not split");
   if (c.new_range_id() == d->range_id || c.new_range_id() == 0) {
@@ -246,12 +259,10 @@ Result<RangeWriteResult> RangeStateMachine::ApplySplit(storage::EngineBatch* bat
   // (earlier commands of this Apply call included).
   const keys::Span moved = keys::DataSpan(key, d->end_key);
   uint64_t right_bytes = 0;
-  {
-    std::unique_ptr<storage::EngineIterator> it = batch->NewIterator();
-    for (it->Seek(moved.begin); it->Valid() && it->key() < moved.end; it->Next())
-      right_bytes += it->key().size() + it->value().size();
-    RETURN_IF_ERROR(it->status());
-  }
+  RETURN_IF_ERROR(WalkBytes(batch->NewIterator().get(), moved, [&](std::string_view, uint64_t b) {
+    right_bytes = b;
+    return true;
+  }));
   right_bytes = std::min(right_bytes, applied->data_bytes);
   applied->data_bytes -= right_bytes;
 
@@ -456,14 +467,8 @@ Result<std::optional<std::string>> RangeStateMachine::MiddleKey() const {
   std::shared_ptr<const storage::EngineSnapshot> snap = engine_->GetSnapshot();
   // Two passes over one snapshot: the total, then the key where half of it
   // is behind. Every version of a key stays on the key's side.
-  auto walk = [&](const std::function<bool(std::string_view, uint64_t)>& visit) -> Status {
-    std::unique_ptr<storage::EngineIterator> it = engine_->NewIterator(snap.get());
-    uint64_t bytes = 0;
-    for (it->Seek(span.begin); it->Valid() && it->key() < span.end; it->Next()) {
-      bytes += it->key().size() + it->value().size();
-      if (!visit(it->key(), bytes)) break;
-    }
-    return it->status();
+  auto walk = [&](const std::function<bool(std::string_view, uint64_t)>& visit) {
+    return WalkBytes(engine_->NewIterator(snap.get()).get(), span, visit);
   };
   uint64_t total = 0;
   RETURN_IF_ERROR(walk([&](std::string_view, uint64_t bytes) {
@@ -583,10 +588,10 @@ Status RangeStateMachine::InstallSnapshot(const std::string& path) {
       (before.end_key.empty() || descriptor.end_key < before.end_key)) {
     // This replica missed splits: the ranges split off are not created
     // here by the snapshot (docs/SERVER.md, "Not yet").
-    LOG_WARN("range {}: a snapshot narrowed it from [\"{}\", \"{}\") to [\"{}\", \"{}\"); the "
-             "ranges split off meanwhile have no replica on this node",
-             range_id_, before.start_key, before.end_key, descriptor.start_key,
-             descriptor.end_key);
+    LOG_WARN(
+        "range {}: a snapshot narrowed it from [\"{}\", \"{}\") to [\"{}\", \"{}\"); the "
+        "ranges split off meanwhile have no replica on this node",
+        range_id_, before.start_key, before.end_key, descriptor.start_key, descriptor.end_key);
   }
   RETURN_IF_ERROR(Load(descriptor));
   if (on_install_) on_install_();

@@ -348,7 +348,8 @@ TEST_F(RangeStateMachineTest, AnEmptyReplicaHoldsNothingUntilItsSnapshot) {
   ASSERT_TRUE(path.ok()) << path.status().ToString();
 
   storage::MemEngine other;
-  auto waiting = RangeStateMachine::Open(&other, &fs_, ranges_[0].range_id, keys::RangeDescriptor{});
+  auto waiting =
+      RangeStateMachine::Open(&other, &fs_, ranges_[0].range_id, keys::RangeDescriptor{});
   ASSERT_TRUE(waiting.ok());
   EXPECT_FALSE((*waiting)->initialized());
   EXPECT_EQ((*waiting)->AppliedIndex(), 0u);

@@ -350,7 +350,7 @@ class Replica : public std::enable_shared_from_this<Replica> {
   raft::ConfState conf_state_;
   uint64_t last_compact_index_ = 0;
   int campaign_in_ticks_ = 0;  // campaign_at_start: ticks until the election
-  uint64_t log_bytes_ = 0;  // entry bytes appended since the last compaction
+  uint64_t log_bytes_ = 0;     // entry bytes appended since the last compaction
   raft::SoftState soft_state_;
   uint64_t next_read_context_ = 1;
   std::map<uint64_t, std::shared_ptr<ReadBatch>> reads_in_flight_;

@@ -51,8 +51,8 @@ void Replica::TickNow() {
   raft_->Tick();
   if (campaign_in_ticks_ > 0 && --campaign_in_ticks_ == 0 && raft_->leader() == raft::kNoNode) {
     if (Status s = raft_->Campaign(); !s.ok()) {
-      LOG_INFO("group {} replica {:x}: no early election: {}", options_.group,
-               options_.replica_id, s.ToString());
+      LOG_INFO("group {} replica {:x}: no early election: {}", options_.group, options_.replica_id,
+               s.ToString());
     }
   }
 }

@@ -299,8 +299,7 @@ Status Server::Start() {
           static_cast<int>(config_.max_request_bytes) + kGrpcOverheadBytes,
           [&](grpc::ServerBuilder* b) { st.services->Register(b); }, "--listen-client-urls"));
 
-  st.http =
-      std::make_unique<HttpStatusServer>(st.etcd.get(), st.transport.get(), st.native.get());
+  st.http = std::make_unique<HttpStatusServer>(st.etcd.get(), st.transport.get(), st.native.get());
   RETURN_IF_ERROR(st.http->Start(config_.listen_metrics_urls));
 
   st.transport->Start();

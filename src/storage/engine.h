@@ -99,8 +99,8 @@ class Engine {
 
   // `snapshot` nullptr: the latest state. An iterator without a snapshot
   // reads the state as of its creation, as if it held one.
-  virtual Result<std::optional<std::string>> Get(std::string_view key,
-                                                 const EngineSnapshot* snapshot = nullptr) const = 0;
+  virtual Result<std::optional<std::string>> Get(
+      std::string_view key, const EngineSnapshot* snapshot = nullptr) const = 0;
   virtual std::unique_ptr<EngineIterator> NewIterator(
       const EngineSnapshot* snapshot = nullptr) const = 0;
   virtual std::shared_ptr<const EngineSnapshot> GetSnapshot() const = 0;

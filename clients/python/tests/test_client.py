@@ -23,6 +23,17 @@ import cluster  # noqa: E402
 import conclave  # noqa: E402
 
 
+def endpoints(members):
+    return ["127.0.0.1:%d" % m.client_port for m in members]
+
+
+def ready_client(members):
+    """A client of `members` once the ranges have elected their first leaders."""
+    client = conclave.Client(endpoints(members))
+    cluster.wait_until(lambda: client.put(b"warm-up", b"1"), 30, what="a first put")
+    return client
+
+
 class GeneratedCodeTest(unittest.TestCase):
 
     def test_kv_pb2_matches_the_proto(self):
@@ -46,10 +57,7 @@ class ClientTest(cluster.ClusterTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        eps = ["127.0.0.1:%d" % m.client_port for m in cls.cluster.members]
-        cls.client = conclave.Client(eps)
-        # The ranges elect their leaders after start; the first write waits.
-        cluster.wait_until(lambda: cls.client.put(b"warm-up", b"1"), 30, what="a first put")
+        cls.client = ready_client(cls.cluster.members)
 
     @classmethod
     def tearDownClass(cls):
@@ -155,7 +163,7 @@ class ClientTest(cluster.ClusterTestCase):
         def writer(w):
             mine = [i for i in range(200) if i % 3 == w]  # one writer per key
             n = 0
-            with conclave.Client(self.endpoints()) as wc:
+            with conclave.Client(endpoints(self.cluster.members)) as wc:
                 while not stop.is_set() and n < 5000:
                     key = b"sp/%03d" % mine[(n * 7) % len(mine)]
                     value = b"w%d-%d" % (w, n)
@@ -174,7 +182,7 @@ class ClientTest(cluster.ClusterTestCase):
         scans = [0]
 
         def scanner():
-            with conclave.Client(self.endpoints()) as sc:
+            with conclave.Client(endpoints(self.cluster.members)) as sc:
                 while not stop.is_set() and scans[0] < 1000:
                     keys = [kv.key for kv in sc.scan(b"sp/", b"sp0", page_size=7)]
                     if keys != sorted(set(keys)) or not set(even) <= set(keys):
@@ -216,7 +224,7 @@ class ClientTest(cluster.ClusterTestCase):
                                                   if i % 2 == 0 or b"sp/%03d" % i in acked])
         # The new ranges live on every member, with their leaders.
         for m in self.cluster.members:
-            with conclave.Client(["127.0.0.1:%d" % m.client_port]) as mc:
+            with conclave.Client(endpoints([m])) as mc:
                 cluster.wait_until(
                     lambda: new_ids <= {r.range_id for r in mc.ranges()}, 30,
                     what="the new ranges on member %s" % m.name)
@@ -228,17 +236,14 @@ class ClientTest(cluster.ClusterTestCase):
 
         # A member restarted after the splits reopens the new ranges.
         self.cluster.restart(1)
-        with conclave.Client(["127.0.0.1:%d" % self.cluster.members[1].client_port]) as mc:
+        with conclave.Client(endpoints(self.cluster.members[1:2])) as mc:
             cluster.wait_until(lambda: mc.get(b"sp/120") is not None, 30,
                                what="a read on the restarted member")
             self.assertTrue(new_ids <= {r.range_id for r in mc.ranges()})
             self.assertEqual(mc.scan(b"sp/", b"sp0"), c.scan(b"sp/", b"sp0"))
 
-    def endpoints(self):
-        return ["127.0.0.1:%d" % m.client_port for m in self.cluster.members]
-
     def test_an_unreachable_endpoint_is_skipped(self):
-        eps = ["127.0.0.1:1"] + ["127.0.0.1:%d" % m.client_port for m in self.cluster.members]
+        eps = ["127.0.0.1:1"] + endpoints(self.cluster.members)
         with conclave.Client(eps, timeout=5) as c:
             c.put(b"failover/k", b"v")
             self.assertEqual(c.get(b"failover/k"), b"v")
@@ -265,9 +270,7 @@ class SizeSplitTest(cluster.ClusterTestCase):
                    "--range-split-qps", "0", "--range-load-window", "1")
 
     def test_a_growing_range_splits_and_keeps_every_key(self):
-        eps = ["127.0.0.1:%d" % m.client_port for m in self.cluster.members]
-        with conclave.Client(eps) as c:
-            cluster.wait_until(lambda: c.put(b"warm-up", b"1"), 30, what="a first put")
+        with ready_client(self.cluster.members) as c:
             before = [r for r in c.ranges() if r.start < conclave.SYSTEM_KEYS]
             self.assertEqual(len(before), 2)
             value = b"x" * 1024
@@ -304,9 +307,7 @@ class LoadSplitTest(cluster.ClusterTestCase):
                    "--range-split-qps", "40", "--range-load-window", "1")
 
     def test_a_busy_range_splits_inside_its_hot_keys(self):
-        eps = ["127.0.0.1:%d" % m.client_port for m in self.cluster.members]
-        with conclave.Client(eps) as c:
-            cluster.wait_until(lambda: c.put(b"warm-up", b"1"), 30, what="a first put")
+        with ready_client(self.cluster.members) as c:
             keys = [b"hot/%03d" % i for i in range(100)]
             for k in keys:
                 c.put(k, k)
@@ -314,7 +315,7 @@ class LoadSplitTest(cluster.ClusterTestCase):
             reads = [0]
 
             def reader():
-                with conclave.Client(eps) as rc:
+                with conclave.Client(endpoints(self.cluster.members)) as rc:
                     while not stop.is_set() and reads[0] < 100000:
                         for k in keys[::7]:
                             rc.get(k)
@@ -346,9 +347,7 @@ class MissedSplitTest(cluster.ClusterTestCase):
                    "--range-split-bytes", "0", "--range-split-qps", "0")
 
     def test_a_member_that_missed_a_split_gets_the_new_range(self):
-        eps = ["127.0.0.1:%d" % m.client_port for m in self.cluster.members[:2]]
-        with conclave.Client(eps) as c:
-            cluster.wait_until(lambda: c.put(b"warm-up", b"1"), 30, what="a first put")
+        with ready_client(self.cluster.members[:2]) as c:
             c.put(b"lag/a0", b"before")
             stopped = self.cluster.member_id(2)
             self.cluster.stop(2)
@@ -366,7 +365,7 @@ class MissedSplitTest(cluster.ClusterTestCase):
                 c.put(b"lag/a%03d" % i, b"L%d" % i)
                 c.put(b"lag/z%03d" % i, b"R%d" % i)
             self.cluster.restart(2)
-            third = ["127.0.0.1:%d" % self.cluster.members[2].client_port]
+            third = endpoints(self.cluster.members[2:])
             with conclave.Client(third) as tc:
                 def has_both():
                     ids = {r.range_id for r in tc.ranges()}
