@@ -1,11 +1,13 @@
 // The native KV service (proto/conclave/kvpb/kv.proto): Put, Get, Delete,
 // DeleteRange and Scan on the ranges of the native keyspace this member
-// holds, Ranges and Split.
+// holds, Ranges, Split and MoveReplica.
 //
 // Writes and point reads use gRPC's callback API: a request holds no thread
 // while its range's log or read round works. A scan or a range delete may
 // cross ranges, one read round or proposal each, and a split first takes a
 // range id from the meta range, so these run on the service's small pool.
+// A replica move waits for a snapshot to reach another node: it runs on a
+// thread of its own, one move at a time.
 #include <algorithm>
 #include <thread>
 
@@ -137,13 +139,28 @@ class NativeKvService final : public kvpb::KV::CallbackService {
       auto describe = [&](const keys::RangeDescriptor& d, kvpb::RangeInfo* out) {
         Result<server::NativeKeyspace::Range> r = keyspace_->Find(d.start_key);
         if (r.ok()) return Describe(*r, d, out);
-        out->set_range_id(d.range_id);
-        out->set_start(d.start_key);
-        out->set_end(d.end_key);
-        out->set_generation(d.generation);
+        DescribeRemote(d, out);
       };
       describe(halves->first, resp->mutable_left());
       describe(halves->second, resp->mutable_right());
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* MoveReplica(grpc::CallbackServerContext* context,
+                                        const kvpb::MoveReplicaRequest* req,
+                                        kvpb::MoveReplicaResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    moves_.Post([this, req, resp, reactor] {
+      auto d = keyspace_->MoveReplica(req->range_id(), req->from_node(), req->to_node());
+      if (!d.ok()) return reactor->Finish(ToGrpc(d.status()));
+      Result<server::NativeKeyspace::Range> r = keyspace_->FindById(d->range_id);
+      if (r.ok()) {
+        Describe(*r, *d, resp->mutable_range());
+      } else {
+        DescribeRemote(*d, resp->mutable_range());  // this node's replica was the one moved
+      }
       reactor->Finish(grpc::Status::OK);
     });
     return reactor;
@@ -171,16 +188,27 @@ class NativeKvService final : public kvpb::KV::CallbackService {
     return Status::Ok();
   }
 
-  static void Describe(const server::NativeKeyspace::Range& r, const keys::RangeDescriptor& d,
-                       kvpb::RangeInfo* info) {
-    const server::ReplicaStats st = r.replica->stats();
+  // What the descriptor alone says of a range.
+  static void DescribeRemote(const keys::RangeDescriptor& d, kvpb::RangeInfo* info) {
     info->set_range_id(d.range_id);
     info->set_start(d.start_key);
     info->set_end(d.end_key);
+    info->set_generation(d.generation);
+    for (const keys::ReplicaDescriptor& rd : d.replicas) {
+      kvpb::Replica* out = info->add_replicas();
+      out->set_node_id(rd.node_id);
+      out->set_replica_id(rd.replica_id);
+      out->set_learner(rd.type == keys::ReplicaType::kLearner);
+    }
+  }
+
+  static void Describe(const server::NativeKeyspace::Range& r, const keys::RangeDescriptor& d,
+                       kvpb::RangeInfo* info) {
+    const server::ReplicaStats st = r.replica->stats();
+    DescribeRemote(d, info);
     info->set_leader_node(st.leader == 0 ? 0 : r.replica->NodeOf(st.leader));
     info->set_applied_index(st.applied_index);
     info->set_quiesced(st.quiesced);
-    info->set_generation(d.generation);
     info->set_bytes(r.sm->DataBytes());
     info->set_requests_per_second(r.load->requests_per_second());
   }
@@ -214,6 +242,7 @@ class NativeKvService final : public kvpb::KV::CallbackService {
   const ServiceOptions& options_;
   // Scans and range deletes, which wait on several ranges in turn.
   WorkerPool pool_{2, "kv-spans"};
+  WorkerPool moves_{1, "kv-moves"};
 };
 
 }  // namespace

@@ -1,7 +1,9 @@
 // member, endpoint, snapshot save, defrag, alarm and move-leader: the
 // commands for running a cluster.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <charconv>
 #include <cstdio>
 #include <future>
 
@@ -137,11 +139,20 @@ std::string KeyText(std::string_view key) {
   return out;
 }
 
+// The nodes of a range's replicas, learners marked.
+std::string ReplicaNodes(const kvpb::RangeInfo& r) {
+  std::vector<std::string> nodes;
+  for (const kvpb::Replica& rep : r.replicas())
+    nodes.push_back(fmt::format("{:x}{}", rep.node_id(), rep.learner() ? "(learner)" : ""));
+  return fmt::format("{}", fmt::join(nodes, ","));
+}
+
 std::vector<std::string> RangeRow(const kvpb::RangeInfo& r) {
   return {std::to_string(r.range_id()),
           r.start().empty() ? "(start)" : KeyText(r.start()),
           r.end().empty() ? "(end)" : KeyText(r.end()),
           std::to_string(r.generation()),
+          ReplicaNodes(r),
           r.leader_node() == 0 ? "none" : fmt::format("{:x}", r.leader_node()),
           HumanBytes(r.bytes()),
           fmt::format("{:.0f}", r.requests_per_second()),
@@ -149,8 +160,48 @@ std::vector<std::string> RangeRow(const kvpb::RangeInfo& r) {
           r.quiesced() ? "true" : "false"};
 }
 
-const std::vector<std::string> kRangeColumns = {"RANGE", "START", "END",     "GENERATION", "LEADER",
-                                                "SIZE",  "REQ/S", "APPLIED", "QUIESCED"};
+const std::vector<std::string> kRangeColumns = {"RANGE",    "START",   "END",  "GENERATION",
+                                                "REPLICAS", "LEADER",  "SIZE", "REQ/S",
+                                                "APPLIED",  "QUIESCED"};
+
+// A node id as the CLI prints it (hex, as `member list` does).
+Result<uint64_t> ParseNodeArg(const std::string& text) {
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v, 16);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || v == 0) {
+    return Status::InvalidArgument(
+        fmt::format("bad node id \"{}\" (want hex, as member list prints it)", text));
+  }
+  return v;
+}
+
+// Moves a range's replica between nodes and shows the range after.
+int RangeMove(Env& env, uint64_t range_id, const std::string& from_text,
+              const std::string& to_text) {
+  auto from = ParseNodeArg(from_text);
+  if (!from.ok()) return Fail(kExitBadArgs, from.status().message());
+  auto to = ParseNodeArg(to_text);
+  if (!to.ok()) return Fail(kExitBadArgs, to.status().message());
+  int code = 0;
+  auto c = env.Connect(&code);
+  if (c == nullptr) return code;
+  // The new replica receives a snapshot of the range first.
+  auto r = c->NativeMoveReplica(range_id, *from, *to, std::chrono::minutes(2));
+  if (!r.ok()) return FailCall(r.status());
+  switch (env.format()) {
+    case OutputFormat::kJson:
+      std::printf("%s\n", ToJson(*r).c_str());
+      break;
+    case OutputFormat::kTable:
+      std::fputs(FormatTable(kRangeColumns, {RangeRow(r->range())}).c_str(), stdout);
+      break;
+    case OutputFormat::kSimple:
+      fmt::print("moved range {} from node {:x} to node {:x}: replicas {}\n", range_id, *from, *to,
+                 ReplicaNodes(r->range()));
+      break;
+  }
+  return 0;
+}
 
 // Splits the range holding `key` there and shows the two halves.
 int RangeSplit(Env& env, const std::string& key) {
@@ -216,6 +267,19 @@ void AddRange(CLI::App& app, CommandList* commands) {
   CLI::App* split = range->add_subcommand("split", "split the range holding KEY at KEY");
   split->add_option("key", *split_key, "the first key of the new range")->required();
   commands->push_back({split, [split_key](Env& env) { return RangeSplit(env, *split_key); }});
+  struct MoveFlags {
+    uint64_t range_id = 0;
+    std::string from;
+    std::string to;
+  };
+  auto mf = std::make_shared<MoveFlags>();
+  CLI::App* move = range->add_subcommand(
+      "move", "move range RANGE's replica from node FROM to node TO (ask a node holding RANGE)");
+  move->add_option("range", mf->range_id, "the range id")->required();
+  move->add_option("from", mf->from, "the node (hex id) losing its replica")->required();
+  move->add_option("to", mf->to, "the node (hex id) gaining one")->required();
+  commands->push_back(
+      {move, [mf](Env& env) { return RangeMove(env, mf->range_id, mf->from, mf->to); }});
 }
 
 void AddMember(CLI::App& app, CommandList* commands) {

@@ -493,6 +493,21 @@ Result<kvpb::SplitResponse> Client::NativeSplit(std::string key) {
       options_.call_timeout);
 }
 
+Result<kvpb::MoveReplicaResponse> Client::NativeMoveReplica(uint64_t range_id, uint64_t from,
+                                                            uint64_t to,
+                                                            std::chrono::milliseconds timeout) {
+  kvpb::MoveReplicaRequest request;
+  request.set_range_id(range_id);
+  request.set_from_node(from);
+  request.set_to_node(to);
+  return impl_->Unary<kvpb::MoveReplicaResponse>(
+      Retry::kOnlyIfNotSent,
+      [&](Endpoint& e, Ctx* c, kvpb::MoveReplicaResponse* r) {
+        return e.native->MoveReplica(c, request, r);
+      },
+      timeout);
+}
+
 Result<pb::DeleteRangeResponse> Client::DeleteRange(const pb::DeleteRangeRequest& request) {
   return impl_->Unary<pb::DeleteRangeResponse>(
       Retry::kOnlyIfNotSent,

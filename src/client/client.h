@@ -162,6 +162,10 @@ class Client {
   Result<kvpb::RangesResponse> NativeRanges();
   // Splits the range holding `key` at `key`.
   Result<kvpb::SplitResponse> NativeSplit(std::string key);
+  // Moves range `range_id`'s replica from node `from` to node `to`; waits
+  // (up to `timeout`) while the new replica catches up.
+  Result<kvpb::MoveReplicaResponse> NativeMoveReplica(uint64_t range_id, uint64_t from, uint64_t to,
+                                                      std::chrono::milliseconds timeout);
 
   // Watch.
   Result<std::unique_ptr<WatchStream>> Watch();

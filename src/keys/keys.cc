@@ -661,6 +661,13 @@ bool RangeDescriptor::ContainsKey(std::string_view user_key) const {
   return user_key >= start_key && (end_key.empty() || user_key < end_key);
 }
 
+const ReplicaDescriptor* RangeDescriptor::ReplicaOn(uint64_t node_id) const {
+  for (const ReplicaDescriptor& r : replicas) {
+    if (r.node_id == node_id) return &r;
+  }
+  return nullptr;
+}
+
 Status ValidateRangeDescriptor(const RangeDescriptor& d) {
   if (d.range_id == 0) return Status::Corruption("keys: range descriptor: range id 0");
   if (!d.end_key.empty() && d.start_key >= d.end_key) {

@@ -300,6 +300,9 @@ struct RangeDescriptor {
   std::vector<ReplicaDescriptor> replicas;
 
   bool ContainsKey(std::string_view user_key) const;
+  // The replica on `node_id`, if the range has one there.
+  const ReplicaDescriptor* ReplicaOn(uint64_t node_id) const;
+  bool HasNode(uint64_t node_id) const { return ReplicaOn(node_id) != nullptr; }
   bool operator==(const RangeDescriptor&) const = default;
 };
 // OK, or kCorruption saying which rule is broken.

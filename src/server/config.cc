@@ -333,6 +333,7 @@ constexpr Flag kFlags[] = {
     {"initial-range-count", SetInitialRangeCount},
     {"range-split-bytes", SetIntInRange<&ServerConfig::range_split_bytes, 0, kMaxRangeSplitBytes>},
     {"range-split-qps", SetIntInRange<&ServerConfig::range_split_qps, 0, kMaxRangeSplitQps>},
+    {"range-replicas", SetIntInRange<&ServerConfig::range_replicas, 1, 7>},
     {"range-load-window",
      SetIntInRange<&ServerConfig::range_load_window_s, 1, kMaxRangeLoadWindowS>},
     {"unsafe-test-bug", SetTestBug},

@@ -70,9 +70,11 @@ struct ServerConfig {
   std::string log_level = "info";
 
   // Conclave's own: a new cluster divides the native keyspace into this many
-  // ranges (each a Raft group with a replica on every initial member), for
-  // the native KV API. 0: none. Ignored when the data directory exists.
+  // ranges (each a Raft group with range_replicas replicas spread over the
+  // initial members), for the native KV API. 0: none. Ignored when the data
+  // directory exists.
   int64_t initial_range_count = 0;
+  int64_t range_replicas = 3;
   // Conclave's own: a native range splits once its data holds about this
   // many bytes (0: never), or once it serves more than range_split_qps
   // requests per second on one member over range_load_window_s (0: never).

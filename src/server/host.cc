@@ -115,6 +115,19 @@ Result<std::shared_ptr<Replica>> Host::AddReplica(const ReplicaOptions& options,
   return replica;
 }
 
+void Host::RemoveReplica(raft::GroupId group) {
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    inbox_.removed.push_back(group);
+  }
+  inbox_cv_.notify_one();
+}
+
+void Host::DiscardReplay(raft::GroupId group) {
+  std::unique_lock<std::shared_mutex> lock(replicas_mu_);
+  replayed_.erase(group);
+}
+
 std::shared_ptr<Replica> Host::FindReplica(raft::GroupId group) const {
   std::shared_lock<std::shared_mutex> lock(replicas_mu_);
   auto it = replicas_.find(group);
@@ -421,6 +434,18 @@ void Host::Dispatch(Inbox& inbox) {
     active_[r->group()] = r;
     r->CampaignIfAsked();
     MarkDirty(r);
+  }
+  for (raft::GroupId group : inbox.removed) {
+    std::shared_ptr<Replica> gone;
+    {
+      std::unique_lock<std::shared_mutex> lock(replicas_mu_);
+      auto it = replicas_.find(group);
+      if (it == replicas_.end()) continue;
+      gone = std::move(it->second);
+      replicas_.erase(it);
+    }
+    active_.erase(group);
+    gone->Retire();
   }
   const Duration now = clock_.Monotonic();
   std::shared_ptr<Replica> r;

@@ -152,6 +152,13 @@ class Host {
   // bootstraps it, see ReplicaOptions). Before or after Start.
   Result<std::shared_ptr<Replica>> AddReplica(const ReplicaOptions& options,
                                               std::unique_ptr<StateMachine> sm);
+  // Takes `group`'s replica off the host (its node's copy of the group was
+  // removed): the driver drops it, fails what waits on it, and releases its
+  // log in the WAL. Its state machine's data is the caller's to delete.
+  void RemoveReplica(raft::GroupId group);
+  // Forgets what the WAL replayed of `group` at open: it belonged to a
+  // replica removed from this node, and a new one starts afresh.
+  void DiscardReplay(raft::GroupId group);
   std::shared_ptr<Replica> FindReplica(raft::GroupId group) const;
   std::vector<std::shared_ptr<Replica>> Replicas() const;
 
@@ -223,9 +230,10 @@ class Host {
     std::vector<uint64_t> unreachable;
     std::vector<std::pair<raft::GroupId, raft::NodeId>> transfers;
     std::vector<std::shared_ptr<Replica>> added;
+    std::vector<raft::GroupId> removed;
     bool empty() const {
       return messages.empty() && proposals.empty() && reads.empty() && snapshot_reports.empty() &&
-             unreachable.empty() && transfers.empty() && added.empty();
+             unreachable.empty() && transfers.empty() && added.empty() && removed.empty();
     }
     // Empties every list, keeping their capacity.
     void Clear() {
@@ -236,6 +244,7 @@ class Host {
       unreachable.clear();
       transfers.clear();
       added.clear();
+      removed.clear();
     }
   };
   // One log write: the records of several replicas' Readies, one sync.

@@ -173,6 +173,12 @@ std::string HttpStatusServer::MetricsText() const {
     families.push_back(Family("conclave_native_split_failures_total",
                               "Automatic splits that did not happen (the range changed first)",
                               MetricType::Counter, static_cast<double>(splits.failed)));
+    families.push_back(Family("conclave_native_replicas_moved_total",
+                              "Range replicas moved between nodes by moves this member coordinated",
+                              MetricType::Counter, static_cast<double>(splits.replicas_moved)));
+    families.push_back(Family("conclave_native_replicas_removed_total",
+                              "Range replicas removed from this member (its copies deleted)",
+                              MetricType::Counter, static_cast<double>(splits.replicas_removed)));
   }
   return prometheus::TextSerializer().Serialize(families);
 }

@@ -37,6 +37,13 @@ Status NoRange(std::string_view key) {
 // it).
 constexpr int kRouteAttempts = 8;
 
+// A read that raced with the removal of this node's replica: what it read
+// may be partly deleted.
+Status LeftHere(keys::RangeId id) {
+  return Status::Unavailable(
+      fmt::format("conclave: range {} moved off this node during the read; try again", id));
+}
+
 bool Moved(const Status& s) {
   return s.code() == StatusCode::kOutOfRange;
 }
@@ -91,9 +98,13 @@ void RangeLoad::Rest(int windows) {
   rest_windows_ = windows;
 }
 
-std::vector<keys::RangeDescriptor> InitialRanges(int64_t count, std::vector<uint64_t> members) {
+std::vector<keys::RangeDescriptor> InitialRanges(int64_t count, std::vector<uint64_t> members,
+                                                 int replicas) {
   std::sort(members.begin(), members.end());
   std::vector<keys::RangeDescriptor> out;
+  const size_t n = members.size();
+  if (n == 0) return out;
+  const size_t per = std::clamp<size_t>(static_cast<size_t>(std::max(replicas, 1)), 1, n);
   // Boundaries evenly spaced over the first two bytes of the key.
   auto boundary = [&](int64_t i) {
     std::string b;
@@ -102,22 +113,29 @@ std::vector<keys::RangeDescriptor> InitialRanges(int64_t count, std::vector<uint
     b.push_back(static_cast<char>(v & 0xff));
     return b;
   };
-  auto range = [&](keys::RangeId id, std::string start, std::string end) {
+  // Replicas on `how_many` members from the `first`-th on.
+  auto range = [&](keys::RangeId id, std::string start, std::string end, size_t first,
+                   size_t how_many) {
     keys::RangeDescriptor d;
     d.range_id = id;
     d.start_key = std::move(start);
     d.end_key = std::move(end);
     d.generation = 1;
-    for (size_t k = 0; k < members.size(); ++k)
-      d.replicas.push_back({members[k], k + 1, keys::ReplicaType::kVoter});
-    d.next_replica_id = members.size() + 1;
+    for (size_t k = 0; k < how_many; ++k)
+      d.replicas.push_back({members[(first + k) % n], k + 1, keys::ReplicaType::kVoter});
+    std::sort(d.replicas.begin(), d.replicas.end(),
+              [](const auto& a, const auto& b) { return a.node_id < b.node_id; });
+    for (size_t k = 0; k < how_many; ++k)
+      d.replicas[k].replica_id = k + 1;
+    d.next_replica_id = how_many + 1;
     out.push_back(std::move(d));
   };
   for (int64_t i = 0; i < count; ++i) {
     range(kFirstRangeId + static_cast<uint64_t>(i), i == 0 ? std::string() : boundary(i),
-          i + 1 == count ? std::string(kSystemKeyStart) : boundary(i + 1));
+          i + 1 == count ? std::string(kSystemKeyStart) : boundary(i + 1),
+          static_cast<size_t>(i) % n, per);
   }
-  if (count > 0) range(kMetaRangeId, std::string(kSystemKeyStart), "");
+  if (count > 0) range(kMetaRangeId, std::string(kSystemKeyStart), "", 0, n);
   return out;
 }
 
@@ -128,21 +146,43 @@ Result<std::unique_ptr<NativeKeyspace>> NativeKeyspace::Open(Host* host, uint64_
   ASSIGN_OR_RETURN(std::vector<keys::RangeDescriptor> stored,
                    RangeStateMachine::Stored(host->engine()));
   const bool create = stored.empty() && bootstrap && options.initial_ranges > 0;
-  if (create) stored = InitialRanges(options.initial_ranges, options.initial_members);
+  if (create)
+    stored =
+        InitialRanges(options.initial_ranges, options.initial_members, options.replicas_per_range);
+  // The meta range's counter starts past the initial ranges.
+  keys::RangeId next_id = kFirstRangeId;
   for (const keys::RangeDescriptor& d : stored)
-    RETURN_IF_ERROR(ks->AddRange(d, create));
+    next_id = std::max(next_id, d.range_id + 1);
+  size_t held = 0;
+  for (const keys::RangeDescriptor& d : stored) {
+    if (!d.HasNode(node_id)) {
+      if (create) continue;  // placed elsewhere
+      // Its removal applied here but the node stopped before deleting its
+      // copy: delete it now.
+      LOG_INFO("range {}: its replica left this node; deleting what is left of it", d.range_id);
+      RETURN_IF_ERROR(RangeStateMachine::Destroy(host->engine(), d));
+      continue;
+    }
+    std::map<std::string, std::string> initial;
+    if (create && d.range_id == kMetaRangeId) {
+      initial[std::string(kNextRangeIdKey)] = std::to_string(next_id);
+    }
+    RETURN_IF_ERROR(ks->AddRange(d, create, /*campaign=*/false, std::move(initial)));
+    ++held;
+  }
   NativeKeyspace* raw = ks.get();
   host->SetReplicaMaker([raw](raft::GroupId group, raft::NodeId replica, raft::NodeId from_replica,
                               uint64_t from_node) {
     return raw->MakeReplica(group, replica, from_replica, from_node);
   });
-  if (!stored.empty()) {
-    LOG_INFO("native keyspace: {} {} ranges", create ? "created" : "opened", stored.size());
+  if (held > 0) {
+    LOG_INFO("native keyspace: {} {} ranges", create ? "created" : "opened", held);
   }
   return ks;
 }
 
-Status NativeKeyspace::AddRange(const keys::RangeDescriptor& d, bool create, bool campaign) {
+Status NativeKeyspace::AddRange(const keys::RangeDescriptor& d, bool create, bool campaign,
+                                std::map<std::string, std::string> initial) {
   auto self = std::find_if(d.replicas.begin(), d.replicas.end(),
                            [&](const keys::ReplicaDescriptor& r) { return r.node_id == node_id_; });
   if (self == d.replicas.end()) return Status::Ok();  // not placed here
@@ -150,6 +190,7 @@ Status NativeKeyspace::AddRange(const keys::RangeDescriptor& d, bool create, boo
                    RangeStateMachine::Open(host_->engine(), host_->fs(), d.range_id, d));
   RangeStateMachine* raw = sm.get();
   SetHandlers(raw);
+  if (create) raw->SetInitialValues(std::move(initial));
   ReplicaOptions ro = options_.replica;
   ro.group = d.range_id;
   ro.replica_id = self->replica_id;
@@ -180,6 +221,30 @@ void NativeKeyspace::SetHandlers(RangeStateMachine* sm) {
     return AddRange(right, /*create=*/false, left != nullptr && left->is_leader());
   });
   sm->SetInstallHandler([this, sm] { Reindex(sm); });
+  sm->SetReplicasHandler(
+      [this, sm](const keys::RangeDescriptor& after) { return OnReplicasChanged(sm, after); });
+}
+
+Status NativeKeyspace::OnReplicasChanged(RangeStateMachine* sm,
+                                         const keys::RangeDescriptor& after) {
+  if (after.HasNode(node_id_)) return Status::Ok();
+  // Nothing more applies to this copy, then it goes: readers that read it
+  // meanwhile see removed() and do not trust what they read.
+  sm->MarkRemoved();
+  RETURN_IF_ERROR(RangeStateMachine::Destroy(host_->engine(), after));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = by_start_.begin(); it != by_start_.end();) {
+      it = it->second.sm == sm ? by_start_.erase(it) : std::next(it);
+    }
+    if (auto it = waiting_.find(after.range_id); it != waiting_.end() && it->second.sm == sm) {
+      waiting_.erase(it);
+    }
+  }
+  host_->RemoveReplica(after.range_id);
+  ++replicas_removed_;
+  LOG_INFO("range {}: this node's replica was removed; its copy is deleted", after.range_id);
+  return Status::Ok();
 }
 
 void NativeKeyspace::Reindex(RangeStateMachine* sm) {
@@ -210,6 +275,15 @@ std::shared_ptr<Replica> NativeKeyspace::MakeReplica(raft::GroupId group, raft::
   if (group < kFirstRangeId && group != kMetaRangeId) return nullptr;
   std::lock_guard<std::mutex> make(make_mu_);
   if (std::shared_ptr<Replica> r = host_->FindReplica(group)) return r;
+  Result<uint64_t> tombstone = RangeStateMachine::Tombstone(host_->engine(), group);
+  if (!tombstone.ok()) {
+    LOG_WARN("range {}: no replica made: {}", group, tombstone.status().ToString());
+    return nullptr;
+  }
+  // A replica removed from here: its group's stale leaders still write to
+  // it. Only a later replica id is a new placement.
+  if (replica_id < *tombstone) return nullptr;
+  if (*tombstone > 0) host_->DiscardReplay(group);
   Result<std::unique_ptr<RangeStateMachine>> sm =
       RangeStateMachine::Open(host_->engine(), host_->fs(), group, keys::RangeDescriptor{});
   if (!sm.ok() || (*sm)->initialized()) {
@@ -244,6 +318,15 @@ Result<NativeKeyspace::Range> NativeKeyspace::Find(std::string_view key) const {
   --it;
   if (!it->second.sm->descriptor().ContainsKey(key)) return NoRange(key);
   return it->second;
+}
+
+Result<NativeKeyspace::Range> NativeKeyspace::FindById(keys::RangeId id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [start, r] : by_start_) {
+    if (r.sm->descriptor().range_id == id) return r;
+  }
+  return Status::NotFound(fmt::format("conclave: range {} has no replica on this node", id))
+      .WithReason(ErrorReason::kGroupNotFound);
 }
 
 std::vector<NativeKeyspace::Range> NativeKeyspace::All() const {
@@ -348,6 +431,7 @@ void NativeKeyspace::GetAttempt(std::string key, ReadDone done, int attempt) {
         if (!v.ok() && Moved(v.status()) && attempt + 1 < kRouteAttempts) {
           return GetAttempt(std::move(key), std::move(done), attempt + 1);
         }
+        if (sm->removed()) return done(LeftHere(id), id);
         done(std::move(v), id);
       });
 }
@@ -364,6 +448,7 @@ Result<ScanPage> NativeKeyspace::Scan(const std::string& start, const std::strin
     keys::RangeDescriptor used;
     ASSIGN_OR_RETURN(std::vector<RangeValue> kvs,
                      r.sm->Scan(cursor, end, limit - page.kvs.size(), &more, &used));
+    if (r.sm->removed()) return LeftHere(used.range_id);
     if (!used.ContainsKey(cursor)) {
       // A split moved the cursor's keys to a new range since Find.
       if (++moved == kRouteAttempts) {
@@ -467,6 +552,86 @@ Result<std::pair<keys::RangeDescriptor, keys::RangeDescriptor>> NativeKeyspace::
   }
 }
 
+// ---- replica moves ----
+
+Status NativeKeyspace::ChangeReplicas(const Range& r, raft::ConfChangeType type,
+                                      raft::NodeId replica, uint64_t node) {
+  raft::ConfChange cc;
+  cc.changes.push_back(raft::ConfChangeSingle{type, replica});
+  serverpb::ReplicaChange change;
+  if (node != 0) {
+    serverpb::ReplicaChange::Placement* p = change.add_added();
+    p->set_replica_id(replica);
+    p->set_node_id(node);
+  }
+  ASSIGN_OR_RETURN(std::any applied,
+                   r.replica->ProposeConfChange(std::move(cc), change.SerializeAsString()));
+  auto* w = std::any_cast<RangeWriteResult>(&applied);
+  if (w == nullptr) return Status::Internal("range: no result");
+  return w->status;
+}
+
+Result<keys::RangeDescriptor> NativeKeyspace::MoveReplica(keys::RangeId id, uint64_t from,
+                                                          uint64_t to) {
+  if (from == to || from == 0 || to == 0) {
+    return Status::InvalidArgument("conclave: a move needs two different nodes");
+  }
+  if (options_.node_known && !options_.node_known(to)) {
+    return Status::NotFound(fmt::format("conclave: node {:x} is not a member", to));
+  }
+  ASSIGN_OR_RETURN(Range r, FindById(id));
+  const keys::RangeDescriptor d = r.sm->descriptor();
+  const keys::ReplicaDescriptor* old = d.ReplicaOn(from);
+  if (old == nullptr) {
+    return Status::FailedPrecondition(
+        fmt::format("conclave: range {} has no replica on node {:x}", id, from));
+  }
+  if (d.HasNode(to)) {
+    return Status::AlreadyExists(
+        fmt::format("conclave: range {} already has a replica on node {:x}", id, to));
+  }
+  const keys::ReplicaDescriptor* self = d.ReplicaOn(node_id_);
+  if (self == nullptr || self->type != keys::ReplicaType::kVoter) {
+    return Status::FailedPrecondition(
+        fmt::format("conclave: this node holds no voter of range {}; ask a node that does", id));
+  }
+  for (const keys::ReplicaDescriptor& rd : d.replicas) {
+    if (rd.type == keys::ReplicaType::kLearner) {
+      return Status::FailedPrecondition(
+          fmt::format("conclave: range {} is adding a replica already", id));
+    }
+  }
+  const raft::NodeId old_id = old->replica_id;
+  const raft::NodeId self_id = self->replica_id;
+  const raft::NodeId new_id = d.next_replica_id;
+  LOG_INFO("range {}: moving replica {} from node {:x} to node {:x} as replica {}", id, old_id,
+           from, to, new_id);
+  // The leader sees the learner's progress and proposes the changes.
+  RETURN_IF_ERROR(r.replica->TakeLeadership());
+  RETURN_IF_ERROR(ChangeReplicas(r, raft::ConfChangeType::kAddLearner, new_id, to));
+  // The learner has everything up to its own addition (a snapshot, then
+  // the log) before it votes.
+  Status caught =
+      r.replica->AwaitPeerMatch(new_id, r.replica->applied_index(), options_.catch_up_timeout);
+  if (!caught.ok()) {
+    Status undo = ChangeReplicas(r, raft::ConfChangeType::kRemoveNode, new_id, 0);
+    LOG_WARN("range {}: the new replica on node {:x} did not catch up ({}); {}", id, to,
+             caught.ToString(), undo.ok() ? "removed it again" : "removing it: " + undo.ToString());
+    return caught;
+  }
+  RETURN_IF_ERROR(ChangeReplicas(r, raft::ConfChangeType::kAddVoter, new_id, to));
+  if (old_id == self_id || r.replica->leader() == old_id) {
+    RETURN_IF_ERROR(r.replica->TransferLeadership(new_id));
+  }
+  Status removed = ChangeReplicas(r, raft::ConfChangeType::kRemoveNode, old_id, 0);
+  // When the replica removed is this node's, it may be taken off the host
+  // before its waiter hears that the removal applied.
+  if (!removed.ok() && !(old_id == self_id && r.sm->removed())) return removed;
+  ++replicas_moved_;
+  LOG_INFO("range {}: moved replica from node {:x} to node {:x}", id, from, to);
+  return r.sm->descriptor();
+}
+
 // ---- the splitter ----
 
 NativeKeyspace::~NativeKeyspace() {
@@ -493,7 +658,8 @@ void NativeKeyspace::Join() {
 }
 
 NativeKeyspace::SplitStats NativeKeyspace::split_stats() const {
-  return SplitStats{splits_by_size_.load(), splits_by_load_.load(), splits_failed_.load()};
+  return SplitStats{splits_by_size_.load(), splits_by_load_.load(), splits_failed_.load(),
+                    replicas_moved_.load(), replicas_removed_.load()};
 }
 
 void NativeKeyspace::SplitLoop() {

@@ -5,20 +5,31 @@
 // kSystemKeyStart, into that many ranges at evenly spaced two-byte
 // boundaries, and adds the meta range for the system keys above it; each
 // range is a Raft group (group id = range id: kMetaRangeId, then from
-// kFirstRangeId) with a replica on every initial member. A range's replica
-// ids are its own (1, 2, 3 for the members in id order) and its descriptor
-// says which node each lives on. On restart the node finds its ranges by
-// their descriptors in the engine. Ranges quiesce when idle.
+// kFirstRangeId). Range i gets replicas_per_range replicas on the initial
+// members from the i-th on (round robin, members in id order), so the
+// ranges spread over the members evenly; the meta range has a replica on
+// every initial member. A range's replica ids are its own (1, 2, 3, ...;
+// never reused) and its descriptor says which node each lives on. On
+// restart the node finds its ranges by their descriptors in the engine.
+// Ranges quiesce when idle.
 //
 // Split cuts a range in two at a key, in the range's own log
 // (range_state_machine.h); the new range's id comes from a counter in the
-// meta range, taken with a conditional put. Every node that applies the
-// split adds the new range's replica, so both halves keep the replicas the
-// range had. A node that missed a split (it received a snapshot of the
-// narrowed range instead) gets the new range's replica when that range's
-// leader sends it a snapshot: the host asks MakeReplica for an empty one.
-// Merging and moving ranges, and routing to ranges this node does not
-// hold, come next.
+// meta range (which a new cluster starts with), taken with a conditional
+// put. Every node that applies the split adds the new range's replica, so
+// both halves keep the replicas the range had. A node that missed a split
+// (it received a snapshot of the narrowed range instead) gets the new
+// range's replica when that range's leader sends it a snapshot: the host
+// asks MakeReplica for an empty one.
+//
+// MoveReplica moves a range's replica from one node to another through the
+// range's own configuration changes: the new replica joins as a learner (a
+// snapshot brings it up to date), becomes a voter once it has the log, and
+// the old one is removed (after handing off leadership, if it led). A node
+// whose replica was removed deletes its copy and leaves a tombstone, so the
+// stale messages of the range's old leaders do not make it again. Placing
+// ranges automatically, merging them, and routing to ranges this node does
+// not hold come next.
 //
 // Writes go through the key's range: any replica may propose (a follower's
 // core forwards to the leader) and the caller is answered once this replica
@@ -29,8 +40,8 @@
 // the ranges by key, so each key is seen once whatever splits meanwhile.
 //
 // Thread-safety: every method is thread-safe; callbacks run on the host's
-// threads and must not block. The blocking ones (DeleteRange, Scan, Split)
-// must not run on the host's threads.
+// threads and must not block. The blocking ones (DeleteRange, Scan, Split,
+// MoveReplica) must not run on the host's threads.
 #pragma once
 
 #include <atomic>
@@ -69,6 +80,8 @@ inline constexpr keys::RangeId kFirstRangeId = 16;
 // TiKV does.
 inline constexpr uint64_t kDefaultSplitBytes = 64ull << 20;
 inline constexpr uint64_t kDefaultSplitQps = 3'000;
+// Replicas of each range: three survive one node's loss.
+inline constexpr int kDefaultRangeReplicas = 3;
 // The meta range's counter of range ids: the next id to hand out, in
 // decimal. Absent until the first split.
 inline constexpr std::string_view kNextRangeIdKey = "\xff\xffmeta/next_range_id";
@@ -76,9 +89,15 @@ inline constexpr std::string_view kNextRangeIdKey = "\xff\xffmeta/next_range_id"
 struct NativeKeyspaceOptions {
   // A new cluster: divide the keyspace into this many ranges (0: none).
   int64_t initial_ranges = 0;
-  // The cluster's initial members (node ids): each range gets a replica on
-  // every one of them.
+  // The cluster's initial members (node ids), over which the ranges'
+  // replicas are spread, replicas_per_range each (at most one per member).
   std::vector<uint64_t> initial_members;
+  int replicas_per_range = kDefaultRangeReplicas;
+  // Whether a node id names a member a replica may move to (unset: any).
+  std::function<bool(uint64_t)> node_known;
+  // How long a replica being added may take to catch up (receive its
+  // snapshot and the log) before the move gives up and removes it again.
+  Duration catch_up_timeout = std::chrono::seconds(60);
   // Timing and limits for every range's replica (group, ids and placement
   // are filled in per range).
   ReplicaOptions replica;
@@ -122,8 +141,10 @@ class RangeLoad {
   double last_rate_ = 0;              // guarded by mu_
 };
 
-// The evenly spaced ranges a new cluster starts with, then the meta range.
-std::vector<keys::RangeDescriptor> InitialRanges(int64_t count, std::vector<uint64_t> members);
+// The evenly spaced ranges a new cluster starts with, `replicas` each,
+// then the meta range (on every member).
+std::vector<keys::RangeDescriptor> InitialRanges(int64_t count, std::vector<uint64_t> members,
+                                                 int replicas = kDefaultRangeReplicas);
 
 // One page of a scan.
 struct ScanPage {
@@ -150,6 +171,8 @@ class NativeKeyspace {
 
   // The range holding `key`; kNotFound when this node holds none.
   Result<Range> Find(std::string_view key) const;
+  // Range `id`, when this node holds it.
+  Result<Range> FindById(keys::RangeId id) const;
   std::vector<Range> All() const;
   size_t size() const;
 
@@ -170,6 +193,12 @@ class NativeKeyspace {
   // until this node applied the split. Returns the left and right ranges.
   Result<std::pair<keys::RangeDescriptor, keys::RangeDescriptor>> Split(const std::string& key);
 
+  // Moves range `id`'s replica from node `from` to node `to` (see the file
+  // comment); blocks until the old replica is removed. Coordinated here:
+  // this node must hold a voter of the range, and takes its leadership.
+  // Returns the range's descriptor after the move.
+  Result<keys::RangeDescriptor> MoveReplica(keys::RangeId id, uint64_t from, uint64_t to);
+
   // Starts the thread that splits ranges by size and load; Stop ends it
   // (call it before the host stops, and Join after).
   void StartSplitting();
@@ -181,17 +210,27 @@ class NativeKeyspace {
     uint64_t by_size = 0;
     uint64_t by_load = 0;
     uint64_t failed = 0;
+    uint64_t replicas_moved = 0;    // moves this node coordinated
+    uint64_t replicas_removed = 0;  // this node's replicas removed
   };
   SplitStats split_stats() const;
 
  private:
   NativeKeyspace(Host* host, uint64_t node_id, NativeKeyspaceOptions options)
       : host_(host), node_id_(node_id), options_(std::move(options)) {}
-  Status AddRange(const keys::RangeDescriptor& d, bool create, bool campaign = false);
+  // `initial`: keys a range being created starts with.
+  Status AddRange(const keys::RangeDescriptor& d, bool create, bool campaign = false,
+                  std::map<std::string, std::string> initial = {});
   // The split and snapshot handlers of a range's state machine.
   void SetHandlers(RangeStateMachine* sm);
   // Files the range under its start key once a snapshot gave it one.
   void Reindex(RangeStateMachine* sm);
+  // The replicas handler: `after` names no replica here, so this node's
+  // copy goes (apply thread).
+  Status OnReplicasChanged(RangeStateMachine* sm, const keys::RangeDescriptor& after);
+  // One configuration change of `r` (on its leader), waited for here.
+  Status ChangeReplicas(const Range& r, raft::ConfChangeType type, raft::NodeId replica,
+                        uint64_t node);
   // The host's replica maker: a range's replica that waits for the
   // snapshot a leader is sending (this node missed the split that made the
   // range, or the range is being placed here).
@@ -227,6 +266,8 @@ class NativeKeyspace {
   std::atomic<uint64_t> splits_by_size_{0};
   std::atomic<uint64_t> splits_by_load_{0};
   std::atomic<uint64_t> splits_failed_{0};
+  std::atomic<uint64_t> replicas_moved_{0};
+  std::atomic<uint64_t> replicas_removed_{0};
 };
 
 }  // namespace conclave::server

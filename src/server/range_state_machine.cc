@@ -6,6 +6,7 @@
 #include <functional>
 #include <utility>
 
+#include "base/coding.h"
 #include "base/logging.h"
 #include "conclave/serverpb/server.pb.h"
 #include "mvcc/mvcc.h"
@@ -67,6 +68,18 @@ Status VisitNewest(storage::EngineIterator* it, const std::string& end, Visit vi
   return it->status();
 }
 
+std::string TombstoneKey(keys::RangeId range_id) {
+  std::string name = "replica_tombstone/";
+  PutBigEndian64(&name, range_id);
+  return keys::NodeLocalKeyFor(name);
+}
+
+bool HasLearner(const keys::RangeDescriptor& d) {
+  return std::any_of(d.replicas.begin(), d.replicas.end(), [](const keys::ReplicaDescriptor& r) {
+    return r.type == keys::ReplicaType::kLearner;
+  });
+}
+
 }  // namespace
 
 RangeStateMachine::RangeStateMachine(storage::Engine* engine, storage::FileSystem* fs,
@@ -94,6 +107,27 @@ Result<std::vector<keys::RangeDescriptor>> RangeStateMachine::Stored(
   }
   RETURN_IF_ERROR(it->status());
   return out;
+}
+
+Status RangeStateMachine::Destroy(storage::Engine* engine, const keys::RangeDescriptor& d) {
+  std::unique_ptr<storage::EngineBatch> batch = engine->NewBatch();
+  for (const keys::Span& s : keys::ReplicatedSpans(d))
+    batch->DeleteRange(s.begin, s.end);
+  std::string refused;
+  PutBigEndian64(&refused, d.next_replica_id);
+  batch->Put(TombstoneKey(d.range_id), refused);
+  return engine->Write(batch.get(), /*sync=*/true);
+}
+
+Result<uint64_t> RangeStateMachine::Tombstone(const storage::Engine* engine,
+                                              keys::RangeId range_id) {
+  ASSIGN_OR_RETURN(std::optional<std::string> v, engine->Get(TombstoneKey(range_id)));
+  if (!v) return uint64_t{0};
+  if (v->size() != 8) {
+    return Status::Corruption(
+        fmt::format("range {}: a replica tombstone of {} bytes", range_id, v->size()));
+  }
+  return DecodeBigEndian64(v->data());
 }
 
 Status RangeStateMachine::Load(const keys::RangeDescriptor& fresh) {
@@ -164,8 +198,19 @@ Result<raft::ConfState> RangeStateMachine::AppliedConfState() const {
 
 Status RangeStateMachine::Bootstrap(const raft::ConfState& conf_state) {
   const keys::RangeDescriptor d = descriptor();
-  const keys::AppliedState applied{1, 1, Timestamp{}};
+  keys::AppliedState applied{1, 1, Timestamp{}};
   std::unique_ptr<storage::EngineBatch> batch = engine_->NewBatch();
+  for (const auto& [key, value] : initial_values_) {
+    if (!d.ContainsKey(key)) {
+      return Status::InvalidArgument(
+          fmt::format("range {}: initial key \"{}\" is outside it", range_id_, key));
+    }
+    applied.closed_timestamp = Timestamp{0, 1};
+    const std::string k = keys::VersionKey(key, applied.closed_timestamp);
+    const std::string v = keys::EncodeVersionValue(keys::VersionValue{false, value});
+    batch->Put(k, v);
+    applied.data_bytes += k.size() + v.size();
+  }
   batch->Put(keys::RangeDescriptorKey(range_id_), keys::EncodeRangeDescriptor(d));
   batch->Put(keys::RaftConfigKey(range_id_), keys::EncodeRaftConfig(ToRaftConfig(conf_state)));
   batch->Put(keys::AppliedStateKey(range_id_), keys::EncodeAppliedState(applied));
@@ -179,7 +224,16 @@ Status RangeStateMachine::Bootstrap(const raft::ConfState& conf_state) {
 
 Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
                                 std::vector<std::any>* results) {
+  if (removed()) {
+    // This node's copy is gone; the entries are the group's business.
+    for (std::any& r : *results)
+      r = RangeWriteResult{
+          Status::NotFound(fmt::format("range {}: removed from this node", range_id_)),
+          Timestamp{}};
+    return Status::Ok();
+  }
   std::unique_ptr<storage::EngineBatch> batch = engine_->NewBatch();
+  bool replicas_changed = false;
   keys::AppliedState applied;
   keys::RangeDescriptor desc;
   {
@@ -194,6 +248,10 @@ Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
     if (e.type == raft::EntryType::kConfChange) {
       batch->Put(keys::RaftConfigKey(range_id_),
                  keys::EncodeRaftConfig(ToRaftConfig(*e.conf_state)));
+      if (!e.refused) {
+        RETURN_IF_ERROR(ApplyReplicaChange(batch.get(), e, &desc));
+        replicas_changed = true;
+      }
       (*results)[i] = RangeWriteResult{
           e.refused ? Status::FailedPrecondition("range: configuration change refused by raft")
                     : Status::Ok(),
@@ -216,9 +274,56 @@ Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
     if (!on_split_) return Status::Internal(fmt::format("range {}: no split handler", range_id_));
     RETURN_IF_ERROR(on_split_(right));
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  applied_ = applied;
-  descriptor_ = std::move(desc);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    applied_ = applied;
+    descriptor_ = desc;
+  }
+  if (replicas_changed && on_replicas_) RETURN_IF_ERROR(on_replicas_(desc));
+  return Status::Ok();
+}
+
+Status RangeStateMachine::ApplyReplicaChange(storage::EngineBatch* batch, const CommittedEntry& e,
+                                             keys::RangeDescriptor* d) {
+  serverpb::ReplicaChange change;
+  if (!change.ParseFromArray(e.command.data(), static_cast<int>(e.command.size()))) {
+    return Status::Corruption(fmt::format(
+        "range {}: entry {} is a configuration change without placements", range_id_, e.index));
+  }
+  std::map<uint64_t, uint64_t> node_of;  // replica id -> node id
+  for (const keys::ReplicaDescriptor& r : d->replicas)
+    node_of[r.replica_id] = r.node_id;
+  for (const serverpb::ReplicaChange::Placement& p : change.added())
+    node_of.emplace(p.replica_id(), p.node_id());
+  std::map<uint64_t, keys::ReplicaType> types;
+  for (const std::vector<uint64_t>* ids : {&e.conf_state->learners, &e.conf_state->learners_next}) {
+    for (uint64_t id : *ids)
+      types[id] = keys::ReplicaType::kLearner;
+  }
+  for (const std::vector<uint64_t>* ids : {&e.conf_state->voters, &e.conf_state->voters_outgoing}) {
+    for (uint64_t id : *ids)
+      types[id] = keys::ReplicaType::kVoter;
+  }
+  std::vector<keys::ReplicaDescriptor> replicas;
+  for (const auto& [id, type] : types) {
+    const uint64_t node = node_of[id];
+    if (node == 0) {
+      return Status::Corruption(
+          fmt::format("range {}: entry {} adds replica {} without saying on which node", range_id_,
+                      e.index, id));
+    }
+    replicas.push_back({node, id, type});
+    d->next_replica_id = std::max(d->next_replica_id, id + 1);
+  }
+  d->replicas = std::move(replicas);
+  ++d->generation;
+  batch->Put(keys::RangeDescriptorKey(range_id_), keys::EncodeRangeDescriptor(*d));
+  std::string who;
+  for (const keys::ReplicaDescriptor& r : d->replicas) {
+    who += fmt::format(" {}@{:x}{}", r.replica_id, r.node_id,
+                       r.type == keys::ReplicaType::kLearner ? "(learner)" : "");
+  }
+  LOG_INFO("range {}: replicas now{} (generation {})", range_id_, who, d->generation);
   return Status::Ok();
 }
 
@@ -242,6 +347,7 @@ Result<RangeWriteResult> RangeStateMachine::ApplySplit(storage::EngineBatch* bat
         fmt::format("key \"{}\" is not inside [\"{}\", \"{}\")", key, d->start_key, d->end_key));
   }
   if (key >= kSystemKeyStart) return refuse("the system keys are not split");
+  if (HasLearner(*d)) return refuse("a replica is being added");
   if (c.new_range_id() == d->range_id || c.new_range_id() == 0) {
     return refuse(fmt::format("bad new range id {}", c.new_range_id()));
   }
@@ -554,6 +660,7 @@ Result<std::unique_ptr<SnapshotSource>> RangeStateMachine::NewSnapshot() {
 }
 
 Status RangeStateMachine::InstallSnapshot(const std::string& path) {
+  if (removed()) return Status::Ok();
   // The image names its own descriptor; its spans are what it replaces.
   std::vector<std::pair<std::string, std::string>> records;
   mvcc::SnapshotId id;

@@ -30,6 +30,14 @@
 // the generation the proposer saw, inside the range, with a plain (not
 // joint) configuration, and never at or past the system keys.
 //
+// A configuration change (a replica added as a learner, promoted, or
+// removed; serverpb.ReplicaChange names the nodes of added ones) rewrites
+// the descriptor to match the configuration Raft applied, in the same
+// batch, and bumps its generation. A range with a learner does not split
+// (a replica is being added). The replicas handler then sees the new
+// descriptor; when it names no replica on this node, the node destroys its
+// copy (Destroy) and the state machine applies nothing more.
+//
 // Reads see the newest version of each key as of one engine snapshot.
 // Snapshots of a range are its replicated spans (keys::ReplicatedSpans) in
 // the snapshot chunk format (docs/SNAPSHOT.md); installing one replaces
@@ -82,6 +90,10 @@ struct RangeWriteResult {
 // stops the node (its replicas would disagree with its engine).
 using SplitHandler = std::function<Status(const keys::RangeDescriptor& right)>;
 
+// Called on the apply thread after a configuration change applied and the
+// new descriptor is published. An error stops the node.
+using ReplicasHandler = std::function<Status(const keys::RangeDescriptor& after)>;
+
 struct RangeValue {
   std::string key;
   std::string value;
@@ -103,8 +115,27 @@ class RangeStateMachine final : public StateMachine {
   // replicas still waiting for their first snapshot have none).
   static Result<std::vector<keys::RangeDescriptor>> Stored(const storage::Engine* engine);
 
+  // Deletes this node's copy of range `d` (its records and its keys) and
+  // leaves a tombstone: replicas of the range with ids below
+  // d.next_replica_id are not made here again (Tombstone).
+  static Status Destroy(storage::Engine* engine, const keys::RangeDescriptor& d);
+  // The replica ids of `range_id` this node refuses (below the returned
+  // one; 0: no tombstone).
+  static Result<uint64_t> Tombstone(const storage::Engine* engine, keys::RangeId range_id);
+
   // Set before the replica starts.
   void SetSplitHandler(SplitHandler handler) { on_split_ = std::move(handler); }
+  void SetReplicasHandler(ReplicasHandler handler) { on_replicas_ = std::move(handler); }
+  // Keys a new range starts with (Bootstrap writes them, at the smallest
+  // timestamp, alike on every initial replica). Set before the replica
+  // starts.
+  void SetInitialValues(std::map<std::string, std::string> values) {
+    initial_values_ = std::move(values);
+  }
+  // From the apply thread: this node's replica was removed; the state
+  // machine applies nothing more and installs no snapshot.
+  void MarkRemoved() { removed_.store(true, std::memory_order_release); }
+  bool removed() const { return removed_.load(std::memory_order_acquire); }
   // Called on the apply thread after a snapshot installed (the descriptor
   // may have changed).
   void SetInstallHandler(std::function<void()> handler) { on_install_ = std::move(handler); }
@@ -157,6 +188,9 @@ class RangeStateMachine final : public StateMachine {
   Result<RangeWriteResult> ApplyCommand(storage::EngineBatch* batch, std::string_view command,
                                         keys::RangeDescriptor* d, keys::AppliedState* applied,
                                         Pending* pending);
+  // Rewrites `d`'s replicas to the configuration a conf-change entry left.
+  Status ApplyReplicaChange(storage::EngineBatch* batch, const CommittedEntry& e,
+                            keys::RangeDescriptor* d);
   // A split command's result; writes both ranges' records into `batch`.
   Result<RangeWriteResult> ApplySplit(storage::EngineBatch* batch, const serverpb::SplitCommand& c,
                                       keys::RangeDescriptor* d, keys::AppliedState* applied);
@@ -174,7 +208,10 @@ class RangeStateMachine final : public StateMachine {
   storage::FileSystem* const fs_;
   const keys::RangeId range_id_;
   SplitHandler on_split_;
+  ReplicasHandler on_replicas_;
   std::function<void()> on_install_;
+  std::atomic<bool> removed_{false};
+  std::map<std::string, std::string> initial_values_;
 
   // Written by the apply thread, read anywhere.
   mutable std::mutex mu_;

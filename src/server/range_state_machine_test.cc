@@ -387,6 +387,171 @@ TEST_F(RangeStateMachineTest, ASplitKeepsANewRangeThatCameFirst) {
   EXPECT_EQ((*again)->AppliedIndex(), index);
 }
 
+// A conf-change entry as the replica hands it over: the change, the
+// configuration it left, and the placements in its context.
+struct ConfEntry {
+  raft::ConfChange change;
+  raft::ConfState state;
+  std::string context;
+  bool refused = false;
+};
+
+ConfEntry Change(raft::ConfChangeType type, uint64_t replica, uint64_t node,
+                 raft::ConfState state) {
+  ConfEntry e;
+  e.change.changes.push_back({type, replica});
+  serverpb::ReplicaChange rc;
+  if (node != 0) {
+    auto* p = rc.add_added();
+    p->set_replica_id(replica);
+    p->set_node_id(node);
+  }
+  e.context = rc.SerializeAsString();
+  e.state = std::move(state);
+  return e;
+}
+
+raft::ConfState Conf(std::vector<uint64_t> voters, std::vector<uint64_t> learners = {}) {
+  raft::ConfState cs;
+  cs.voters = std::move(voters);
+  cs.learners = std::move(learners);
+  return cs;
+}
+
+Status ApplyConf(RangeStateMachine* sm, const ConfEntry& c) {
+  CommittedEntry e{.index = sm->AppliedIndex() + 1,
+                   .term = 2,
+                   .type = raft::EntryType::kConfChange,
+                   .command = c.context,
+                   .conf_change = &c.change,
+                   .conf_state = &c.state,
+                   .refused = c.refused};
+  std::vector<std::any> results(1);
+  RETURN_IF_ERROR(sm->Apply(std::span<const CommittedEntry>(&e, 1), &results));
+  return std::any_cast<RangeWriteResult>(results[0]).status;
+}
+
+TEST_F(RangeStateMachineTest, ReplicaChangesRewriteTheDescriptor) {
+  std::vector<keys::RangeDescriptor> seen;
+  left_->SetReplicasHandler([&](const keys::RangeDescriptor& d) {
+    seen.push_back(d);
+    return Status::Ok();
+  });
+  left_->SetSplitHandler([](const keys::RangeDescriptor&) { return Status::Ok(); });
+  const keys::RangeDescriptor before = left_->descriptor();
+  using T = raft::ConfChangeType;
+  ASSERT_TRUE(ApplyConf(left_.get(), Change(T::kAddLearner, 4, 9, Conf({1, 2, 3}, {4}))).ok());
+  keys::RangeDescriptor d = left_->descriptor();
+  ASSERT_EQ(d.replicas.size(), 4u);
+  EXPECT_EQ(d.ReplicaOn(9)->type, keys::ReplicaType::kLearner);
+  EXPECT_EQ(d.ReplicaOn(9)->replica_id, 4u);
+  EXPECT_EQ(d.next_replica_id, 5u);
+  EXPECT_EQ(d.generation, before.generation + 1);
+  // A range that is adding a replica does not split.
+  auto split = Apply(left_.get(), {Split("f", 40, d.generation)});
+  EXPECT_EQ(split[0].status.code(), StatusCode::kFailedPrecondition);
+
+  ASSERT_TRUE(ApplyConf(left_.get(), Change(T::kAddVoter, 4, 9, Conf({1, 2, 3, 4}))).ok());
+  EXPECT_EQ(left_->descriptor().ReplicaOn(9)->type, keys::ReplicaType::kVoter);
+  ASSERT_TRUE(ApplyConf(left_.get(), Change(T::kRemoveNode, 1, 0, Conf({2, 3, 4}))).ok());
+  d = left_->descriptor();
+  EXPECT_FALSE(d.HasNode(1));
+  EXPECT_TRUE(d.HasNode(9));
+  EXPECT_EQ(d.replicas.size(), 3u);
+  EXPECT_EQ(d.generation, before.generation + 3);
+  EXPECT_EQ(d.next_replica_id, 5u);  // ids are never reused
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen.back(), d);
+
+  // A change Raft refused changes nothing; the descriptor survives a restart.
+  ConfEntry refused = Change(T::kRemoveNode, 2, 0, Conf({2, 3, 4}));
+  refused.refused = true;
+  EXPECT_EQ(ApplyConf(left_.get(), refused).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(left_->descriptor(), d);
+  EXPECT_EQ(seen.size(), 3u);
+  auto again = RangeStateMachine::Open(&engine_, &fs_, d.range_id, keys::RangeDescriptor{});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->descriptor(), d);
+  EXPECT_EQ((*again)->AppliedConfState()->voters, (std::vector<uint64_t>{2, 3, 4}));
+
+  // Adding a replica without saying where is a proposer's bug: it stops
+  // the node rather than record a replica nowhere.
+  ConfEntry nowhere = Change(T::kAddLearner, 5, 0, Conf({2, 3, 4}, {5}));
+  EXPECT_EQ(ApplyConf(left_.get(), nowhere).code(), StatusCode::kCorruption);
+}
+
+TEST_F(RangeStateMachineTest, ADestroyedCopyLeavesATombstoneAndNothingElse) {
+  Apply(left_.get(), {Put("a", "1", 1), Put("b", "2", 1)});
+  Apply(right_.get(), {Put("x", "3", 1)});
+  const keys::RangeDescriptor d = left_->descriptor();
+  EXPECT_EQ(*RangeStateMachine::Tombstone(&engine_, d.range_id), 0u);
+  left_->MarkRemoved();
+  // Nothing applies to a removed copy any more.
+  auto r = Apply(left_.get(), {Put("c", "late", 2)});
+  EXPECT_EQ(r[0].status.code(), StatusCode::kNotFound);
+  ASSERT_TRUE(RangeStateMachine::Destroy(&engine_, d).ok());
+  EXPECT_EQ(*RangeStateMachine::Tombstone(&engine_, d.range_id), d.next_replica_id);
+  auto stored = RangeStateMachine::Stored(&engine_);
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_EQ((*stored)[0].range_id, ranges_[1].range_id);
+  // Its keys are gone; the neighbour's are not.
+  auto it = engine_.NewIterator();
+  const keys::Span data = keys::DataSpan(d.start_key, d.end_key);
+  it->Seek(data.begin);
+  EXPECT_TRUE(!it->Valid() || it->key() >= data.end);
+  EXPECT_EQ((*right_->Get("x"))->value, "3");
+}
+
+TEST(InitialRangesTest, SpreadReplicasOverTheMembers) {
+  auto ranges = InitialRanges(8, {40, 10, 30, 20}, 3);
+  ASSERT_EQ(ranges.size(), 9u);
+  std::map<uint64_t, int> per_node;
+  for (size_t i = 0; i < 8; ++i) {
+    ASSERT_EQ(ranges[i].replicas.size(), 3u) << i;
+    EXPECT_TRUE(keys::ValidateRangeDescriptor(ranges[i]).ok()) << i;
+    for (const keys::ReplicaDescriptor& r : ranges[i].replicas)
+      ++per_node[r.node_id];
+  }
+  // 24 replicas over 4 members: 6 each.
+  EXPECT_EQ(per_node, (std::map<uint64_t, int>{{10, 6}, {20, 6}, {30, 6}, {40, 6}}));
+  EXPECT_FALSE(ranges[0].HasNode(40));
+  EXPECT_FALSE(ranges[1].HasNode(10));
+  // The meta range is on every member; more replicas than members: one each.
+  EXPECT_EQ(ranges.back().replicas.size(), 4u);
+  EXPECT_EQ(InitialRanges(2, {1, 2}, 5)[0].replicas.size(), 2u);
+}
+
+TEST(InitialValuesTest, ANewRangeStartsWithThemAlikeEverywhere) {
+  storage::MemEngine a;
+  storage::MemEngine b;
+  storage::FaultInjectionFileSystem fs{3};
+  const keys::RangeDescriptor meta = InitialRanges(4, {1, 2, 3}).back();
+  for (storage::MemEngine* e : {&a, &b}) {
+    auto sm = RangeStateMachine::Open(e, &fs, meta.range_id, meta);
+    ASSERT_TRUE(sm.ok());
+    (*sm)->SetInitialValues({{std::string(kNextRangeIdKey), "20"}});
+    ASSERT_TRUE((*sm)->Bootstrap(Conf({1, 2, 3})).ok());
+    auto v = (*sm)->Get(kNextRangeIdKey);
+    ASSERT_TRUE(v.ok() && v->has_value());
+    EXPECT_EQ((*v)->value, "20");
+    EXPECT_GT((*sm)->DataBytes(), 0u);
+  }
+  // The same records on every initial replica.
+  auto all = [](storage::MemEngine* e) {
+    std::vector<std::pair<std::string, std::string>> out;
+    auto it = e->NewIterator();
+    for (it->Seek(""); it->Valid(); it->Next())
+      out.emplace_back(it->key(), it->value());
+    return out;
+  };
+  EXPECT_EQ(all(&a), all(&b));
+  // A key outside the range is refused.
+  storage::MemEngine c;
+  auto sm = RangeStateMachine::Open(&c, &fs, meta.range_id, meta);
+  (*sm)->SetInitialValues({{"user", "x"}});
+  EXPECT_EQ((*sm)->Bootstrap(Conf({1})).code(), StatusCode::kInvalidArgument);
+}
+
 TEST(InitialRangesTest, CoverTheKeyspaceWithoutGapsOrOverlap) {
   auto ranges = InitialRanges(1000, {9, 4, 7});
   ASSERT_EQ(ranges.size(), 1001u);

@@ -231,6 +231,45 @@ Status Replica::TransferLeadership(raft::NodeId transferee) {
   return Status::Ok();
 }
 
+Status Replica::TakeLeadership() {
+  if (is_leader()) return Status::Ok();
+  if (stopping()) return Stopped();
+  host_->PostTransfer(options_.group, replica_id());
+  std::unique_lock<std::mutex> lock(state_mu_);
+  const bool won =
+      state_cv_.wait_for(lock, options_.request_timeout, [&] { return is_leader() || stopping(); });
+  if (stopping()) return Stopped();
+  if (!won) {
+    return Status::Unavailable(fmt::format(
+        "group {}: leadership did not come to replica {} in time", options_.group, replica_id()));
+  }
+  return Status::Ok();
+}
+
+Status Replica::AwaitPeerMatch(raft::NodeId peer, uint64_t index, Duration timeout) {
+  progress_waiters_.fetch_add(1);
+  std::unique_lock<std::mutex> lock(state_mu_);
+  auto caught_up = [&] {
+    std::map<raft::NodeId, PeerProgress> progress = PeersProgress();
+    auto it = progress.find(peer);
+    return it != progress.end() && it->second.match >= index;
+  };
+  const bool met =
+      state_cv_.wait_for(lock, timeout, [&] { return stopping() || !is_leader() || caught_up(); });
+  lock.unlock();
+  progress_waiters_.fetch_sub(1);
+  if (stopping()) return Stopped();
+  if (!is_leader()) {
+    return Status::Unavailable(
+        fmt::format("group {}: replica {} lost the leadership", options_.group, replica_id()));
+  }
+  if (!met) {
+    return Status::DeadlineExceeded(fmt::format(
+        "group {}: replica {} did not catch up to index {} in time", options_.group, peer, index));
+  }
+  return Status::Ok();
+}
+
 Status Replica::AwaitConfState(const std::function<bool(const raft::ConfState&)>& pred) {
   std::unique_lock<std::mutex> lock(state_mu_);
   const bool met = state_cv_.wait_for(lock, options_.request_timeout,

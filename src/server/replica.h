@@ -181,6 +181,12 @@ class Replica : public std::enable_shared_from_this<Replica> {
   Status TransferLeadership(raft::NodeId transferee);
   // Asks for the transfer without waiting.
   void StartTransferLeadership(raft::NodeId transferee);
+  // Makes this replica the group's leader (the request goes to the leader,
+  // which hands over) and waits until it is, up to the request timeout.
+  Status TakeLeadership();
+  // On the leader: waits until `peer` holds the log up to `index`, or
+  // `timeout` passes (kDeadlineExceeded), or this replica stops leading.
+  Status AwaitPeerMatch(raft::NodeId peer, uint64_t index, Duration timeout);
   // Waits until the configuration applied here satisfies `pred`, or the
   // request timeout passes (kDeadlineExceeded), or the replica stops.
   Status AwaitConfState(const std::function<bool(const raft::ConfState&)>& pred);
@@ -331,6 +337,10 @@ class Replica : public std::enable_shared_from_this<Replica> {
   void OnQuiesceHeartbeat(raft::NodeId from);
   // Stop: fail every waiter and read with `status`.
   void FailAll(const Status& status);
+  // The host dropped this replica (its node's copy of the group was
+  // removed): fail what waits, and release the group's log in the WAL so
+  // that it pins no segment.
+  void Retire();
 
   // ---- apply thread (replica_apply.cc) ----
   void Apply(ApplyItem& item);
@@ -392,6 +402,8 @@ class Replica : public std::enable_shared_from_this<Replica> {
   // changes) and the apply thread (configuration changes) notify.
   std::mutex state_mu_;
   std::condition_variable state_cv_;
+  // Threads in AwaitPeerMatch: the driver notifies after publishing progress.
+  std::atomic<int> progress_waiters_{0};
 };
 
 }  // namespace conclave::server

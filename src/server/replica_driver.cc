@@ -376,9 +376,12 @@ void Replica::PublishProgress() {
   } else {
     last_active_.clear();
   }
-  std::lock_guard<std::mutex> lock(progress_mu_);
-  progress_ = std::move(progress);
-  leader_last_index_ = last;
+  {
+    std::lock_guard<std::mutex> lock(progress_mu_);
+    progress_ = std::move(progress);
+    leader_last_index_ = last;
+  }
+  if (progress_waiters_.load(std::memory_order_acquire) > 0) NotifyStateChange();
 }
 
 // ---- quiescence ----
@@ -412,6 +415,9 @@ void Replica::MaybeQuiesce() {
   raft_->Quiesce();
   quiesced_ = true;
   quiesced_flag_.store(true, std::memory_order_release);
+  // Progress as of now (every peer holds the whole log): ticks stop, and
+  // with them the publishing.
+  PublishProgress();
   host_->Deactivate(*this);
 }
 
@@ -426,6 +432,18 @@ void Replica::OnQuiesceHeartbeat(raft::NodeId from) {
   quiesced_ = true;
   quiesced_flag_.store(true, std::memory_order_release);
   host_->Deactivate(*this);
+}
+
+void Replica::Retire() {
+  FailAll(Status::NotFound(fmt::format("group {}: its replica left this node", options_.group))
+              .WithReason(ErrorReason::kGroupNotFound));
+  const uint64_t last = raft_->log().LastIndex();
+  Status s = last == 0 ? Status::Ok()
+                       : host_->wal()->ReleaseTo(options_.group, last, raft_->log().LastTerm());
+  if (!s.ok()) {
+    LOG_WARN("group {}: releasing the log of a removed replica: {}", options_.group, s.ToString());
+  }
+  LOG_INFO("group {}: replica {} removed from this node", options_.group, options_.replica_id);
 }
 
 void Replica::FailAll(const Status& status) {

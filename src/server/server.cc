@@ -227,6 +227,7 @@ Status Server::Start() {
   native_options.initial_ranges = config_.initial_range_count;
   for (const serverpb::MemberRecord& m : sm_options.initial_members)
     native_options.initial_members.push_back(m.id());
+  native_options.replicas_per_range = static_cast<int>(config_.range_replicas);
   native_options.replica = replica_options;
   native_options.replica.quiesce = true;
   native_options.replica.vote_at_once_at_term_one = true;
@@ -240,6 +241,13 @@ Status Server::Start() {
   native_options.split_bytes = static_cast<uint64_t>(config_.range_split_bytes);
   native_options.split_qps = static_cast<uint64_t>(config_.range_split_qps);
   native_options.load_window = std::chrono::seconds(config_.range_load_window_s);
+  native_options.node_known = [etcd = st.etcd.get()](uint64_t node) {
+    Result<std::vector<serverpb::MemberRecord>> members = etcd->Members();
+    return members.ok() &&
+           std::any_of(members->begin(), members->end(), [&](const serverpb::MemberRecord& m) {
+             return m.id() == node && !m.is_learner();
+           });
+  };
   ASSIGN_OR_RETURN(st.native,
                    NativeKeyspace::Open(st.host.get(), member_id, native_options, fresh));
 

@@ -18,7 +18,10 @@ KeyValue = collections.namedtuple("KeyValue", ["key", "value", "timestamp"])
 RangeInfo = collections.namedtuple(
     "RangeInfo",
     ["range_id", "start", "end", "leader_node", "applied_index", "quiesced", "generation",
-     "bytes", "requests_per_second"])
+     "bytes", "requests_per_second", "replicas"])
+# A replica of a range: the node it lives on, its id in the range's group,
+# and whether it is a learner (receives the log, does not vote yet).
+Replica = collections.namedtuple("Replica", ["node_id", "replica_id", "learner"])
 
 
 class ConclaveError(Exception):
@@ -67,7 +70,8 @@ def _kv(kv):
 
 def _range(r):
     return RangeInfo(r.range_id, r.start, r.end, r.leader_node, r.applied_index, r.quiesced,
-                     r.generation, r.bytes, r.requests_per_second)
+                     r.generation, r.bytes, r.requests_per_second,
+                     [Replica(p.node_id, p.replica_id, p.learner) for p in r.replicas])
 
 
 def _never_sent(err):
@@ -107,7 +111,7 @@ class Client:
                 self._channels[i] = ch
             return ch
 
-    def _call(self, method, request, response_class, idempotent):
+    def _call(self, method, request, response_class, idempotent, timeout=None):
         with self._lock:
             first = self._current
         last_err = None
@@ -118,7 +122,7 @@ class Client:
                 request_serializer=type(request).SerializeToString,
                 response_deserializer=response_class.FromString)
             try:
-                resp = call(request, timeout=self._timeout)
+                resp = call(request, timeout=timeout or self._timeout)
             except grpc.RpcError as err:
                 last_err = err
                 # An unreachable member, or one that could not answer in
@@ -239,3 +243,14 @@ class Client:
         resp = self._call("Split", kv_pb2.SplitRequest(key=_bytes(key)), kv_pb2.SplitResponse,
                           idempotent=False)
         return _range(resp.left), _range(resp.right)
+
+    def move_replica(self, range_id, from_node, to_node, timeout=120.0):
+        """Moves range `range_id`'s replica from node `from_node` to `to_node` (node ids as
+        ints); returns the RangeInfo after the move. Ask a node that holds a voter of the
+        range: it coordinates the move. Waits (up to `timeout` seconds) while the new
+        replica receives a snapshot and catches up.
+        """
+        req = kv_pb2.MoveReplicaRequest(range_id=range_id, from_node=from_node, to_node=to_node)
+        resp = self._call("MoveReplica", req, kv_pb2.MoveReplicaResponse, idempotent=False,
+                          timeout=timeout)
+        return _range(resp.range)

@@ -380,5 +380,94 @@ class MissedSplitTest(cluster.ClusterTestCase):
                 self.assertEqual(mine[right.range_id].start, b"lag/m")
 
 
+class ReplicaMoveTest(cluster.ClusterTestCase):
+    """Four members, ranges of three replicas: a range's replica moves to the
+    member that had none, the old member deletes its copy and keeps it
+    deleted across a restart, and the replica moves back."""
+    CLUSTER_SIZE = 4
+    EXTRA_FLAGS = ("--initial-range-count", "2", "--range-replicas", "3",
+                   "--range-split-bytes", "0", "--range-split-qps", "0")
+
+    def member_client(self, node):
+        i = [self.cluster.member_id(k) for k in range(4)].index(node)
+        return conclave.Client(endpoints(self.cluster.members[i:i + 1]))
+
+    def range_of(self, client, range_id):
+        return next((r for r in client.ranges() if r.range_id == range_id), None)
+
+    def test_move_a_replica_away_and_back(self):
+        nodes = sorted(self.cluster.member_id(k) for k in range(4))
+        # Round robin from the member with the smallest id: the first range
+        # is on the three smallest, the meta range on all four.
+        first, second, third, fourth = nodes
+        a, b, d = (self.member_client(n) for n in (first, second, fourth))
+        try:
+            cluster.wait_until(lambda: a.put(b"mv/warm", b"1"), 30, what="a first put")
+            r = self.range_of(a, 16)
+            self.assertEqual(sorted(p.node_id for p in r.replicas), [first, second, third])
+            self.assertIsNone(self.range_of(d, 16))
+            self.assertIsNotNone(self.range_of(d, 2))
+            for i in range(200):
+                a.put(b"mv/%03d" % i, b"v%d" % i)
+
+            # Refusals, each leaving the range as it was.
+            with self.assertRaises(conclave.ConclaveError) as e:
+                a.move_replica(16, first, 0x1234)
+            self.assertEqual(e.exception.code, grpc.StatusCode.NOT_FOUND)
+            with self.assertRaises(conclave.ConclaveError) as e:
+                a.move_replica(16, fourth, first)
+            self.assertEqual(e.exception.code, grpc.StatusCode.FAILED_PRECONDITION)
+            with self.assertRaises(conclave.ConclaveError) as e:
+                a.move_replica(16, first, second)
+            self.assertEqual(e.exception.code, grpc.StatusCode.ALREADY_EXISTS)
+            with self.assertRaises(conclave.ConclaveError) as e:
+                d.move_replica(16, first, fourth)  # d holds no replica of it
+            self.assertEqual(e.exception.code, grpc.StatusCode.NOT_FOUND)
+            self.assertEqual(self.range_of(a, 16).generation, r.generation)
+
+            # The coordinator moves its own replica away: it hands off the
+            # leadership first.
+            moved = a.move_replica(16, first, fourth)
+            self.assertEqual(sorted(p.node_id for p in moved.replicas), [second, third, fourth])
+            self.assertFalse(any(p.learner for p in moved.replicas))
+            self.assertGreater(moved.generation, r.generation)
+            cluster.wait_until(lambda: self.range_of(d, 16) is not None, 30,
+                               what="the range on the fourth member")
+            self.assertEqual(d.get(b"mv/199"), b"v199")
+            self.assertEqual(len(d.scan(b"mv/", b"mv0")), 201)  # and mv/warm
+            cluster.wait_until(lambda: self.range_of(a, 16) is None, 30,
+                               what="the first member to drop its replica")
+            with self.assertRaises(conclave.ConclaveError) as e:
+                a.get(b"mv/000")  # no routing to ranges held elsewhere yet
+            self.assertEqual(e.exception.code, grpc.StatusCode.NOT_FOUND)
+            b.put(b"mv/after", b"moved")
+
+            # Deleted for good: a restart does not bring it back.
+            i = [self.cluster.member_id(k) for k in range(4)].index(first)
+            a.close()
+            self.cluster.restart(i)
+            a = self.member_client(first)
+            cluster.wait_until(lambda: self.range_of(a, 2) is not None, 30,
+                               what="the restarted member's ranges")
+            self.assertIsNone(self.range_of(a, 16))
+
+            # And back, coordinated by another member: a new replica id.
+            back = b.move_replica(16, fourth, first)
+            self.assertEqual(sorted(p.node_id for p in back.replicas), [first, second, third])
+            self.assertGreater(max(p.replica_id for p in back.replicas), 4)
+            cluster.wait_until(lambda: self.range_of(a, 16) is not None, 30,
+                               what="the range back on the first member")
+            self.assertEqual(a.get(b"mv/after"), b"moved")
+            self.assertEqual(len(a.scan(b"mv/", b"mv0")), 202)
+            cluster.wait_until(lambda: self.range_of(d, 16) is None, 30,
+                               what="the fourth member to drop its replica")
+            # (The first member's counters restarted with it.)
+            self.assertEqual(metric_sum(self.cluster, "conclave_native_replicas_removed_total"), 1)
+            self.assertEqual(metric_sum(self.cluster, "conclave_native_replicas_moved_total"), 1)
+        finally:
+            for c in (a, b, d):
+                c.close()
+
+
 if __name__ == "__main__":
     unittest.main()
