@@ -28,8 +28,9 @@ void SetTimestamp(const Timestamp& ts, kvpb::Timestamp* out) {
 
 class NativeKvService final : public kvpb::KV::CallbackService {
  public:
-  NativeKvService(server::NativeKeyspace* keyspace, const ServiceOptions& options)
-      : keyspace_(keyspace), options_(options) {}
+  NativeKvService(server::NativeKeyspace* keyspace, const ServiceOptions& options,
+                  server::Route route)
+      : keyspace_(keyspace), options_(options), route_(route) {}
 
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* context, const kvpb::PutRequest* req,
                                 kvpb::PutResponse* resp) override {
@@ -38,7 +39,7 @@ class NativeKvService final : public kvpb::KV::CallbackService {
       reactor->Finish(ToGrpc(refused));
       return reactor;
     }
-    keyspace_->Put(*req, WriteDone(reactor, resp));
+    keyspace_->Put(*req, WriteDone(reactor, resp), route_);
     return reactor;
   }
 
@@ -57,7 +58,8 @@ class NativeKvService final : public kvpb::KV::CallbackService {
                         resp->set_deleted(r->deleted > 0);
                         SetTimestamp(r->timestamp, resp->mutable_timestamp());
                         reactor->Finish(grpc::Status::OK);
-                      });
+                      },
+                      route_);
     return reactor;
   }
 
@@ -72,7 +74,7 @@ class NativeKvService final : public kvpb::KV::CallbackService {
     }
     // Range after range, each through its log: on the pool, like a scan.
     pool_.Post([this, req, end = std::move(end), resp, reactor] {
-      Result<uint64_t> deleted = keyspace_->DeleteRange(req->start(), end);
+      Result<uint64_t> deleted = keyspace_->DeleteRange(req->start(), end, route_);
       if (deleted.ok()) resp->set_deleted(*deleted);
       reactor->Finish(ToGrpc(deleted.status()));
     });
@@ -96,7 +98,7 @@ class NativeKvService final : public kvpb::KV::CallbackService {
         SetTimestamp((*r)->timestamp, resp->mutable_timestamp());
       }
       reactor->Finish(grpc::Status::OK);
-    });
+    }, route_);
     return reactor;
   }
 
@@ -115,12 +117,29 @@ class NativeKvService final : public kvpb::KV::CallbackService {
   }
 
   grpc::ServerUnaryReactor* Ranges(grpc::CallbackServerContext* context,
-                                   const kvpb::RangesRequest* /*req*/,
+                                   const kvpb::RangesRequest* req,
                                    kvpb::RangesResponse* resp) override {
-    for (const server::NativeKeyspace::Range& r : keyspace_->All())
-      Describe(r, r.sm->descriptor(), resp->add_ranges());
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
+    if (!req->cluster()) {
+      for (const server::NativeKeyspace::Range& r : keyspace_->All())
+        Describe(r, r.sm->descriptor(), resp->add_ranges());
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+    // The range map: a read round on the meta range, on the pool.
+    pool_.Post([this, resp, reactor] {
+      auto map = keyspace_->RangeMap();
+      if (!map.ok()) return reactor->Finish(ToGrpc(map.status()));
+      for (const keys::RangeDescriptor& d : *map) {
+        Result<server::NativeKeyspace::Range> r = keyspace_->FindById(d.range_id);
+        if (r.ok()) {
+          Describe(*r, d, resp->add_ranges());
+        } else {
+          DescribeRemote(d, resp->add_ranges());
+        }
+      }
+      reactor->Finish(grpc::Status::OK);
+    });
     return reactor;
   }
 
@@ -226,7 +245,7 @@ class NativeKvService final : public kvpb::KV::CallbackService {
   Status RunScan(const kvpb::ScanRequest& req, const std::string& end, kvpb::ScanResponse* resp) {
     const size_t limit =
         req.limit() == 0 ? kScanLimitMax : std::min<size_t>(req.limit(), kScanLimitMax);
-    ASSIGN_OR_RETURN(server::ScanPage page, keyspace_->Scan(req.start(), end, limit));
+    ASSIGN_OR_RETURN(server::ScanPage page, keyspace_->Scan(req.start(), end, limit, route_));
     for (server::RangeValue& kv : page.kvs) {
       kvpb::KeyValue* out = resp->add_kvs();
       out->set_key(std::move(kv.key));
@@ -240,6 +259,9 @@ class NativeKvService final : public kvpb::KV::CallbackService {
 
   server::NativeKeyspace* keyspace_;
   const ServiceOptions& options_;
+  // kAny for clients; kLocal on the peer listener, where other members
+  // forward what they do not hold.
+  const server::Route route_;
   // Scans and range deletes, which wait on several ranges in turn.
   WorkerPool pool_{2, "kv-spans"};
   WorkerPool moves_{1, "kv-moves"};
@@ -248,8 +270,9 @@ class NativeKvService final : public kvpb::KV::CallbackService {
 }  // namespace
 
 std::unique_ptr<grpc::Service> NewNativeKvService(server::NativeKeyspace* keyspace,
-                                                  const ServiceOptions& options) {
-  return std::make_unique<NativeKvService>(keyspace, options);
+                                                  const ServiceOptions& options,
+                                                  server::Route route) {
+  return std::make_unique<NativeKvService>(keyspace, options, route);
 }
 
 }  // namespace conclave::api::internal

@@ -83,7 +83,8 @@ std::unique_ptr<grpc::Service> NewMaintenanceService(server::EtcdGroup* node,
 std::unique_ptr<grpc::Service> NewLockService(server::EtcdGroup* node,
                                               const ServiceOptions& options);
 std::unique_ptr<grpc::Service> NewNativeKvService(server::NativeKeyspace* keyspace,
-                                                  const ServiceOptions& options);
+                                                  const ServiceOptions& options,
+                                                  server::Route route);
 std::unique_ptr<grpc::Service> NewElectionService(server::EtcdGroup* node,
                                                   const ServiceOptions& options);
 

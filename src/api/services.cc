@@ -56,10 +56,17 @@ EtcdServices::EtcdServices(server::EtcdGroup* node, server::NativeKeyspace* nati
   services_.push_back(internal::NewMaintenanceService(node, options_));
   services_.push_back(internal::NewLockService(node, options_));
   services_.push_back(internal::NewElectionService(node, options_));
-  if (native != nullptr) services_.push_back(internal::NewNativeKvService(native, options_));
+  if (native != nullptr) {
+    services_.push_back(internal::NewNativeKvService(native, options_, server::Route::kAny));
+    forwarded_native_ = internal::NewNativeKvService(native, options_, server::Route::kLocal);
+  }
 }
 
 EtcdServices::~EtcdServices() = default;
+
+void EtcdServices::RegisterPeer(grpc::ServerBuilder* builder) {
+  if (forwarded_native_ != nullptr) builder->RegisterService(forwarded_native_.get());
+}
 
 void EtcdServices::Register(grpc::ServerBuilder* builder) {
   for (auto& s : services_)

@@ -46,10 +46,14 @@ class EtcdServices {
 
   // Registers every service on `builder`; the services must outlive the server.
   void Register(grpc::ServerBuilder* builder);
+  // Registers what other members call on the peer listener: the native KV
+  // service for the requests they forward (served here, never forwarded on).
+  void RegisterPeer(grpc::ServerBuilder* builder);
 
  private:
   ServiceOptions options_;  // the services keep references into it
   std::vector<std::unique_ptr<grpc::Service>> services_;
+  std::unique_ptr<grpc::Service> forwarded_native_;
 };
 
 }  // namespace conclave::api

@@ -228,11 +228,12 @@ int RangeSplit(Env& env, const std::string& key) {
 
 // The native ranges the endpoint holds a replica of, and how each is doing
 // there: its leader, how far it has applied, whether it sleeps (quiesced).
-int RangeList(Env& env) {
+// `cluster`: every range of the cluster, from the range map.
+int RangeList(Env& env, bool cluster) {
   int code = 0;
   auto c = env.Connect(&code);
   if (c == nullptr) return code;
-  auto r = c->NativeRanges();
+  auto r = c->NativeRanges(cluster);
   if (!r.ok()) return FailCall(r.status());
   switch (env.format()) {
     case OutputFormat::kJson:
@@ -261,8 +262,11 @@ int RangeList(Env& env) {
 void AddRange(CLI::App& app, CommandList* commands) {
   CLI::App* range = app.add_subcommand("range", "native keyspace commands");
   range->require_subcommand(1);
+  auto cluster = std::make_shared<bool>(false);
   CLI::App* list = range->add_subcommand("list", "list the ranges the endpoint holds");
-  commands->push_back({list, [](Env& env) { return RangeList(env); }});
+  list->add_flag("--cluster", *cluster,
+                 "every range of the cluster, as the range map records it");
+  commands->push_back({list, [cluster](Env& env) { return RangeList(env, *cluster); }});
   auto split_key = std::make_shared<std::string>();
   CLI::App* split = range->add_subcommand("split", "split the range holding KEY at KEY");
   split->add_option("key", *split_key, "the first key of the new range")->required();

@@ -475,11 +475,13 @@ Result<std::vector<kvpb::KeyValue>> Client::NativeScanAll(std::string start, std
   }
 }
 
-Result<kvpb::RangesResponse> Client::NativeRanges() {
+Result<kvpb::RangesResponse> Client::NativeRanges(bool cluster) {
+  kvpb::RangesRequest request;
+  request.set_cluster(cluster);
   return impl_->Unary<kvpb::RangesResponse>(
       Retry::kIdempotent,
       [&](Endpoint& e, Ctx* c, kvpb::RangesResponse* r) {
-        return e.native->Ranges(c, kvpb::RangesRequest(), r);
+        return e.native->Ranges(c, request, r);
       },
       options_.call_timeout);
 }

@@ -159,7 +159,8 @@ class Client {
   Result<kvpb::ScanResponse> NativeScan(const kvpb::ScanRequest& request);
   Result<std::vector<kvpb::KeyValue>> NativeScanAll(std::string start, std::string end,
                                                     uint64_t limit = 0);
-  Result<kvpb::RangesResponse> NativeRanges();
+  // The ranges the endpoint holds; `cluster`: every range, from the range map.
+  Result<kvpb::RangesResponse> NativeRanges(bool cluster = false);
   // Splits the range holding `key` at `key`.
   Result<kvpb::SplitResponse> NativeSplit(std::string key);
   // Moves range `range_id`'s replica from node `from` to node `to`; waits

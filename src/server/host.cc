@@ -123,9 +123,31 @@ void Host::RemoveReplica(raft::GroupId group) {
   inbox_cv_.notify_one();
 }
 
-void Host::DiscardReplay(raft::GroupId group) {
-  std::unique_lock<std::shared_mutex> lock(replicas_mu_);
-  replayed_.erase(group);
+Status Host::DiscardReplay(raft::GroupId group) {
+  storage::WalGroupState gone;
+  {
+    std::unique_lock<std::shared_mutex> lock(replicas_mu_);
+    auto it = replayed_.find(group);
+    if (it == replayed_.end()) return Status::Ok();
+    gone = std::move(it->second);
+    replayed_.erase(it);
+  }
+  uint64_t last = gone.snapshot_index;
+  uint64_t term = gone.snapshot_term;
+  if (!gone.entries.empty()) {
+    last = gone.entries.back().index;
+    term = gone.entries.back().term;
+  }
+  if (last == 0) return Status::Ok();
+  return wal_->ReleaseTo(group, last, term);
+}
+
+std::vector<raft::GroupId> Host::ReplayedGroups() const {
+  std::shared_lock<std::shared_mutex> lock(replicas_mu_);
+  std::vector<raft::GroupId> out;
+  for (const auto& [group, state] : replayed_)
+    out.push_back(group);
+  return out;
 }
 
 std::shared_ptr<Replica> Host::FindReplica(raft::GroupId group) const {
@@ -406,6 +428,7 @@ bool Host::DriverRound() {
 }
 
 void Host::MarkDirty(const std::shared_ptr<Replica>& replica) {
+  if (replica->retired()) return;  // its last log writes finish without it
   if (dirty_set_.insert(replica->group()).second) dirty_.push_back(replica);
 }
 
@@ -445,6 +468,8 @@ void Host::Dispatch(Inbox& inbox) {
       replicas_.erase(it);
     }
     active_.erase(group);
+    dirty_set_.erase(group);
+    std::erase(dirty_, gone);
     gone->Retire();
   }
   const Duration now = clock_.Monotonic();

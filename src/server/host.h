@@ -157,8 +157,11 @@ class Host {
   // log in the WAL. Its state machine's data is the caller's to delete.
   void RemoveReplica(raft::GroupId group);
   // Forgets what the WAL replayed of `group` at open: it belonged to a
-  // replica removed from this node, and a new one starts afresh.
-  void DiscardReplay(raft::GroupId group);
+  // replica removed from this node, and a new one starts afresh. What the
+  // WAL holds of it is released, so that it pins no segment.
+  Status DiscardReplay(raft::GroupId group);
+  // The groups the WAL replayed that have no replica here (yet).
+  std::vector<raft::GroupId> ReplayedGroups() const;
   std::shared_ptr<Replica> FindReplica(raft::GroupId group) const;
   std::vector<std::shared_ptr<Replica>> Replicas() const;
 

@@ -179,6 +179,10 @@ std::string HttpStatusServer::MetricsText() const {
     families.push_back(Family("conclave_native_replicas_removed_total",
                               "Range replicas removed from this member (its copies deleted)",
                               MetricType::Counter, static_cast<double>(splits.replicas_removed)));
+    families.push_back(Family("conclave_native_forwarded_total",
+                              "Native requests (or parts of scans and range deletes) this member "
+                              "sent on to a member holding the range",
+                              MetricType::Counter, static_cast<double>(splits.forwarded)));
   }
   return prometheus::TextSerializer().Serialize(families);
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <thread>
 #include <utility>
 
 #include "base/coding.h"
@@ -48,11 +49,36 @@ bool Moved(const Status& s) {
   return s.code() == StatusCode::kOutOfRange;
 }
 
+// Just past the range map's records.
+std::string RangeMapEnd() {
+  std::string end(kRangeMapPrefix);
+  end.back() = static_cast<char>(end.back() + 1);
+  return end;
+}
+
+Timestamp FromProto(const kvpb::Timestamp& t) {
+  return Timestamp{t.wall_nanos(), t.logical()};
+}
+
+// Whether a forwarded call's refusal means "try another holder": the node
+// holds no replica of the range (any call), or could not be reached (only
+// calls that may run twice: reads).
+bool TryElsewhere(const Status& s, bool idempotent) {
+  return s.code() == StatusCode::kNotFound ||
+         (idempotent && s.code() == StatusCode::kUnavailable);
+}
+
 uint64_t Now(const Clock& clock) {
   return static_cast<uint64_t>(std::max<int64_t>(clock.WallNanos(), 0));
 }
 
 }  // namespace
+
+std::string RangeMapKey(std::string_view end_key) {
+  std::string key(kRangeMapPrefix);
+  key.append(end_key);
+  return key;
+}
 
 // ---- load ----
 
@@ -165,10 +191,23 @@ Result<std::unique_ptr<NativeKeyspace>> NativeKeyspace::Open(Host* host, uint64_
     }
     std::map<std::string, std::string> initial;
     if (create && d.range_id == kMetaRangeId) {
+      // The counter starts past the initial ranges, and the range map
+      // holds them.
       initial[std::string(kNextRangeIdKey)] = std::to_string(next_id);
+      for (const keys::RangeDescriptor& user : stored) {
+        if (user.range_id != kMetaRangeId) {
+          initial[RangeMapKey(user.end_key)] = keys::EncodeRangeDescriptor(user);
+        }
+      }
     }
     RETURN_IF_ERROR(ks->AddRange(d, create, /*campaign=*/false, std::move(initial)));
     ++held;
+  }
+  // What the WAL holds of replicas removed from here is released.
+  for (raft::GroupId group : host->ReplayedGroups()) {
+    if (group != kMetaRangeId && group < kFirstRangeId) continue;
+    ASSIGN_OR_RETURN(uint64_t tombstone, RangeStateMachine::Tombstone(host->engine(), group));
+    if (tombstone > 0) RETURN_IF_ERROR(host->DiscardReplay(group));
   }
   NativeKeyspace* raw = ks.get();
   host->SetReplicaMaker([raw](raft::GroupId group, raft::NodeId replica, raft::NodeId from_replica,
@@ -210,6 +249,7 @@ Status NativeKeyspace::AddRange(const keys::RangeDescriptor& d, bool create, boo
 }
 
 void NativeKeyspace::SetHandlers(RangeStateMachine* sm) {
+  sm->SetLocalNode(node_id_);
   sm->SetSplitHandler([this, sm](const keys::RangeDescriptor& right) -> Status {
     std::lock_guard<std::mutex> make(make_mu_);
     // Already here: it came from a snapshot before this node applied the
@@ -218,6 +258,7 @@ void NativeKeyspace::SetHandlers(RangeStateMachine* sm) {
     // The new range's replica next to the left half's leader starts the
     // first election early (ReplicaOptions::campaign_at_start).
     std::shared_ptr<Replica> left = host_->FindReplica(sm->descriptor().range_id);
+    ReportSoon();
     return AddRange(right, /*create=*/false, left != nullptr && left->is_leader());
   });
   sm->SetInstallHandler([this, sm] { Reindex(sm); });
@@ -227,6 +268,7 @@ void NativeKeyspace::SetHandlers(RangeStateMachine* sm) {
 
 Status NativeKeyspace::OnReplicasChanged(RangeStateMachine* sm,
                                          const keys::RangeDescriptor& after) {
+  ReportSoon();
   if (after.HasNode(node_id_)) return Status::Ok();
   // Nothing more applies to this copy, then it goes: readers that read it
   // meanwhile see removed() and do not trust what they read.
@@ -283,7 +325,12 @@ std::shared_ptr<Replica> NativeKeyspace::MakeReplica(raft::GroupId group, raft::
   // A replica removed from here: its group's stale leaders still write to
   // it. Only a later replica id is a new placement.
   if (replica_id < *tombstone) return nullptr;
-  if (*tombstone > 0) host_->DiscardReplay(group);
+  if (*tombstone > 0) {
+    if (Status s = host_->DiscardReplay(group); !s.ok()) {
+      LOG_WARN("range {}: no replica made: {}", group, s.ToString());
+      return nullptr;
+    }
+  }
   Result<std::unique_ptr<RangeStateMachine>> sm =
       RangeStateMachine::Open(host_->engine(), host_->fs(), group, keys::RangeDescriptor{});
   if (!sm.ok() || (*sm)->initialized()) {
@@ -343,9 +390,15 @@ size_t NativeKeyspace::size() const {
 }
 
 void NativeKeyspace::Write(std::string key, serverpb::RangeCommand command, WriteDone done,
-                           int attempt) {
+                           int attempt, Route route) {
   Result<Range> r = Find(key);
-  if (!r.ok()) return done(r.status(), 0);
+  if (!r.ok()) {
+    if (route == Route::kAny && forwarder_ != nullptr &&
+        r.status().reason() == ErrorReason::kGroupNotFound) {
+      return ForwardWrite(std::move(key), std::move(command), std::move(done));
+    }
+    return done(r.status(), 0);
+  }
   if (attempt == 0) r->load->Record(key);
   const keys::RangeId id = r->sm->descriptor().range_id;
   command.set_wall_nanos(Now(host_->clock()));
@@ -358,25 +411,164 @@ void NativeKeyspace::Write(std::string key, serverpb::RangeCommand command, Writ
         if (w == nullptr) return done(Status::Internal("range: no result"), id);
         if (Moved(w->status) && attempt + 1 < kRouteAttempts) {
           // The range split first and refused it: follow the key.
-          return Write(std::move(key), std::move(command), std::move(done), attempt + 1);
+          return Write(std::move(key), std::move(command), std::move(done), attempt + 1,
+                       Route::kLocal);
         }
         if (!w->status.ok()) return done(w->status, id);
         done(*w, id);
       });
 }
 
-void NativeKeyspace::Put(kvpb::PutRequest request, WriteDone done) {
+void NativeKeyspace::Put(kvpb::PutRequest request, WriteDone done, Route route) {
   std::string key = request.key();
   serverpb::RangeCommand c;
   *c.mutable_put() = std::move(request);
-  Write(std::move(key), std::move(c), std::move(done), 0);
+  Write(std::move(key), std::move(c), std::move(done), 0, route);
 }
 
-void NativeKeyspace::Delete(kvpb::DeleteRequest request, WriteDone done) {
+void NativeKeyspace::Delete(kvpb::DeleteRequest request, WriteDone done, Route route) {
   std::string key = request.key();
   serverpb::RangeCommand c;
   *c.mutable_delete_() = std::move(request);
-  Write(std::move(key), std::move(c), std::move(done), 0);
+  Write(std::move(key), std::move(c), std::move(done), 0, route);
+}
+
+// ---- routing ----
+
+Result<keys::RangeDescriptor> NativeKeyspace::Locate(std::string_view key, bool fresh) {
+  if (!fresh) {
+    std::lock_guard<std::mutex> lock(routes_mu_);
+    auto it = routes_.upper_bound(std::string(key));
+    if (it != routes_.end() && it->second.ContainsKey(key)) return it->second;
+  }
+  Result<Range> meta = Find(kRangeMapPrefix);
+  if (!meta.ok()) {
+    return Status::Unavailable(fmt::format(
+        "conclave: this member holds no replica of key \"{}\"'s range and none of the range "
+        "map's; ask another member",
+        key));
+  }
+  RETURN_IF_ERROR(meta->replica->ReadBarrier());
+  bool more = false;
+  ASSIGN_OR_RETURN(std::vector<RangeValue> found,
+                   meta->sm->Scan(RangeMapKey(key) + '\0', RangeMapEnd(), 1, &more));
+  Result<keys::RangeDescriptor> d = found.empty()
+                                        ? Status::NotFound("no record")
+                                        : keys::DecodeRangeDescriptor(found[0].value);
+  if (!d.ok() || !d->ContainsKey(key)) {
+    return Status::Unavailable(fmt::format(
+        "conclave: the range map has no range holding key \"{}\" yet; try again", key));
+  }
+  std::lock_guard<std::mutex> lock(routes_mu_);
+  // What this record replaces: the cached ranges it overlaps.
+  for (auto it = routes_.upper_bound(d->start_key);
+       it != routes_.end() && it->second.start_key < d->end_key;) {
+    it = routes_.erase(it);
+  }
+  routes_[d->end_key] = *d;
+  return *d;
+}
+
+Result<std::vector<keys::RangeDescriptor>> NativeKeyspace::RangeMap() {
+  Result<Range> meta = Find(kRangeMapPrefix);
+  if (!meta.ok()) {
+    return Status::Unavailable(
+        "conclave: this member holds no replica of the range map; ask another member");
+  }
+  RETURN_IF_ERROR(meta->replica->ReadBarrier());
+  std::vector<keys::RangeDescriptor> out;
+  std::string cursor = RangeMapKey("");
+  for (bool more = true; more;) {
+    ASSIGN_OR_RETURN(std::vector<RangeValue> page,
+                     meta->sm->Scan(cursor, RangeMapEnd(), 1'000, &more));
+    for (const RangeValue& kv : page) {
+      ASSIGN_OR_RETURN(keys::RangeDescriptor d, keys::DecodeRangeDescriptor(kv.value));
+      out.push_back(std::move(d));
+    }
+    if (page.empty()) break;
+    cursor = page.back().key + '\0';
+  }
+  return out;
+}
+
+std::vector<uint64_t> NativeKeyspace::Holders(const keys::RangeDescriptor& d) const {
+  std::vector<uint64_t> nodes;
+  for (keys::ReplicaType type : {keys::ReplicaType::kVoter, keys::ReplicaType::kLearner}) {
+    for (const keys::ReplicaDescriptor& r : d.replicas) {
+      if (r.type == type && r.node_id != node_id_) nodes.push_back(r.node_id);
+    }
+  }
+  return nodes;
+}
+
+void NativeKeyspace::Forward(std::string key, int attempt, ForwardCall call,
+                             std::function<void(Status)> fail) {
+  Result<keys::RangeDescriptor> d = Locate(key, attempt > 0);
+  if (!d.ok()) return fail(d.status());
+  const std::vector<uint64_t> nodes = Holders(*d);
+  if (nodes.empty()) return fail(NoRange(key));
+  const uint64_t node = nodes[static_cast<size_t>(attempt) % nodes.size()];
+  ForwardCall again = call;
+  call(node, [this, key = std::move(key), attempt, again = std::move(again),
+              fail = std::move(fail)](Status s) mutable {
+    // The node refused before doing anything: the range moved, or the
+    // map is stale. Ask the map again and try the next holder.
+    if (s.code() == StatusCode::kNotFound && attempt + 1 < kRouteAttempts) {
+      return Forward(std::move(key), attempt + 1, std::move(again), std::move(fail));
+    }
+    fail(std::move(s));
+  });
+}
+
+void NativeKeyspace::ForwardWrite(std::string key, serverpb::RangeCommand command,
+                                  WriteDone done) {
+  ++forwarded_;
+  auto finish = std::make_shared<WriteDone>(std::move(done));
+  auto fail = [finish](Status s) { (*finish)(std::move(s), 0); };
+  if (command.has_put()) {
+    auto req = std::make_shared<kvpb::PutRequest>(command.put());
+    return Forward(
+        std::move(key), 0,
+        [this, req, finish](uint64_t node, std::function<void(Status)> retry) {
+          forwarder_->Put(node, *req, [finish, retry](Result<kvpb::PutResponse> r) {
+            if (!r.ok()) return retry(r.status());
+            (*finish)(RangeWriteResult{Status::Ok(), FromProto(r->timestamp())}, r->range_id());
+          });
+        },
+        fail);
+  }
+  auto req = std::make_shared<kvpb::DeleteRequest>(command.delete_());
+  Forward(
+      std::move(key), 0,
+      [this, req, finish](uint64_t node, std::function<void(Status)> retry) {
+        forwarder_->Delete(node, *req, [finish, retry](Result<kvpb::DeleteResponse> r) {
+          if (!r.ok()) return retry(r.status());
+          RangeWriteResult w{Status::Ok(), FromProto(r->timestamp())};
+          w.deleted = r->deleted() ? 1 : 0;
+          (*finish)(std::move(w), r->range_id());
+        });
+      },
+      fail);
+}
+
+template <typename Response>
+Result<Response> NativeKeyspace::ForwardSpan(
+    const std::string& cursor, bool idempotent, std::string* part_end,
+    const std::function<Result<Response>(uint64_t node, const std::string& end)>& call,
+    const std::string& end) {
+  ++forwarded_;
+  Status last = NoRange(cursor);
+  for (int attempt = 0; attempt < kRouteAttempts; ++attempt) {
+    ASSIGN_OR_RETURN(keys::RangeDescriptor d, Locate(cursor, attempt > 0));
+    // The part this range holds: up to its end, or the span's.
+    *part_end = !end.empty() && (d.end_key.empty() || end < d.end_key) ? end : d.end_key;
+    const std::vector<uint64_t> nodes = Holders(d);
+    if (nodes.empty()) return NoRange(cursor);
+    Result<Response> r = call(nodes[static_cast<size_t>(attempt) % nodes.size()], *part_end);
+    if (r.ok() || !TryElsewhere(r.status(), idempotent)) return r;
+    last = r.status();
+  }
+  return last;
 }
 
 Result<RangeWriteResult> NativeKeyspace::ProposeAndWait(const Range& r, serverpb::RangeCommand c) {
@@ -388,11 +580,32 @@ Result<RangeWriteResult> NativeKeyspace::ProposeAndWait(const Range& r, serverpb
   return std::move(*w);
 }
 
-Result<uint64_t> NativeKeyspace::DeleteRange(const std::string& start, const std::string& end) {
+Result<uint64_t> NativeKeyspace::DeleteRange(const std::string& start, const std::string& end,
+                                             Route route) {
   uint64_t deleted = 0;
   std::string cursor = start;
   for (int moved = 0;;) {
-    ASSIGN_OR_RETURN(Range r, Find(cursor));
+    Result<Range> found = Find(cursor);
+    if (!found.ok() && route == Route::kAny && forwarder_ != nullptr &&
+        found.status().reason() == ErrorReason::kGroupNotFound) {
+      // This part's range is held elsewhere.
+      std::string part_end;
+      ASSIGN_OR_RETURN(kvpb::DeleteRangeResponse resp,
+                       ForwardSpan<kvpb::DeleteRangeResponse>(
+                           cursor, /*idempotent=*/false, &part_end,
+                           [&](uint64_t node, const std::string& e) {
+                             kvpb::DeleteRangeRequest q;
+                             q.set_start(cursor);
+                             q.set_end(e);
+                             return forwarder_->DeleteRange(node, q);
+                           },
+                           end));
+      deleted += resp.deleted();
+      if (part_end.empty() || (!end.empty() && part_end >= end)) break;
+      cursor = part_end;
+      continue;
+    }
+    ASSIGN_OR_RETURN(Range r, std::move(found));
     r.load->Record(cursor);
     serverpb::RangeCommand c;
     c.mutable_delete_range()->set_start(cursor);
@@ -414,7 +627,27 @@ Result<uint64_t> NativeKeyspace::DeleteRange(const std::string& start, const std
   return deleted;
 }
 
-void NativeKeyspace::Get(std::string key, ReadDone done) {
+void NativeKeyspace::Get(std::string key, ReadDone done, Route route) {
+  if (route == Route::kAny && forwarder_ != nullptr) {
+    Result<Range> r = Find(key);
+    if (!r.ok() && r.status().reason() == ErrorReason::kGroupNotFound) {
+      ++forwarded_;
+      auto finish = std::make_shared<ReadDone>(std::move(done));
+      auto req = std::make_shared<kvpb::GetRequest>();
+      req->set_key(key);
+      return Forward(
+          std::move(key), 0,
+          [this, req, finish](uint64_t node, std::function<void(Status)> retry) {
+            forwarder_->Get(node, *req, [req, finish, retry](Result<kvpb::GetResponse> r) {
+              if (!r.ok()) return retry(r.status());
+              std::optional<RangeValue> v;
+              if (r->found()) v = RangeValue{req->key(), r->value(), FromProto(r->timestamp())};
+              (*finish)(std::move(v), r->range_id());
+            });
+          },
+          [finish](Status s) { (*finish)(std::move(s), 0); });
+    }
+  }
   GetAttempt(std::move(key), done, 0);
 }
 
@@ -437,11 +670,44 @@ void NativeKeyspace::GetAttempt(std::string key, ReadDone done, int attempt) {
 }
 
 Result<ScanPage> NativeKeyspace::Scan(const std::string& start, const std::string& end,
-                                      size_t limit) {
+                                      size_t limit, Route route) {
   ScanPage page;
   std::string cursor = start;
   for (int moved = 0;;) {
-    ASSIGN_OR_RETURN(Range r, Find(cursor));
+    Result<Range> found = Find(cursor);
+    if (!found.ok() && route == Route::kAny && forwarder_ != nullptr &&
+        found.status().reason() == ErrorReason::kGroupNotFound) {
+      // This part's range is held elsewhere: that node scans it.
+      std::string part_end;
+      ASSIGN_OR_RETURN(kvpb::ScanResponse resp,
+                       ForwardSpan<kvpb::ScanResponse>(
+                           cursor, /*idempotent=*/true, &part_end,
+                           [&](uint64_t node, const std::string& e) {
+                             kvpb::ScanRequest q;
+                             q.set_start(cursor);
+                             q.set_end(e);
+                             q.set_limit(limit - page.kvs.size());
+                             return forwarder_->Scan(node, q);
+                           },
+                           end));
+      for (kvpb::KeyValue& kv : *resp.mutable_kvs()) {
+        page.kvs.push_back(RangeValue{std::move(*kv.mutable_key()), std::move(*kv.mutable_value()),
+                                      FromProto(kv.timestamp())});
+      }
+      const bool last = part_end.empty() || (!end.empty() && part_end >= end);
+      if (resp.more() || (page.kvs.size() == limit && !last)) {
+        std::string resume = resp.more() ? resp.resume_key() : part_end;
+        if (end.empty() || resume < end) {
+          page.more = true;
+          page.resume_key = std::move(resume);
+        }
+        break;
+      }
+      if (last) break;
+      cursor = part_end;
+      continue;
+    }
+    ASSIGN_OR_RETURN(Range r, std::move(found));
     r.load->Record(cursor);
     RETURN_IF_ERROR(r.replica->ReadBarrier());
     bool more = false;
@@ -571,6 +837,20 @@ Status NativeKeyspace::ChangeReplicas(const Range& r, raft::ConfChangeType type,
   return w->status;
 }
 
+Status NativeKeyspace::ChangeReplicasRetrying(const Range& r, raft::ConfChangeType type,
+                                              raft::NodeId replica, uint64_t node) {
+  // Raft takes one configuration change at a time, and a new leader none
+  // until it applied what it inherited: those refusals pass.
+  constexpr int kAttempts = 40;
+  Status s;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    s = ChangeReplicas(r, type, replica, node);
+    if (s.ok() || s.reason() != ErrorReason::kConfChangeInProgress) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return s;
+}
+
 Result<keys::RangeDescriptor> NativeKeyspace::MoveReplica(keys::RangeId id, uint64_t from,
                                                           uint64_t to) {
   if (from == to || from == 0 || to == 0) {
@@ -580,7 +860,31 @@ Result<keys::RangeDescriptor> NativeKeyspace::MoveReplica(keys::RangeId id, uint
     return Status::NotFound(fmt::format("conclave: node {:x} is not a member", to));
   }
   ASSIGN_OR_RETURN(Range r, FindById(id));
-  const keys::RangeDescriptor d = r.sm->descriptor();
+  auto check_self = [&](const keys::RangeDescriptor& d) -> Status {
+    const keys::ReplicaDescriptor* self = d.ReplicaOn(node_id_);
+    if (self == nullptr || self->type != keys::ReplicaType::kVoter) {
+      return Status::FailedPrecondition(fmt::format(
+          "conclave: this node holds no voter of range {}; ask a node that does", id));
+    }
+    return Status::Ok();
+  };
+  RETURN_IF_ERROR(check_self(r.sm->descriptor()));
+  // The leader sees the learner's progress and proposes the changes; once
+  // it leads and has applied what was committed, its descriptor is the
+  // range's (another coordinator's changes included).
+  RETURN_IF_ERROR(r.replica->TakeLeadership());
+  RETURN_IF_ERROR(r.replica->ReadBarrier());
+  keys::RangeDescriptor d = r.sm->descriptor();
+  RETURN_IF_ERROR(check_self(d));
+  // A learner left by a move that failed part-way goes first.
+  for (const keys::ReplicaDescriptor& rd : d.replicas) {
+    if (rd.type != keys::ReplicaType::kLearner) continue;
+    LOG_INFO("range {}: removing learner {} on node {:x}, left by an earlier move", id,
+             rd.replica_id, rd.node_id);
+    RETURN_IF_ERROR(
+        ChangeReplicasRetrying(r, raft::ConfChangeType::kRemoveNode, rd.replica_id, 0));
+  }
+  d = r.sm->descriptor();
   const keys::ReplicaDescriptor* old = d.ReplicaOn(from);
   if (old == nullptr) {
     return Status::FailedPrecondition(
@@ -590,46 +894,123 @@ Result<keys::RangeDescriptor> NativeKeyspace::MoveReplica(keys::RangeId id, uint
     return Status::AlreadyExists(
         fmt::format("conclave: range {} already has a replica on node {:x}", id, to));
   }
-  const keys::ReplicaDescriptor* self = d.ReplicaOn(node_id_);
-  if (self == nullptr || self->type != keys::ReplicaType::kVoter) {
-    return Status::FailedPrecondition(
-        fmt::format("conclave: this node holds no voter of range {}; ask a node that does", id));
-  }
-  for (const keys::ReplicaDescriptor& rd : d.replicas) {
-    if (rd.type == keys::ReplicaType::kLearner) {
-      return Status::FailedPrecondition(
-          fmt::format("conclave: range {} is adding a replica already", id));
-    }
-  }
   const raft::NodeId old_id = old->replica_id;
-  const raft::NodeId self_id = self->replica_id;
+  const raft::NodeId self_id = d.ReplicaOn(node_id_)->replica_id;
   const raft::NodeId new_id = d.next_replica_id;
   LOG_INFO("range {}: moving replica {} from node {:x} to node {:x} as replica {}", id, old_id,
            from, to, new_id);
-  // The leader sees the learner's progress and proposes the changes.
-  RETURN_IF_ERROR(r.replica->TakeLeadership());
-  RETURN_IF_ERROR(ChangeReplicas(r, raft::ConfChangeType::kAddLearner, new_id, to));
+  // Whatever fails before the old replica goes, the new one goes again, so
+  // the range is left with the replicas it had.
+  auto undo = [&](Status why) {
+    Status u = r.replica->ReadBarrier();
+    const keys::ReplicaDescriptor* added = r.sm->descriptor().ReplicaOn(to);
+    if (u.ok() && added != nullptr && added->replica_id == new_id) {
+      u = ChangeReplicasRetrying(r, raft::ConfChangeType::kRemoveNode, new_id, 0);
+    }
+    LOG_WARN("range {}: moving a replica to node {:x} failed ({}); {}", id, to, why.ToString(),
+             u.ok() ? "the range keeps its replicas" : "taking the new one out: " + u.ToString());
+    return why;
+  };
+  if (Status s = ChangeReplicasRetrying(r, raft::ConfChangeType::kAddLearner, new_id, to);
+      !s.ok()) {
+    return undo(s);
+  }
   // The learner has everything up to its own addition (a snapshot, then
   // the log) before it votes.
-  Status caught =
-      r.replica->AwaitPeerMatch(new_id, r.replica->applied_index(), options_.catch_up_timeout);
-  if (!caught.ok()) {
-    Status undo = ChangeReplicas(r, raft::ConfChangeType::kRemoveNode, new_id, 0);
-    LOG_WARN("range {}: the new replica on node {:x} did not catch up ({}); {}", id, to,
-             caught.ToString(), undo.ok() ? "removed it again" : "removing it: " + undo.ToString());
-    return caught;
+  if (Status s =
+          r.replica->AwaitPeerMatch(new_id, r.replica->applied_index(), options_.catch_up_timeout);
+      !s.ok()) {
+    return undo(s);
   }
-  RETURN_IF_ERROR(ChangeReplicas(r, raft::ConfChangeType::kAddVoter, new_id, to));
+  if (Status s = ChangeReplicasRetrying(r, raft::ConfChangeType::kAddVoter, new_id, to);
+      !s.ok()) {
+    return undo(s);
+  }
   if (old_id == self_id || r.replica->leader() == old_id) {
+    // The new replica leads next; it proposes the removal this node asks
+    // for once it has applied what it inherited (the read round waits).
     RETURN_IF_ERROR(r.replica->TransferLeadership(new_id));
+    RETURN_IF_ERROR(r.replica->ReadBarrier());
   }
-  Status removed = ChangeReplicas(r, raft::ConfChangeType::kRemoveNode, old_id, 0);
+  Status removed = ChangeReplicasRetrying(r, raft::ConfChangeType::kRemoveNode, old_id, 0);
   // When the replica removed is this node's, it may be taken off the host
   // before its waiter hears that the removal applied.
-  if (!removed.ok() && !(old_id == self_id && r.sm->removed())) return removed;
+  if (!removed.ok() && !(old_id == self_id && r.sm->removed())) {
+    return Status(removed.code(),
+                  fmt::format("conclave: range {}: the new replica on node {:x} votes, but "
+                              "removing the one on node {:x} failed: {}",
+                              id, to, from, removed.message()));
+  }
   ++replicas_moved_;
   LOG_INFO("range {}: moved replica from node {:x} to node {:x}", id, from, to);
   return r.sm->descriptor();
+}
+
+// ---- the range map ----
+
+void NativeKeyspace::ReportSoon() {
+  {
+    std::lock_guard<std::mutex> lock(split_mu_);
+    report_now_ = true;
+  }
+  split_cv_.notify_all();
+}
+
+void NativeKeyspace::ReportLoop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(split_mu_);
+      split_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_ || report_now_; });
+      if (stopping_) return;
+      report_now_ = false;
+    }
+    for (const Range& r : All()) {
+      if (!r.replica->is_leader()) continue;
+      const keys::RangeDescriptor d = r.sm->descriptor();
+      // A range at generation 1 is one the cluster started with, whose
+      // record the meta range started with too.
+      if (d.range_id == kMetaRangeId || d.generation <= 1) continue;
+      auto it = reported_.find(d.range_id);
+      if (it != reported_.end() && it->second == d.generation) continue;
+      {
+        std::lock_guard<std::mutex> lock(split_mu_);
+        if (stopping_) return;
+      }
+      if (Status s = Report(r); !s.ok()) {
+        LOG_DEBUG("range {}: range map not updated yet: {}", d.range_id, s.ToString());
+        continue;
+      }
+      reported_[d.range_id] = d.generation;
+    }
+  }
+}
+
+Status NativeKeyspace::Report(const Range& r) {
+  const keys::RangeDescriptor d = r.sm->descriptor();
+  const std::string key = RangeMapKey(d.end_key);
+  ASSIGN_OR_RETURN(Range meta, Find(key));
+  for (int attempt = 0; attempt < kRouteAttempts; ++attempt) {
+    RETURN_IF_ERROR(meta.replica->ReadBarrier());
+    ASSIGN_OR_RETURN(std::optional<RangeValue> current, meta.sm->Get(key));
+    serverpb::RangeCommand c;
+    kvpb::PutRequest* put = c.mutable_put();
+    if (current) {
+      // Generations only grow along a key range: the record's range, or
+      // the one split off it, which has the larger generation.
+      Result<keys::RangeDescriptor> recorded = keys::DecodeRangeDescriptor(current->value);
+      if (recorded.ok() && recorded->generation >= d.generation) return Status::Ok();
+      put->mutable_precondition()->set_value(current->value);
+    } else {
+      put->mutable_precondition()->set_absent(true);
+    }
+    put->set_key(key);
+    put->set_value(keys::EncodeRangeDescriptor(d));
+    Result<RangeWriteResult> w = ProposeAndWait(meta, std::move(c));
+    if (w.ok()) return Status::Ok();
+    // Another node wrote the record meanwhile: read it again.
+    if (w.status().code() != StatusCode::kFailedPrecondition) return w.status();
+  }
+  return Status::Unavailable(fmt::format("range {}: its range map record is contended", d.range_id));
 }
 
 // ---- the splitter ----
@@ -640,6 +1021,10 @@ NativeKeyspace::~NativeKeyspace() {
 }
 
 void NativeKeyspace::StartSplitting() {
+  reporter_ = std::thread([this] {
+    SetThreadName("range-map");
+    ReportLoop();
+  });
   if (options_.split_bytes == 0 && options_.split_qps == 0) return;
   splitter_ = std::thread([this] {
     SetThreadName("range-split");
@@ -655,11 +1040,12 @@ void NativeKeyspace::Stop() {
 
 void NativeKeyspace::Join() {
   if (splitter_.joinable()) splitter_.join();
+  if (reporter_.joinable()) reporter_.join();
 }
 
 NativeKeyspace::SplitStats NativeKeyspace::split_stats() const {
-  return SplitStats{splits_by_size_.load(), splits_by_load_.load(), splits_failed_.load(),
-                    replicas_moved_.load(), replicas_removed_.load()};
+  return SplitStats{splits_by_size_.load(),  splits_by_load_.load(),   splits_failed_.load(),
+                    replicas_moved_.load(), replicas_removed_.load(), forwarded_.load()};
 }
 
 void NativeKeyspace::SplitLoop() {

@@ -28,8 +28,19 @@
 // the old one is removed (after handing off leadership, if it led). A node
 // whose replica was removed deletes its copy and leaves a tombstone, so the
 // stale messages of the range's old leaders do not make it again. Placing
-// ranges automatically, merging them, and routing to ranges this node does
-// not hold come next.
+// ranges automatically and merging them come next.
+//
+// Routing. The meta range holds the range map: a record per user range,
+// under kRangeMapPrefix + its end key, holding its descriptor. A new
+// cluster starts with its initial ranges' records; afterwards the node of a
+// range's leader rewrites the range's record whenever its descriptor's
+// generation is newer than the record's (after a split, a move), with a
+// conditional put (the reporter thread, every second and at once after a
+// change). A request for a key whose range has no replica here is
+// forwarded (RangeForwarder) to a node holding one, found in the range map
+// (the first record whose end key is past the key; cached, and read again
+// when a node refuses); a scan or range delete forwards each part it cannot
+// serve here. A forwarded request is never forwarded again (Route::kLocal).
 //
 // Writes go through the key's range: any replica may propose (a follower's
 // core forwards to the leader) and the caller is answered once this replica
@@ -85,6 +96,34 @@ inline constexpr int kDefaultRangeReplicas = 3;
 // The meta range's counter of range ids: the next id to hand out, in
 // decimal. Absent until the first split.
 inline constexpr std::string_view kNextRangeIdKey = "\xff\xffmeta/next_range_id";
+// The range map's records: this prefix, then the range's end key.
+inline constexpr std::string_view kRangeMapPrefix = "\xff\xffmeta/range/";
+
+// Whether a request may be sent on to another node.
+enum class Route {
+  kAny,    // from a client: forwarded when this node holds no replica
+  kLocal,  // forwarded here already: served here or refused
+};
+
+// Sends native KV calls to another node (the server's transport, to the
+// node's peer listener, where they are served with Route::kLocal). The
+// asynchronous ones call `done` once, on any thread; it must not block.
+class RangeForwarder {
+ public:
+  virtual ~RangeForwarder() = default;
+  virtual void Put(uint64_t node, const kvpb::PutRequest& req,
+                   std::function<void(Result<kvpb::PutResponse>)> done) = 0;
+  virtual void Delete(uint64_t node, const kvpb::DeleteRequest& req,
+                      std::function<void(Result<kvpb::DeleteResponse>)> done) = 0;
+  virtual void Get(uint64_t node, const kvpb::GetRequest& req,
+                   std::function<void(Result<kvpb::GetResponse>)> done) = 0;
+  virtual Result<kvpb::ScanResponse> Scan(uint64_t node, const kvpb::ScanRequest& req) = 0;
+  virtual Result<kvpb::DeleteRangeResponse> DeleteRange(uint64_t node,
+                                                        const kvpb::DeleteRangeRequest& req) = 0;
+};
+
+// The range map's key for a range ending at `end_key`.
+std::string RangeMapKey(std::string_view end_key);
 
 struct NativeKeyspaceOptions {
   // A new cluster: divide the keyspace into this many ranges (0: none).
@@ -178,17 +217,30 @@ class NativeKeyspace {
 
   using WriteDone = std::function<void(Result<RangeWriteResult>, keys::RangeId)>;
   // A put or a delete, with the request's precondition if it has one.
-  void Put(kvpb::PutRequest request, WriteDone done);
-  void Delete(kvpb::DeleteRequest request, WriteDone done);
+  void Put(kvpb::PutRequest request, WriteDone done, Route route = Route::kAny);
+  void Delete(kvpb::DeleteRequest request, WriteDone done, Route route = Route::kAny);
   // Deletes the live keys of [start, end) (end empty: no bound), one range
   // after another, each range's part atomic; blocks until all are done.
   // Returns how many keys it deleted.
-  Result<uint64_t> DeleteRange(const std::string& start, const std::string& end);
+  Result<uint64_t> DeleteRange(const std::string& start, const std::string& end,
+                               Route route = Route::kAny);
   using ReadDone = std::function<void(Result<std::optional<RangeValue>>, keys::RangeId)>;
-  void Get(std::string key, ReadDone done);
+  void Get(std::string key, ReadDone done, Route route = Route::kAny);
   // The live keys of [start, end) in order, at most `limit`, each range
   // read after its own read round; blocks.
-  Result<ScanPage> Scan(const std::string& start, const std::string& end, size_t limit);
+  Result<ScanPage> Scan(const std::string& start, const std::string& end, size_t limit,
+                        Route route = Route::kAny);
+
+  // Where requests for ranges held elsewhere go (unset: nowhere; they fail
+  // with kNotFound). Set before serving.
+  void SetForwarder(RangeForwarder* forwarder) { forwarder_ = forwarder; }
+  // The range holding `key` as the range map says (cached unless `fresh`).
+  // kUnavailable when this node holds no replica of the meta range or the
+  // map has no record for the key yet.
+  Result<keys::RangeDescriptor> Locate(std::string_view key, bool fresh = false);
+  // Every record of the range map, in key order (a linearizable read of
+  // the meta range; kUnavailable when this node holds no replica of it).
+  Result<std::vector<keys::RangeDescriptor>> RangeMap();
   // Splits the range holding `key` at `key` (see the file comment); blocks
   // until this node applied the split. Returns the left and right ranges.
   Result<std::pair<keys::RangeDescriptor, keys::RangeDescriptor>> Split(const std::string& key);
@@ -199,8 +251,9 @@ class NativeKeyspace {
   // Returns the range's descriptor after the move.
   Result<keys::RangeDescriptor> MoveReplica(keys::RangeId id, uint64_t from, uint64_t to);
 
-  // Starts the thread that splits ranges by size and load; Stop ends it
-  // (call it before the host stops, and Join after).
+  // Starts the threads that split ranges by size and load and keep the
+  // range map up to date; Stop ends them (call it before the host stops,
+  // and Join after).
   void StartSplitting();
   void Stop();
   void Join();
@@ -212,6 +265,7 @@ class NativeKeyspace {
     uint64_t failed = 0;
     uint64_t replicas_moved = 0;    // moves this node coordinated
     uint64_t replicas_removed = 0;  // this node's replicas removed
+    uint64_t forwarded = 0;         // requests sent on to another node
   };
   SplitStats split_stats() const;
 
@@ -231,13 +285,39 @@ class NativeKeyspace {
   // One configuration change of `r` (on its leader), waited for here.
   Status ChangeReplicas(const Range& r, raft::ConfChangeType type, raft::NodeId replica,
                         uint64_t node);
+  // The same, again while Raft refuses it for another change in flight.
+  Status ChangeReplicasRetrying(const Range& r, raft::ConfChangeType type, raft::NodeId replica,
+                                uint64_t node);
   // The host's replica maker: a range's replica that waits for the
   // snapshot a leader is sending (this node missed the split that made the
   // range, or the range is being placed here).
   std::shared_ptr<Replica> MakeReplica(raft::GroupId group, raft::NodeId replica_id,
                                        raft::NodeId from_replica, uint64_t from_node);
-  void Write(std::string key, serverpb::RangeCommand command, WriteDone done, int attempt);
+  void Write(std::string key, serverpb::RangeCommand command, WriteDone done, int attempt,
+             Route route);
   void GetAttempt(std::string key, ReadDone done, int attempt);
+  // The nodes holding replicas of `d` other than this one, voters first.
+  std::vector<uint64_t> Holders(const keys::RangeDescriptor& d) const;
+  // Sends `call` for `key` to a node holding its range: holder `attempt`
+  // of the located range (located afresh after the first attempt). `call`
+  // gets the node and a callback taking whether to try the next holder.
+  using ForwardCall = std::function<void(uint64_t node, std::function<void(Status)> retry)>;
+  void Forward(std::string key, int attempt, ForwardCall call, std::function<void(Status)> fail);
+  // A put or a delete for a range held elsewhere.
+  void ForwardWrite(std::string key, serverpb::RangeCommand command, WriteDone done);
+  // A scan's or a range delete's part [cursor, part end) on another node
+  // (`idempotent`: may be sent to the next holder after an unreachable one).
+  template <typename Response>
+  Result<Response> ForwardSpan(
+      const std::string& cursor, bool idempotent, std::string* part_end,
+      const std::function<Result<Response>(uint64_t node, const std::string& end)>& call,
+      const std::string& end);
+  // Writes `r`'s descriptor into the range map unless the map has it (or
+  // newer) already.
+  Status Report(const Range& r);
+  void ReportLoop();
+  // Wakes the reporter (a range changed here).
+  void ReportSoon();
   // Proposes `c` to `r` and waits for it to apply here; its own refusal
   // is the error.
   Result<RangeWriteResult> ProposeAndWait(const Range& r, serverpb::RangeCommand c);
@@ -263,11 +343,20 @@ class NativeKeyspace {
   std::condition_variable split_cv_;
   bool stopping_ = false;  // guarded by split_mu_
   std::thread splitter_;
+  std::thread reporter_;
+  bool report_now_ = false;  // guarded by split_mu_
+  // Reporter thread only: the generation last reported per range.
+  std::map<keys::RangeId, uint64_t> reported_;
+  RangeForwarder* forwarder_ = nullptr;
+  // The range map as last read, by end key.
+  mutable std::mutex routes_mu_;
+  std::map<std::string, keys::RangeDescriptor> routes_;  // guarded by routes_mu_
   std::atomic<uint64_t> splits_by_size_{0};
   std::atomic<uint64_t> splits_by_load_{0};
   std::atomic<uint64_t> splits_failed_{0};
   std::atomic<uint64_t> replicas_moved_{0};
   std::atomic<uint64_t> replicas_removed_{0};
+  std::atomic<uint64_t> forwarded_{0};
 };
 
 }  // namespace conclave::server

@@ -224,12 +224,15 @@ Status RangeStateMachine::Bootstrap(const raft::ConfState& conf_state) {
 
 Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
                                 std::vector<std::any>* results) {
+  const RangeWriteResult gone{
+      Status::Unavailable(fmt::format(
+          "range {}: its replica left this node; the command applies on the range's other replicas",
+          range_id_)),
+      Timestamp{}};
   if (removed()) {
     // This node's copy is gone; the entries are the group's business.
     for (std::any& r : *results)
-      r = RangeWriteResult{
-          Status::NotFound(fmt::format("range {}: removed from this node", range_id_)),
-          Timestamp{}};
+      r = gone;
     return Status::Ok();
   }
   std::unique_ptr<storage::EngineBatch> batch = engine_->NewBatch();
@@ -243,17 +246,26 @@ Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
   }
   std::vector<keys::RangeDescriptor> created;  // by splits in this batch
   Pending pending;
+  bool left = false;  // this node's replica was removed earlier in the batch
   for (size_t i = 0; i < entries.size(); ++i) {
     const CommittedEntry& e = entries[i];
+    if (left) {
+      // The rest of the log is the group's business (a split after the
+      // removal makes no range here).
+      (*results)[i] = gone;
+      continue;
+    }
     if (e.type == raft::EntryType::kConfChange) {
       batch->Put(keys::RaftConfigKey(range_id_),
                  keys::EncodeRaftConfig(ToRaftConfig(*e.conf_state)));
       if (!e.refused) {
         RETURN_IF_ERROR(ApplyReplicaChange(batch.get(), e, &desc));
         replicas_changed = true;
+        left = local_node_ != 0 && !desc.HasNode(local_node_);
       }
       (*results)[i] = RangeWriteResult{
           e.refused ? Status::FailedPrecondition("range: configuration change refused by raft")
+                          .WithReason(ErrorReason::kConfChangeInProgress)
                     : Status::Ok(),
           applied.closed_timestamp};
     } else if (e.command.empty()) {

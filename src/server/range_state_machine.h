@@ -132,6 +132,9 @@ class RangeStateMachine final : public StateMachine {
   void SetInitialValues(std::map<std::string, std::string> values) {
     initial_values_ = std::move(values);
   }
+  // The node this replica lives on: entries after its own removal, in the
+  // batch that removes it, are not applied. Set before the replica starts.
+  void SetLocalNode(uint64_t node_id) { local_node_ = node_id; }
   // From the apply thread: this node's replica was removed; the state
   // machine applies nothing more and installs no snapshot.
   void MarkRemoved() { removed_.store(true, std::memory_order_release); }
@@ -211,6 +214,7 @@ class RangeStateMachine final : public StateMachine {
   ReplicasHandler on_replicas_;
   std::function<void()> on_install_;
   std::atomic<bool> removed_{false};
+  uint64_t local_node_ = 0;
   std::map<std::string, std::string> initial_values_;
 
   // Written by the apply thread, read anywhere.

@@ -480,6 +480,35 @@ TEST_F(RangeStateMachineTest, ReplicaChangesRewriteTheDescriptor) {
   EXPECT_EQ(ApplyConf(left_.get(), nowhere).code(), StatusCode::kCorruption);
 }
 
+TEST_F(RangeStateMachineTest, NothingAfterItsOwnRemovalApplies) {
+  // This replica lives on node 1 (replica 1); the batch that removes it
+  // also carries a write, which is the group's business, not this copy's.
+  left_->SetLocalNode(1);
+  int changes = 0;
+  left_->SetReplicasHandler([&](const keys::RangeDescriptor&) {
+    ++changes;
+    return Status::Ok();
+  });
+  ConfEntry removal = Change(raft::ConfChangeType::kRemoveNode, 1, 0, Conf({2, 3}));
+  const std::string put = Put("a", "after", 10);
+  const uint64_t next = left_->AppliedIndex() + 1;
+  std::vector<CommittedEntry> entries = {
+      CommittedEntry{.index = next,
+                     .term = 2,
+                     .type = raft::EntryType::kConfChange,
+                     .command = removal.context,
+                     .conf_change = &removal.change,
+                     .conf_state = &removal.state},
+      CommittedEntry{.index = next + 1, .term = 2, .command = put}};
+  std::vector<std::any> results(2);
+  ASSERT_TRUE(left_->Apply(entries, &results).ok());
+  EXPECT_TRUE(std::any_cast<RangeWriteResult>(results[0]).status.ok());
+  EXPECT_EQ(std::any_cast<RangeWriteResult>(results[1]).status.code(), StatusCode::kUnavailable);
+  EXPECT_FALSE(left_->descriptor().HasNode(1));
+  EXPECT_EQ(changes, 1);
+  EXPECT_FALSE((*left_->Get("a")).has_value());
+}
+
 TEST_F(RangeStateMachineTest, ADestroyedCopyLeavesATombstoneAndNothingElse) {
   Apply(left_.get(), {Put("a", "1", 1), Put("b", "2", 1)});
   Apply(right_.get(), {Put("x", "3", 1)});
@@ -488,7 +517,7 @@ TEST_F(RangeStateMachineTest, ADestroyedCopyLeavesATombstoneAndNothingElse) {
   left_->MarkRemoved();
   // Nothing applies to a removed copy any more.
   auto r = Apply(left_.get(), {Put("c", "late", 2)});
-  EXPECT_EQ(r[0].status.code(), StatusCode::kNotFound);
+  EXPECT_EQ(r[0].status.code(), StatusCode::kUnavailable);
   ASSERT_TRUE(RangeStateMachine::Destroy(&engine_, d).ok());
   EXPECT_EQ(*RangeStateMachine::Tombstone(&engine_, d.range_id), d.next_replica_id);
   auto stored = RangeStateMachine::Stored(&engine_);

@@ -327,6 +327,8 @@ class Replica : public std::enable_shared_from_this<Replica> {
   void PublishConfState();
   // Quiescence (driver thread).
   bool quiesced() const { return quiesced_; }
+  // Retired (driver thread): taken off the host; it takes no more Readies.
+  bool retired() const { return retired_; }
   // Nothing pending: no proposal, read, Ready or unapplied entry.
   bool Idle();
   // No request of this replica's own waits (proposal or read).
@@ -369,6 +371,7 @@ class Replica : public std::enable_shared_from_this<Replica> {
   std::optional<raft::Ready> ready_;  // taken from the core, not yet advanced
   std::map<raft::NodeId, SteadyTime> last_active_;
   bool quiesced_ = false;
+  bool retired_ = false;
 
   // Requests waiting for their entry to be applied.
   std::mutex waiters_mu_;

@@ -224,7 +224,7 @@ void Replica::OnSoftState(const raft::SoftState& ss) {
 // ---- Ready ----
 
 bool Replica::ReadyPending() const {
-  return !ready_ && raft_->HasReady();
+  return !retired_ && !ready_ && raft_->HasReady();
 }
 
 bool Replica::BeginReady(storage::WalBatch* wal) {
@@ -435,8 +435,11 @@ void Replica::OnQuiesceHeartbeat(raft::NodeId from) {
 }
 
 void Replica::Retire() {
-  FailAll(Status::NotFound(fmt::format("group {}: its replica left this node", options_.group))
-              .WithReason(ErrorReason::kGroupNotFound));
+  retired_ = true;
+  // What waits here may still be applied by the group's other replicas.
+  FailAll(Status::Unavailable(fmt::format(
+      "group {}: its replica left this node; the request may or may not have been applied",
+      options_.group)));
   const uint64_t last = raft_->log().LastIndex();
   Status s = last == 0 ? Status::Ok()
                        : host_->wal()->ReleaseTo(options_.group, last, raft_->log().LastTerm());

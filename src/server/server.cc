@@ -285,21 +285,24 @@ Status Server::Start() {
     }
   });
 
-  ASSIGN_OR_RETURN(st.peer_server, StartGrpc(
-                                       config_.listen_peer_urls, 64 << 20,
-                                       [&](grpc::ServerBuilder* b) {
-                                         SetPeerServerArguments(b, transport_options.keepalive);
-                                         b->RegisterService(st.transport->peer_service());
-                                         b->RegisterService(st.transport->member_service());
-                                       },
-                                       "--listen-peer-urls"));
-
   api::ServiceOptions service_options;
   service_options.max_request_bytes = config_.max_request_bytes;
   service_options.max_txn_ops = static_cast<size_t>(config_.max_txn_ops);
   service_options.quota_backend_bytes = config_.quota_backend_bytes;
   st.services =
       std::make_unique<api::EtcdServices>(st.etcd.get(), st.native.get(), service_options);
+  // Requests for native ranges held elsewhere go through the transport.
+  st.native->SetForwarder(st.transport.get());
+
+  ASSIGN_OR_RETURN(st.peer_server, StartGrpc(
+                                       config_.listen_peer_urls, 64 << 20,
+                                       [&](grpc::ServerBuilder* b) {
+                                         SetPeerServerArguments(b, transport_options.keepalive);
+                                         b->RegisterService(st.transport->peer_service());
+                                         b->RegisterService(st.transport->member_service());
+                                         st.services->RegisterPeer(b);
+                                       },
+                                       "--listen-peer-urls"));
   ASSIGN_OR_RETURN(
       st.client_server,
       StartGrpc(

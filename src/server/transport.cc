@@ -29,12 +29,12 @@ grpc::Status ToGrpc(const Status& s) {
                       s.message());
 }
 
+}  // namespace
+
 Status FromGrpc(const grpc::Status& s) {
   if (s.ok()) return Status::Ok();
   return Status(static_cast<StatusCode>(s.error_code()), s.error_message());
 }
-
-}  // namespace
 
 Result<std::string> GrpcTarget(const std::string& url) {
   std::string rest = url;
@@ -714,6 +714,83 @@ Result<serverpb::MembershipResponse> Transport::ForwardMembership(
                              [&](serverpb::Member::Stub* stub, grpc::ClientContext* ctx) {
                                return stub->Membership(ctx, req, &resp);
                              }));
+  return resp;
+}
+
+// ---- native ranges held elsewhere ----
+
+std::shared_ptr<kvpb::KV::Stub> Transport::NativeStub(uint64_t node) {
+  std::shared_ptr<Peer> peer = FindPeer(node);
+  if (peer == nullptr) return nullptr;
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  auto& [channel, stub] = native_stubs_[node];
+  if (channel != peer->channel) {
+    channel = peer->channel;
+    stub = kvpb::KV::NewStub(channel);
+  }
+  return stub;
+}
+
+template <typename Request, typename Response, typename Issue>
+void Transport::CallNative(uint64_t node, const Request& req, const Issue& issue,
+                           std::function<void(Result<Response>)> done) {
+  std::shared_ptr<kvpb::KV::Stub> stub = NativeStub(node);
+  if (stub == nullptr) {
+    return done(Status::Unavailable(fmt::format("no peer {:x} to forward to", node)));
+  }
+  struct Call {
+    grpc::ClientContext context;
+    Request request;
+    Response response;
+    std::shared_ptr<kvpb::KV::Stub> stub;  // alive while the call is
+  };
+  auto call = std::make_shared<Call>();
+  call->request = req;
+  call->stub = stub;
+  call->context.set_deadline(std::chrono::system_clock::now() + options_.forward_timeout);
+  issue(stub->async(), &call->context, &call->request, &call->response,
+        [call, done = std::move(done)](grpc::Status s) {
+          if (!s.ok()) return done(FromGrpc(s));
+          done(std::move(call->response));
+        });
+}
+
+void Transport::Put(uint64_t node, const kvpb::PutRequest& req,
+                    std::function<void(Result<kvpb::PutResponse>)> done) {
+  CallNative<kvpb::PutRequest, kvpb::PutResponse>(
+      node, req, [](auto* async, auto... args) { async->Put(args...); }, std::move(done));
+}
+
+void Transport::Delete(uint64_t node, const kvpb::DeleteRequest& req,
+                       std::function<void(Result<kvpb::DeleteResponse>)> done) {
+  CallNative<kvpb::DeleteRequest, kvpb::DeleteResponse>(
+      node, req, [](auto* async, auto... args) { async->Delete(args...); }, std::move(done));
+}
+
+void Transport::Get(uint64_t node, const kvpb::GetRequest& req,
+                    std::function<void(Result<kvpb::GetResponse>)> done) {
+  CallNative<kvpb::GetRequest, kvpb::GetResponse>(
+      node, req, [](auto* async, auto... args) { async->Get(args...); }, std::move(done));
+}
+
+Result<kvpb::ScanResponse> Transport::Scan(uint64_t node, const kvpb::ScanRequest& req) {
+  std::shared_ptr<kvpb::KV::Stub> stub = NativeStub(node);
+  if (stub == nullptr) return Status::Unavailable(fmt::format("no peer {:x} to forward to", node));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + options_.forward_timeout);
+  kvpb::ScanResponse resp;
+  RETURN_IF_ERROR(FromGrpc(stub->Scan(&context, req, &resp)));
+  return resp;
+}
+
+Result<kvpb::DeleteRangeResponse> Transport::DeleteRange(uint64_t node,
+                                                         const kvpb::DeleteRangeRequest& req) {
+  std::shared_ptr<kvpb::KV::Stub> stub = NativeStub(node);
+  if (stub == nullptr) return Status::Unavailable(fmt::format("no peer {:x} to forward to", node));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + options_.forward_timeout);
+  kvpb::DeleteRangeResponse resp;
+  RETURN_IF_ERROR(FromGrpc(stub->DeleteRange(&context, req, &resp)));
   return resp;
 }
 

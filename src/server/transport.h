@@ -22,6 +22,10 @@
 // Leases. Keep-alives and TTL queries must reach the leader; a follower's
 // api layer calls ForwardLeaseRenew / ForwardLeaseTimeToLive.
 //
+// Native ranges. A request for a range this member holds no replica of goes
+// to a member that does, as the same conclave.kvpb.KV call on that member's
+// peer listener (RangeForwarder; served there without forwarding again).
+//
 // Thread-safety: every public method is thread-safe.
 #pragma once
 
@@ -41,11 +45,13 @@
 #include <vector>
 
 #include "base/status.h"
+#include "conclave/kvpb/kv.grpc.pb.h"
 #include "conclave/raftpb/raft.grpc.pb.h"
 #include "conclave/serverpb/server.grpc.pb.h"
 #include "lease/lessor.h"
 #include "server/etcd_group.h"
 #include "server/host.h"
+#include "server/native_keyspace.h"
 
 namespace conclave::server {
 
@@ -92,7 +98,9 @@ Result<serverpb::ClusterInfoResponse> FetchClusterInfo(const std::vector<std::st
                                                        std::chrono::milliseconds timeout,
                                                        bool serializable = false);
 
-class Transport final : public MessageSender, public LeaderCalls {
+Status FromGrpc(const grpc::Status& s);
+
+class Transport final : public MessageSender, public LeaderCalls, public RangeForwarder {
  public:
   // `peers`: every other member's id and peer URL. `etcd` answers the
   // member-to-member calls of the etcd front end (leases, membership).
@@ -120,6 +128,18 @@ class Transport final : public MessageSender, public LeaderCalls {
       uint64_t leader, const serverpb::MembershipRequest& req) override;
   Status ForwardLeaseTimeToLive(uint64_t leader, const etcdserverpb::LeaseTimeToLiveRequest& req,
                                 etcdserverpb::LeaseTimeToLiveResponse* resp) override;
+
+  // RangeForwarder: the native KV calls, to `node`'s peer listener, each
+  // within forward_timeout.
+  void Put(uint64_t node, const kvpb::PutRequest& req,
+           std::function<void(Result<kvpb::PutResponse>)> done) override;
+  void Delete(uint64_t node, const kvpb::DeleteRequest& req,
+              std::function<void(Result<kvpb::DeleteResponse>)> done) override;
+  void Get(uint64_t node, const kvpb::GetRequest& req,
+           std::function<void(Result<kvpb::GetResponse>)> done) override;
+  Result<kvpb::ScanResponse> Scan(uint64_t node, const kvpb::ScanRequest& req) override;
+  Result<kvpb::DeleteRangeResponse> DeleteRange(uint64_t node,
+                                                const kvpb::DeleteRangeRequest& req) override;
 
   uint64_t messages_sent() const { return messages_sent_.load(); }
   uint64_t messages_dropped() const { return messages_dropped_.load(); }
@@ -153,6 +173,12 @@ class Transport final : public MessageSender, public LeaderCalls {
   // One unary Member call to `member`, within `timeout`.
   template <typename Call>
   Status CallMember(uint64_t member, std::chrono::milliseconds timeout, const Call& call);
+  // The native KV stub for `node` (null when it is not a peer).
+  std::shared_ptr<kvpb::KV::Stub> NativeStub(uint64_t node);
+  // One asynchronous native call: `start` issues it on the stub.
+  template <typename Request, typename Response, typename Issue>
+  void CallNative(uint64_t node, const Request& req, const Issue& issue,
+                  std::function<void(Result<Response>)> done);
 
   Host* host_;
   EtcdGroup* etcd_;
@@ -161,6 +187,9 @@ class Transport final : public MessageSender, public LeaderCalls {
   std::mutex peers_mu_;
   std::map<uint64_t, std::shared_ptr<Peer>> peers_;  // guarded by peers_mu_
   std::vector<std::shared_ptr<Peer>> retired_;       // guarded by peers_mu_; joined by Stop
+  // Native KV stubs by node, with the channel each was made on.
+  std::map<uint64_t, std::pair<std::shared_ptr<grpc::Channel>, std::shared_ptr<kvpb::KV::Stub>>>
+      native_stubs_;  // guarded by peers_mu_
   bool started_ = false;                             // guarded by peers_mu_
   std::unique_ptr<PeerServiceImpl> peer_service_;
   std::unique_ptr<MemberServiceImpl> member_service_;

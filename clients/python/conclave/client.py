@@ -229,9 +229,10 @@ class Client:
         """The KeyValues of [start, end) (end empty: to the end), at most limit (0: all)."""
         return list(self.iter_scan(start, end, limit, page_size))
 
-    def ranges(self):
-        """The ranges the current endpoint holds a replica of, as RangeInfo."""
-        resp = self._call("Ranges", kv_pb2.RangesRequest(), kv_pb2.RangesResponse,
+    def ranges(self, cluster=False):
+        """The ranges the current endpoint holds a replica of, as RangeInfo; with
+        cluster=True, every range of the cluster as the range map records it."""
+        resp = self._call("Ranges", kv_pb2.RangesRequest(cluster=cluster), kv_pb2.RangesResponse,
                           idempotent=True)
         return [_range(r) for r in resp.ranges]
 

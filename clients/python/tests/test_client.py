@@ -433,13 +433,16 @@ class ReplicaMoveTest(cluster.ClusterTestCase):
             self.assertGreater(moved.generation, r.generation)
             cluster.wait_until(lambda: self.range_of(d, 16) is not None, 30,
                                what="the range on the fourth member")
+            cluster.wait_until(
+                lambda: sorted(p.node_id for p in next(
+                    r for r in b.ranges(cluster=True) if r.range_id == 16).replicas)
+                == [second, third, fourth], 30, what="the move in the range map")
             self.assertEqual(d.get(b"mv/199"), b"v199")
             self.assertEqual(len(d.scan(b"mv/", b"mv0")), 201)  # and mv/warm
             cluster.wait_until(lambda: self.range_of(a, 16) is None, 30,
                                what="the first member to drop its replica")
-            with self.assertRaises(conclave.ConclaveError) as e:
-                a.get(b"mv/000")  # no routing to ranges held elsewhere yet
-            self.assertEqual(e.exception.code, grpc.StatusCode.NOT_FOUND)
+            # The first member no longer holds it, and forwards to one that does.
+            self.assertEqual(a.get(b"mv/000"), b"v0")
             b.put(b"mv/after", b"moved")
 
             # Deleted for good: a restart does not bring it back.
@@ -466,6 +469,69 @@ class ReplicaMoveTest(cluster.ClusterTestCase):
             self.assertEqual(metric_sum(self.cluster, "conclave_native_replicas_moved_total"), 1)
         finally:
             for c in (a, b, d):
+                c.close()
+
+
+class RoutingTest(cluster.ClusterTestCase):
+    """Four members, ranges of three replicas: every member serves every key,
+    forwarding what it does not hold, and follows the range map after splits."""
+    CLUSTER_SIZE = 4
+    EXTRA_FLAGS = ("--initial-range-count", "4", "--range-replicas", "3",
+                   "--range-split-bytes", "0", "--range-split-qps", "0")
+
+    def test_every_member_serves_every_key(self):
+        clients = [conclave.Client(endpoints(self.cluster.members[i:i + 1])) for i in range(4)]
+        try:
+            cluster.wait_until(lambda: all(c.put(b"rt/warm", b"1") for c in clients), 30,
+                               what="a first put through every member")
+            held = [{r.range_id for r in c.ranges()} for c in clients]
+            self.assertTrue(all(2 in h for h in held))
+            self.assertTrue(all(len(h) == 4 for h in held))  # 3 of the 4 user ranges, and meta
+            # Keys over the whole keyspace, each written through a member
+            # chosen by its index, read back through every member.
+            keys = [bytes([b]) + b"rt%03d" % i for i, b in enumerate(range(0, 256, 4))]
+            for i, k in enumerate(keys):
+                clients[i % 4].put(k, b"v%d" % i)
+            for c in clients:
+                self.assertEqual([c.get(k) for k in keys], [b"v%d" % i for i in range(len(keys))])
+                self.assertEqual([kv.key for kv in c.scan(b"", limit=0)],
+                                 sorted(keys + [b"rt/warm"]))
+                # Pages that end inside ranges held elsewhere.
+                self.assertEqual([kv.key for kv in c.scan(b"", page_size=7)],
+                                 sorted(keys + [b"rt/warm"]))
+            self.assertGreater(metric_sum(self.cluster, "conclave_native_forwarded_total"), 0)
+            # Conditions are checked where the range is.
+            lacking = next(i for i in range(4) if 16 not in held[i])
+            with self.assertRaises(conclave.ConditionFailed):
+                clients[lacking].put(keys[0], b"x", if_absent=True)
+            self.assertTrue(clients[lacking].delete(keys[0]))
+            self.assertIsNone(clients[(lacking + 1) % 4].get(keys[0]))
+
+            # A split: the range map learns both halves, and a member with
+            # neither routes to each.
+            holder = next(i for i in range(4) if 16 in held[i])
+            left, right = clients[holder].split(b"\x20")
+            lo, hi = keys[1], keys[12]  # in range 16, either side of the split
+            self.assertLess(lo, b"\x20")
+            self.assertGreaterEqual(hi, b"\x20")
+            def mapped():
+                return {r.range_id: r for r in clients[lacking].ranges(cluster=True)}
+            def both_halves():
+                m = mapped()
+                r = m.get(right.range_id)
+                return (r is not None and (r.start, r.end) == (right.start, right.end)
+                        and r.generation == right.generation and m[16].end == b"\x20"
+                        and sorted(p.node_id for p in r.replicas)
+                        == sorted(p.node_id for p in right.replicas))
+            cluster.wait_until(both_halves, 30, what="both halves in the range map")
+            self.assertEqual(sorted(mapped()), [16, 17, 18, 19, right.range_id])
+            self.assertEqual(clients[lacking].get(hi), b"v12")
+            self.assertEqual(clients[lacking].get(lo), b"v1")
+            self.assertEqual(clients[lacking].delete_range(b"\x10", b"\x30"),
+                             len([k for k in keys if b"\x10" <= k < b"\x30"]))
+            self.assertEqual(clients[holder].scan(b"\x10", b"\x30"), [])
+        finally:
+            for c in clients:
                 c.close()
 
 

@@ -13,7 +13,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63onclave/kvpb/kv.proto\x12\rconclave.kvpb\"0\n\tTimestamp\x12\x12\n\nwall_nanos\x18\x01 \x01(\x04\x12\x0f\n\x07logical\x18\x02 \x01(\r\"h\n\x0cPrecondition\x12\x10\n\x06\x61\x62sent\x18\x01 \x01(\x08H\x00\x12\x0f\n\x05value\x18\x02 \x01(\x0cH\x00\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x18.conclave.kvpb.TimestampH\x00\x42\x06\n\x04kind\"[\n\nPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x31\n\x0cprecondition\x18\x03 \x01(\x0b\x32\x1b.conclave.kvpb.Precondition\"L\n\x0bPutResponse\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12+\n\ttimestamp\x18\x02 \x01(\x0b\x32\x18.conclave.kvpb.Timestamp\"\x19\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"j\n\x0bGetResponse\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12\r\n\x05value\x18\x03 \x01(\x0c\x12+\n\ttimestamp\x18\x04 \x01(\x0b\x32\x18.conclave.kvpb.Timestamp\"O\n\rDeleteRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x31\n\x0cprecondition\x18\x02 \x01(\x0b\x32\x1b.conclave.kvpb.Precondition\"`\n\x0e\x44\x65leteResponse\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12+\n\ttimestamp\x18\x02 \x01(\x0b\x32\x18.conclave.kvpb.Timestamp\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\"0\n\x12\x44\x65leteRangeRequest\x12\r\n\x05start\x18\x01 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x0c\"&\n\x13\x44\x65leteRangeResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\"S\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12+\n\ttimestamp\x18\x03 \x01(\x0b\x32\x18.conclave.kvpb.Timestamp\"8\n\x0bScanRequest\x12\r\n\x05start\x18\x01 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x0c\x12\r\n\x05limit\x18\x03 \x01(\x04\"V\n\x0cScanResponse\x12$\n\x03kvs\x18\x01 \x03(\x0b\x32\x17.conclave.kvpb.KeyValue\x12\x0c\n\x04more\x18\x02 \x01(\x08\x12\x12\n\nresume_key\x18\x03 \x01(\x0c\"\x0f\n\rRangesRequest\"\xe1\x01\n\tRangeInfo\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12\r\n\x05start\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x0c\x12\x13\n\x0bleader_node\x18\x04 \x01(\x04\x12\x15\n\rapplied_index\x18\x05 \x01(\x04\x12\x10\n\x08quiesced\x18\x06 \x01(\x08\x12\x12\n\ngeneration\x18\x07 \x01(\x04\x12\r\n\x05\x62ytes\x18\x08 \x01(\x04\x12\x1b\n\x13requests_per_second\x18\t \x01(\x01\x12(\n\x08replicas\x18\n \x03(\x0b\x32\x16.conclave.kvpb.Replica\"?\n\x07Replica\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x12\n\nreplica_id\x18\x02 \x01(\x04\x12\x0f\n\x07learner\x18\x03 \x01(\x08\"K\n\x0eRangesResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12(\n\x06ranges\x18\x02 \x03(\x0b\x32\x18.conclave.kvpb.RangeInfo\"\x1b\n\x0cSplitRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"`\n\rSplitResponse\x12&\n\x04left\x18\x01 \x01(\x0b\x32\x18.conclave.kvpb.RangeInfo\x12\'\n\x05right\x18\x02 \x01(\x0b\x32\x18.conclave.kvpb.RangeInfo\"J\n\x12MoveReplicaRequest\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12\x11\n\tfrom_node\x18\x02 \x01(\x04\x12\x0f\n\x07to_node\x18\x03 \x01(\x04\">\n\x13MoveReplicaResponse\x12\'\n\x05range\x18\x01 \x01(\x0b\x32\x18.conclave.kvpb.RangeInfo2\xbf\x04\n\x02KV\x12<\n\x03Put\x12\x19.conclave.kvpb.PutRequest\x1a\x1a.conclave.kvpb.PutResponse\x12<\n\x03Get\x12\x19.conclave.kvpb.GetRequest\x1a\x1a.conclave.kvpb.GetResponse\x12\x45\n\x06\x44\x65lete\x12\x1c.conclave.kvpb.DeleteRequest\x1a\x1d.conclave.kvpb.DeleteResponse\x12T\n\x0b\x44\x65leteRange\x12!.conclave.kvpb.DeleteRangeRequest\x1a\".conclave.kvpb.DeleteRangeResponse\x12?\n\x04Scan\x12\x1a.conclave.kvpb.ScanRequest\x1a\x1b.conclave.kvpb.ScanResponse\x12\x45\n\x06Ranges\x12\x1c.conclave.kvpb.RangesRequest\x1a\x1d.conclave.kvpb.RangesResponse\x12\x42\n\x05Split\x12\x1b.conclave.kvpb.SplitRequest\x1a\x1c.conclave.kvpb.SplitResponse\x12T\n\x0bMoveReplica\x12!.conclave.kvpb.MoveReplicaRequest\x1a\".conclave.kvpb.MoveReplicaResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63onclave/kvpb/kv.proto\x12\rconclave.kvpb\"0\n\tTimestamp\x12\x12\n\nwall_nanos\x18\x01 \x01(\x04\x12\x0f\n\x07logical\x18\x02 \x01(\r\"h\n\x0cPrecondition\x12\x10\n\x06\x61\x62sent\x18\x01 \x01(\x08H\x00\x12\x0f\n\x05value\x18\x02 \x01(\x0cH\x00\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x18.conclave.kvpb.TimestampH\x00\x42\x06\n\x04kind\"[\n\nPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x31\n\x0cprecondition\x18\x03 \x01(\x0b\x32\x1b.conclave.kvpb.Precondition\"L\n\x0bPutResponse\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12+\n\ttimestamp\x18\x02 \x01(\x0b\x32\x18.conclave.kvpb.Timestamp\"\x19\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"j\n\x0bGetResponse\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12\r\n\x05value\x18\x03 \x01(\x0c\x12+\n\ttimestamp\x18\x04 \x01(\x0b\x32\x18.conclave.kvpb.Timestamp\"O\n\rDeleteRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x31\n\x0cprecondition\x18\x02 \x01(\x0b\x32\x1b.conclave.kvpb.Precondition\"`\n\x0e\x44\x65leteResponse\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12+\n\ttimestamp\x18\x02 \x01(\x0b\x32\x18.conclave.kvpb.Timestamp\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\"0\n\x12\x44\x65leteRangeRequest\x12\r\n\x05start\x18\x01 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x0c\"&\n\x13\x44\x65leteRangeResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\"S\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12+\n\ttimestamp\x18\x03 \x01(\x0b\x32\x18.conclave.kvpb.Timestamp\"8\n\x0bScanRequest\x12\r\n\x05start\x18\x01 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x0c\x12\r\n\x05limit\x18\x03 \x01(\x04\"V\n\x0cScanResponse\x12$\n\x03kvs\x18\x01 \x03(\x0b\x32\x17.conclave.kvpb.KeyValue\x12\x0c\n\x04more\x18\x02 \x01(\x08\x12\x12\n\nresume_key\x18\x03 \x01(\x0c\" \n\rRangesRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\x08\"\xe1\x01\n\tRangeInfo\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12\r\n\x05start\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x0c\x12\x13\n\x0bleader_node\x18\x04 \x01(\x04\x12\x15\n\rapplied_index\x18\x05 \x01(\x04\x12\x10\n\x08quiesced\x18\x06 \x01(\x08\x12\x12\n\ngeneration\x18\x07 \x01(\x04\x12\r\n\x05\x62ytes\x18\x08 \x01(\x04\x12\x1b\n\x13requests_per_second\x18\t \x01(\x01\x12(\n\x08replicas\x18\n \x03(\x0b\x32\x16.conclave.kvpb.Replica\"?\n\x07Replica\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x12\n\nreplica_id\x18\x02 \x01(\x04\x12\x0f\n\x07learner\x18\x03 \x01(\x08\"K\n\x0eRangesResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12(\n\x06ranges\x18\x02 \x03(\x0b\x32\x18.conclave.kvpb.RangeInfo\"\x1b\n\x0cSplitRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"`\n\rSplitResponse\x12&\n\x04left\x18\x01 \x01(\x0b\x32\x18.conclave.kvpb.RangeInfo\x12\'\n\x05right\x18\x02 \x01(\x0b\x32\x18.conclave.kvpb.RangeInfo\"J\n\x12MoveReplicaRequest\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12\x11\n\tfrom_node\x18\x02 \x01(\x04\x12\x0f\n\x07to_node\x18\x03 \x01(\x04\">\n\x13MoveReplicaResponse\x12\'\n\x05range\x18\x01 \x01(\x0b\x32\x18.conclave.kvpb.RangeInfo2\xbf\x04\n\x02KV\x12<\n\x03Put\x12\x19.conclave.kvpb.PutRequest\x1a\x1a.conclave.kvpb.PutResponse\x12<\n\x03Get\x12\x19.conclave.kvpb.GetRequest\x1a\x1a.conclave.kvpb.GetResponse\x12\x45\n\x06\x44\x65lete\x12\x1c.conclave.kvpb.DeleteRequest\x1a\x1d.conclave.kvpb.DeleteResponse\x12T\n\x0b\x44\x65leteRange\x12!.conclave.kvpb.DeleteRangeRequest\x1a\".conclave.kvpb.DeleteRangeResponse\x12?\n\x04Scan\x12\x1a.conclave.kvpb.ScanRequest\x1a\x1b.conclave.kvpb.ScanResponse\x12\x45\n\x06Ranges\x12\x1c.conclave.kvpb.RangesRequest\x1a\x1d.conclave.kvpb.RangesResponse\x12\x42\n\x05Split\x12\x1b.conclave.kvpb.SplitRequest\x1a\x1c.conclave.kvpb.SplitResponse\x12T\n\x0bMoveReplica\x12!.conclave.kvpb.MoveReplicaRequest\x1a\".conclave.kvpb.MoveReplicaResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'conclave.kvpb.kv_pb2', globals())
@@ -47,21 +47,21 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _SCANRESPONSE._serialized_start=915
   _SCANRESPONSE._serialized_end=1001
   _RANGESREQUEST._serialized_start=1003
-  _RANGESREQUEST._serialized_end=1018
-  _RANGEINFO._serialized_start=1021
-  _RANGEINFO._serialized_end=1246
-  _REPLICA._serialized_start=1248
-  _REPLICA._serialized_end=1311
-  _RANGESRESPONSE._serialized_start=1313
-  _RANGESRESPONSE._serialized_end=1388
-  _SPLITREQUEST._serialized_start=1390
-  _SPLITREQUEST._serialized_end=1417
-  _SPLITRESPONSE._serialized_start=1419
-  _SPLITRESPONSE._serialized_end=1515
-  _MOVEREPLICAREQUEST._serialized_start=1517
-  _MOVEREPLICAREQUEST._serialized_end=1591
-  _MOVEREPLICARESPONSE._serialized_start=1593
-  _MOVEREPLICARESPONSE._serialized_end=1655
-  _KV._serialized_start=1658
-  _KV._serialized_end=2233
+  _RANGESREQUEST._serialized_end=1035
+  _RANGEINFO._serialized_start=1038
+  _RANGEINFO._serialized_end=1263
+  _REPLICA._serialized_start=1265
+  _REPLICA._serialized_end=1328
+  _RANGESRESPONSE._serialized_start=1330
+  _RANGESRESPONSE._serialized_end=1405
+  _SPLITREQUEST._serialized_start=1407
+  _SPLITREQUEST._serialized_end=1434
+  _SPLITRESPONSE._serialized_start=1436
+  _SPLITRESPONSE._serialized_end=1532
+  _MOVEREPLICAREQUEST._serialized_start=1534
+  _MOVEREPLICAREQUEST._serialized_end=1608
+  _MOVEREPLICARESPONSE._serialized_start=1610
+  _MOVEREPLICARESPONSE._serialized_end=1672
+  _KV._serialized_start=1675
+  _KV._serialized_end=2250
 # @@protoc_insertion_point(module_scope)
