@@ -51,15 +51,16 @@ class NativeKvService final : public kvpb::KV::CallbackService {
       reactor->Finish(ToGrpc(refused));
       return reactor;
     }
-    keyspace_->Delete(*req,
-                      [reactor, resp](Result<server::RangeWriteResult> r, keys::RangeId range) {
-                        if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
-                        resp->set_range_id(range);
-                        resp->set_deleted(r->deleted > 0);
-                        SetTimestamp(r->timestamp, resp->mutable_timestamp());
-                        reactor->Finish(grpc::Status::OK);
-                      },
-                      route_);
+    keyspace_->Delete(
+        *req,
+        [reactor, resp](Result<server::RangeWriteResult> r, keys::RangeId range) {
+          if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
+          resp->set_range_id(range);
+          resp->set_deleted(r->deleted > 0);
+          SetTimestamp(r->timestamp, resp->mutable_timestamp());
+          reactor->Finish(grpc::Status::OK);
+        },
+        route_);
     return reactor;
   }
 
@@ -88,17 +89,19 @@ class NativeKvService final : public kvpb::KV::CallbackService {
       reactor->Finish(ToGrpc(refused));
       return reactor;
     }
-    keyspace_->Get(req->key(), [reactor, resp](Result<std::optional<server::RangeValue>> r,
-                                               keys::RangeId range) {
-      if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
-      resp->set_range_id(range);
-      if (r->has_value()) {
-        resp->set_found(true);
-        resp->set_value((*r)->value);
-        SetTimestamp((*r)->timestamp, resp->mutable_timestamp());
-      }
-      reactor->Finish(grpc::Status::OK);
-    }, route_);
+    keyspace_->Get(
+        req->key(),
+        [reactor, resp](Result<std::optional<server::RangeValue>> r, keys::RangeId range) {
+          if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
+          resp->set_range_id(range);
+          if (r->has_value()) {
+            resp->set_found(true);
+            resp->set_value((*r)->value);
+            SetTimestamp((*r)->timestamp, resp->mutable_timestamp());
+          }
+          reactor->Finish(grpc::Status::OK);
+        },
+        route_);
     return reactor;
   }
 
@@ -188,7 +191,8 @@ class NativeKvService final : public kvpb::KV::CallbackService {
  private:
   Status Check(const std::string& key, const google::protobuf::Message& req) const {
     if (key.empty()) return Status::InvalidArgument("etcdserver: key is not provided");
-    if (key >= server::kSystemKeyStart) return SystemKeys();
+    // Members write the system keys (their status) through each other.
+    if (key >= server::kSystemKeyStart && route_ == server::Route::kAny) return SystemKeys();
     if (TooLarge(req, options_)) return RequestTooLarge();
     return Status::Ok();
   }

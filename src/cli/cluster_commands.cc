@@ -264,8 +264,7 @@ void AddRange(CLI::App& app, CommandList* commands) {
   range->require_subcommand(1);
   auto cluster = std::make_shared<bool>(false);
   CLI::App* list = range->add_subcommand("list", "list the ranges the endpoint holds");
-  list->add_flag("--cluster", *cluster,
-                 "every range of the cluster, as the range map records it");
+  list->add_flag("--cluster", *cluster, "every range of the cluster, as the range map records it");
   commands->push_back({list, [cluster](Env& env) { return RangeList(env, *cluster); }});
   auto split_key = std::make_shared<std::string>();
   CLI::App* split = range->add_subcommand("split", "split the range holding KEY at KEY");

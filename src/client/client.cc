@@ -480,9 +480,7 @@ Result<kvpb::RangesResponse> Client::NativeRanges(bool cluster) {
   request.set_cluster(cluster);
   return impl_->Unary<kvpb::RangesResponse>(
       Retry::kIdempotent,
-      [&](Endpoint& e, Ctx* c, kvpb::RangesResponse* r) {
-        return e.native->Ranges(c, request, r);
-      },
+      [&](Endpoint& e, Ctx* c, kvpb::RangesResponse* r) { return e.native->Ranges(c, request, r); },
       options_.call_timeout);
 }
 

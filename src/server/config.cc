@@ -334,6 +334,8 @@ constexpr Flag kFlags[] = {
     {"range-split-bytes", SetIntInRange<&ServerConfig::range_split_bytes, 0, kMaxRangeSplitBytes>},
     {"range-split-qps", SetIntInRange<&ServerConfig::range_split_qps, 0, kMaxRangeSplitQps>},
     {"range-replicas", SetIntInRange<&ServerConfig::range_replicas, 1, 7>},
+    {"range-replica-down-time",
+     SetIntInRange<&ServerConfig::range_replica_down_time_s, 0, 7 * 24 * 3600>},
     {"range-load-window",
      SetIntInRange<&ServerConfig::range_load_window_s, 1, kMaxRangeLoadWindowS>},
     {"unsafe-test-bug", SetTestBug},

@@ -75,6 +75,10 @@ struct ServerConfig {
   // directory exists.
   int64_t initial_range_count = 0;
   int64_t range_replicas = 3;
+  // Conclave's own: a member whose status has not reached the meta range
+  // for this many seconds is down, and its range replicas are re-created on
+  // the other members (0: never).
+  int64_t range_replica_down_time_s = 300;
   // Conclave's own: a native range splits once its data holds about this
   // many bytes (0: never), or once it serves more than range_split_qps
   // requests per second on one member over range_load_window_s (0: never).

@@ -672,6 +672,14 @@ void Host::QueueApply(std::shared_ptr<Replica> replica, Replica::ApplyItem item)
   apply_cv_.notify_one();
 }
 
+void Host::RunOnApplyThread(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(apply_mu_);
+    apply_queue_.push_back(ApplyJob{nullptr, {}, std::move(task)});
+  }
+  apply_cv_.notify_one();
+}
+
 // ---- the log writer ----
 
 void Host::LogWriterLoop() {
@@ -779,7 +787,11 @@ bool Host::ApplyOne() {
     job = std::move(apply_queue_.front());
     apply_queue_.pop_front();
   }
-  job.replica->Apply(job.item);
+  if (job.task) {
+    job.task();
+  } else {
+    job.replica->Apply(job.item);
+  }
   return true;
 }
 

@@ -156,6 +156,9 @@ class Host {
   // removed): the driver drops it, fails what waits on it, and releases its
   // log in the WAL. Its state machine's data is the caller's to delete.
   void RemoveReplica(raft::GroupId group);
+  // Runs `task` on the apply thread, after what is queued there now (so
+  // never while a replica applies). Dropped when the host stops first.
+  void RunOnApplyThread(std::function<void()> task);
   // Forgets what the WAL replayed of `group` at open: it belonged to a
   // replica removed from this node, and a new one starts afresh. What the
   // WAL holds of it is released, so that it pins no segment.
@@ -258,6 +261,7 @@ class Host {
   struct ApplyJob {
     std::shared_ptr<Replica> replica;
     Replica::ApplyItem item;
+    std::function<void()> task;  // instead of an item: RunOnApplyThread's
   };
 
   Host(const HostOptions& options, const HostEnv& env);

@@ -183,6 +183,12 @@ std::string HttpStatusServer::MetricsText() const {
                               "Native requests (or parts of scans and range deletes) this member "
                               "sent on to a member holding the range",
                               MetricType::Counter, static_cast<double>(splits.forwarded)));
+    families.push_back(Family("conclave_native_replicas_rereplicated_total",
+                              "Replicas the placement driver here re-created off down members",
+                              MetricType::Counter, static_cast<double>(splits.rereplicated)));
+    families.push_back(Family("conclave_native_replicas_rebalanced_total",
+                              "Replicas the placement driver here moved to even out the members",
+                              MetricType::Counter, static_cast<double>(splits.rebalanced)));
   }
   return prometheus::TextSerializer().Serialize(families);
 }

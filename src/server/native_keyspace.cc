@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <future>
 #include <thread>
 #include <utility>
 
@@ -38,6 +39,9 @@ Status NoRange(std::string_view key) {
 // it).
 constexpr int kRouteAttempts = 8;
 
+// How often a node looks for copies of ranges that went on without it.
+constexpr Duration kCollectInterval = std::chrono::seconds(10);
+
 // A read that raced with the removal of this node's replica: what it read
 // may be partly deleted.
 Status LeftHere(keys::RangeId id) {
@@ -49,11 +53,15 @@ bool Moved(const Status& s) {
   return s.code() == StatusCode::kOutOfRange;
 }
 
-// Just past the range map's records.
-std::string RangeMapEnd() {
-  std::string end(kRangeMapPrefix);
+// Just past the keys that start with `prefix` (its last byte is not 0xff).
+std::string PrefixEnd(std::string_view prefix) {
+  std::string end(prefix);
   end.back() = static_cast<char>(end.back() + 1);
   return end;
+}
+
+std::string RangeMapEnd() {
+  return PrefixEnd(kRangeMapPrefix);
 }
 
 Timestamp FromProto(const kvpb::Timestamp& t) {
@@ -64,8 +72,7 @@ Timestamp FromProto(const kvpb::Timestamp& t) {
 // holds no replica of the range (any call), or could not be reached (only
 // calls that may run twice: reads).
 bool TryElsewhere(const Status& s, bool idempotent) {
-  return s.code() == StatusCode::kNotFound ||
-         (idempotent && s.code() == StatusCode::kUnavailable);
+  return s.code() == StatusCode::kNotFound || (idempotent && s.code() == StatusCode::kUnavailable);
 }
 
 uint64_t Now(const Clock& clock) {
@@ -73,6 +80,10 @@ uint64_t Now(const Clock& clock) {
 }
 
 }  // namespace
+
+std::string NodeStatusKey(uint64_t node_id) {
+  return fmt::format("{}{:016x}", kNodeStatusPrefix, node_id);
+}
 
 std::string RangeMapKey(std::string_view end_key) {
   std::string key(kRangeMapPrefix);
@@ -270,10 +281,24 @@ Status NativeKeyspace::OnReplicasChanged(RangeStateMachine* sm,
                                          const keys::RangeDescriptor& after) {
   ReportSoon();
   if (after.HasNode(node_id_)) return Status::Ok();
+  return Discard(sm, after);
+}
+
+Status NativeKeyspace::Discard(RangeStateMachine* sm, const keys::RangeDescriptor& after) {
   // Nothing more applies to this copy, then it goes: readers that read it
-  // meanwhile see removed() and do not trust what they read.
+  // meanwhile see removed() and do not trust what they read. Keys another
+  // range here holds stay.
   sm->MarkRemoved();
-  RETURN_IF_ERROR(RangeStateMachine::Destroy(host_->engine(), after));
+  std::vector<std::pair<std::string, std::string>> keep;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [start, r] : by_start_) {
+      if (r.sm == sm) continue;
+      const keys::RangeDescriptor d = r.sm->descriptor();
+      keep.emplace_back(d.start_key, d.end_key);
+    }
+  }
+  RETURN_IF_ERROR(RangeStateMachine::Destroy(host_->engine(), after, keep));
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = by_start_.begin(); it != by_start_.end();) {
@@ -403,20 +428,19 @@ void NativeKeyspace::Write(std::string key, serverpb::RangeCommand command, Writ
   const keys::RangeId id = r->sm->descriptor().range_id;
   command.set_wall_nanos(Now(host_->clock()));
   std::string bytes = command.SerializeAsString();
-  r->replica->ProposeAsync(
-      std::move(bytes), [this, done = std::move(done), id, key = std::move(key),
-                         command = std::move(command), attempt](Result<std::any> applied) mutable {
-        if (!applied.ok()) return done(applied.status(), id);
-        const auto* w = std::any_cast<RangeWriteResult>(&applied.value());
-        if (w == nullptr) return done(Status::Internal("range: no result"), id);
-        if (Moved(w->status) && attempt + 1 < kRouteAttempts) {
-          // The range split first and refused it: follow the key.
-          return Write(std::move(key), std::move(command), std::move(done), attempt + 1,
-                       Route::kLocal);
-        }
-        if (!w->status.ok()) return done(w->status, id);
-        done(*w, id);
-      });
+  r->replica->ProposeAsync(std::move(bytes), [this, done = std::move(done), id,
+                                              key = std::move(key), command = std::move(command),
+                                              attempt](Result<std::any> applied) mutable {
+    if (!applied.ok()) return done(applied.status(), id);
+    const auto* w = std::any_cast<RangeWriteResult>(&applied.value());
+    if (w == nullptr) return done(Status::Internal("range: no result"), id);
+    if (Moved(w->status) && attempt + 1 < kRouteAttempts) {
+      // The range split first and refused it: follow the key.
+      return Write(std::move(key), std::move(command), std::move(done), attempt + 1, Route::kLocal);
+    }
+    if (!w->status.ok()) return done(w->status, id);
+    done(*w, id);
+  });
 }
 
 void NativeKeyspace::Put(kvpb::PutRequest request, WriteDone done, Route route) {
@@ -452,12 +476,11 @@ Result<keys::RangeDescriptor> NativeKeyspace::Locate(std::string_view key, bool 
   bool more = false;
   ASSIGN_OR_RETURN(std::vector<RangeValue> found,
                    meta->sm->Scan(RangeMapKey(key) + '\0', RangeMapEnd(), 1, &more));
-  Result<keys::RangeDescriptor> d = found.empty()
-                                        ? Status::NotFound("no record")
-                                        : keys::DecodeRangeDescriptor(found[0].value);
+  Result<keys::RangeDescriptor> d =
+      found.empty() ? Status::NotFound("no record") : keys::DecodeRangeDescriptor(found[0].value);
   if (!d.ok() || !d->ContainsKey(key)) {
-    return Status::Unavailable(fmt::format(
-        "conclave: the range map has no range holding key \"{}\" yet; try again", key));
+    return Status::Unavailable(
+        fmt::format("conclave: the range map has no range holding key \"{}\" yet; try again", key));
   }
   std::lock_guard<std::mutex> lock(routes_mu_);
   // What this record replaces: the cached ranges it overlaps.
@@ -520,8 +543,7 @@ void NativeKeyspace::Forward(std::string key, int attempt, ForwardCall call,
   });
 }
 
-void NativeKeyspace::ForwardWrite(std::string key, serverpb::RangeCommand command,
-                                  WriteDone done) {
+void NativeKeyspace::ForwardWrite(std::string key, serverpb::RangeCommand command, WriteDone done) {
   ++forwarded_;
   auto finish = std::make_shared<WriteDone>(std::move(done));
   auto fail = [finish](Status s) { (*finish)(std::move(s), 0); };
@@ -679,17 +701,16 @@ Result<ScanPage> NativeKeyspace::Scan(const std::string& start, const std::strin
         found.status().reason() == ErrorReason::kGroupNotFound) {
       // This part's range is held elsewhere: that node scans it.
       std::string part_end;
-      ASSIGN_OR_RETURN(kvpb::ScanResponse resp,
-                       ForwardSpan<kvpb::ScanResponse>(
-                           cursor, /*idempotent=*/true, &part_end,
-                           [&](uint64_t node, const std::string& e) {
-                             kvpb::ScanRequest q;
-                             q.set_start(cursor);
-                             q.set_end(e);
-                             q.set_limit(limit - page.kvs.size());
-                             return forwarder_->Scan(node, q);
-                           },
-                           end));
+      ASSIGN_OR_RETURN(kvpb::ScanResponse resp, ForwardSpan<kvpb::ScanResponse>(
+                                                    cursor, /*idempotent=*/true, &part_end,
+                                                    [&](uint64_t node, const std::string& e) {
+                                                      kvpb::ScanRequest q;
+                                                      q.set_start(cursor);
+                                                      q.set_end(e);
+                                                      q.set_limit(limit - page.kvs.size());
+                                                      return forwarder_->Scan(node, q);
+                                                    },
+                                                    end));
       for (kvpb::KeyValue& kv : *resp.mutable_kvs()) {
         page.kvs.push_back(RangeValue{std::move(*kv.mutable_key()), std::move(*kv.mutable_value()),
                                       FromProto(kv.timestamp())});
@@ -863,8 +884,8 @@ Result<keys::RangeDescriptor> NativeKeyspace::MoveReplica(keys::RangeId id, uint
   auto check_self = [&](const keys::RangeDescriptor& d) -> Status {
     const keys::ReplicaDescriptor* self = d.ReplicaOn(node_id_);
     if (self == nullptr || self->type != keys::ReplicaType::kVoter) {
-      return Status::FailedPrecondition(fmt::format(
-          "conclave: this node holds no voter of range {}; ask a node that does", id));
+      return Status::FailedPrecondition(
+          fmt::format("conclave: this node holds no voter of range {}; ask a node that does", id));
     }
     return Status::Ok();
   };
@@ -881,8 +902,7 @@ Result<keys::RangeDescriptor> NativeKeyspace::MoveReplica(keys::RangeId id, uint
     if (rd.type != keys::ReplicaType::kLearner) continue;
     LOG_INFO("range {}: removing learner {} on node {:x}, left by an earlier move", id,
              rd.replica_id, rd.node_id);
-    RETURN_IF_ERROR(
-        ChangeReplicasRetrying(r, raft::ConfChangeType::kRemoveNode, rd.replica_id, 0));
+    RETURN_IF_ERROR(ChangeReplicasRetrying(r, raft::ConfChangeType::kRemoveNode, rd.replica_id, 0));
   }
   d = r.sm->descriptor();
   const keys::ReplicaDescriptor* old = d.ReplicaOn(from);
@@ -922,8 +942,7 @@ Result<keys::RangeDescriptor> NativeKeyspace::MoveReplica(keys::RangeId id, uint
       !s.ok()) {
     return undo(s);
   }
-  if (Status s = ChangeReplicasRetrying(r, raft::ConfChangeType::kAddVoter, new_id, to);
-      !s.ok()) {
+  if (Status s = ChangeReplicasRetrying(r, raft::ConfChangeType::kAddVoter, new_id, to); !s.ok()) {
     return undo(s);
   }
   if (old_id == self_id || r.replica->leader() == old_id) {
@@ -956,13 +975,59 @@ void NativeKeyspace::ReportSoon() {
   split_cv_.notify_all();
 }
 
+void NativeKeyspace::CollectStale() {
+  Result<std::vector<keys::RangeDescriptor>> map = RangeMap();
+  if (!map.ok()) return;
+  std::map<keys::RangeId, keys::RangeDescriptor> recorded;
+  for (keys::RangeDescriptor& d : *map)
+    recorded[d.range_id] = std::move(d);
+  for (const Range& r : All()) {
+    const keys::RangeDescriptor local = r.sm->descriptor();
+    auto it = recorded.find(local.range_id);
+    if (it == recorded.end() || it->second.generation <= local.generation ||
+        it->second.HasNode(node_id_)) {
+      continue;
+    }
+    // The range went on without this node: its removal committed while
+    // this node could not hear of it. The copy goes, on the apply thread
+    // (never while the replica applies).
+    LOG_INFO(
+        "range {}: the range map has it at generation {} without this node (here: {}); "
+        "deleting this node's copy",
+        local.range_id, it->second.generation, local.generation);
+    host_->RunOnApplyThread([this, r] {
+      if (r.sm->removed()) return;
+      if (Status s = Discard(r.sm, r.sm->descriptor()); !s.ok()) {
+        LOG_ERROR("range {}: deleting a stale copy: {}", r.sm->descriptor().range_id, s.ToString());
+      }
+    });
+  }
+}
+
 void NativeKeyspace::ReportLoop() {
+  Duration next_status{0};
+  Duration next_collect{0};
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(split_mu_);
       split_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_ || report_now_; });
       if (stopping_) return;
       report_now_ = false;
+    }
+    const Duration now = host_->clock().Monotonic();
+    if (now >= next_status) {
+      next_status = now + options_.status_interval;
+      if (Status s = ReportStatus(); !s.ok()) {
+        // No member holds a meta range (a cluster without native ranges),
+        // or none answers: ask less often.
+        next_status = now + 10 * options_.status_interval;
+        LOG_DEBUG("node {:x}: status not reported: {}", node_id_, s.ToString());
+      }
+    }
+    if (now >= next_collect) {
+      // Replicas removed while this node was down or cut off.
+      next_collect = now + kCollectInterval;
+      CollectStale();
     }
     for (const Range& r : All()) {
       if (!r.replica->is_leader()) continue;
@@ -983,6 +1048,174 @@ void NativeKeyspace::ReportLoop() {
       reported_[d.range_id] = d.generation;
     }
   }
+}
+
+Status NativeKeyspace::ReportStatus() {
+  serverpb::NodeStatus st;
+  st.set_node_id(node_id_);
+  st.set_sequence(++status_sequence_);
+  double rate = 0;
+  for (const Range& r : All()) {
+    st.set_ranges(st.ranges() + 1);
+    if (r.replica->is_leader()) st.set_leaders(st.leaders() + 1);
+    st.set_bytes(st.bytes() + r.sm->DataBytes());
+    rate += r.load->requests_per_second();
+  }
+  st.set_requests_per_second(rate);
+  kvpb::PutRequest put;
+  put.set_key(NodeStatusKey(node_id_));
+  put.set_value(st.SerializeAsString());
+  if (Result<Range> meta = Find(put.key()); meta.ok()) {
+    serverpb::RangeCommand c;
+    *c.mutable_put() = std::move(put);
+    return ProposeAndWait(*meta, std::move(c)).status();
+  }
+  // No replica of the meta range here: through a member that has one.
+  if (forwarder_ == nullptr || !options_.members) return NoRange(put.key());
+  Status last = NoRange(put.key());
+  for (uint64_t member : options_.members()) {
+    if (member == node_id_) continue;
+    auto outcome = std::make_shared<std::promise<Status>>();
+    std::future<Status> done = outcome->get_future();
+    forwarder_->Put(member, put,
+                    [outcome](Result<kvpb::PutResponse> r) { outcome->set_value(r.status()); });
+    last = done.get();  // bounded by the forwarder's deadline
+    if (last.ok()) return last;
+  }
+  return last;
+}
+
+// ---- the placement driver ----
+
+void NativeKeyspace::PlaceLoop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(split_mu_);
+      if (split_cv_.wait_for(lock, options_.placement_interval, [&] { return stopping_; })) return;
+    }
+    // Only on the meta range's leader; a new one starts its clocks afresh.
+    Result<Range> meta = Find(kNodeStatusPrefix);
+    if (!meta.ok() || !meta->replica->is_leader()) {
+      seen_.clear();
+      continue;
+    }
+    PlaceOnce();
+  }
+}
+
+void NativeKeyspace::PlaceOnce() {
+  Result<Range> meta = Find(kNodeStatusPrefix);
+  if (!meta.ok() || !meta->replica->ReadBarrier().ok()) return;
+  const Duration now = host_->clock().Monotonic();
+  bool more = false;
+  Result<std::vector<RangeValue>> statuses =
+      meta->sm->Scan(std::string(kNodeStatusPrefix), PrefixEnd(kNodeStatusPrefix), 100'000, &more);
+  if (!statuses.ok()) return;
+  for (const RangeValue& kv : *statuses) {
+    serverpb::NodeStatus st;
+    if (!st.ParseFromString(kv.value)) continue;
+    auto [it, added] = seen_.try_emplace(st.node_id(), st.sequence(), now);
+    if (!added && it->second.first != st.sequence()) it->second = {st.sequence(), now};
+  }
+  const std::vector<uint64_t> members =
+      options_.members ? options_.members() : options_.initial_members;
+  std::set<uint64_t> live;
+  for (uint64_t m : members) {
+    // A member never heard from counts from the driver's first look.
+    const Duration heard = seen_.try_emplace(m, 0, now).first->second.second;
+    if (options_.replica_down_time.count() == 0 || now - heard < options_.replica_down_time) {
+      live.insert(m);
+    }
+  }
+  Result<std::vector<keys::RangeDescriptor>> map = RangeMap();
+  if (!map.ok() || live.empty()) return;
+  std::map<uint64_t, size_t> count;
+  for (uint64_t m : live)
+    count[m] = 0;
+  for (const keys::RangeDescriptor& d : *map) {
+    for (const keys::ReplicaDescriptor& r : d.replicas) {
+      if (auto it = count.find(r.node_id); it != count.end()) ++it->second;
+    }
+  }
+  // The live member without a replica of `d` that holds the fewest.
+  auto emptiest = [&](const keys::RangeDescriptor& d) {
+    uint64_t best = 0;
+    for (const auto& [m, c] : count) {
+      if (!d.HasNode(m) && (best == 0 || c < count[best])) best = m;
+    }
+    return best;
+  };
+  // Replicas on members down too long, or on nodes no longer members,
+  // are made again elsewhere.
+  if (options_.replica_down_time.count() > 0) {
+    for (const keys::RangeDescriptor& d : *map) {
+      for (const keys::ReplicaDescriptor& r : d.replicas) {
+        if (live.contains(r.node_id)) continue;
+        const uint64_t to = emptiest(d);
+        if (to == 0) continue;
+        LOG_INFO("placement: range {}: node {:x} is down; its replica goes to node {:x}",
+                 d.range_id, r.node_id, to);
+        if (Status s = MoveVia(d, r.node_id, to, live); s.ok()) {
+          ++rereplicated_;
+          return;  // one move per look
+        } else {
+          LOG_INFO("placement: range {}: not moved: {}", d.range_id, s.ToString());
+        }
+      }
+    }
+  }
+  // Even out the members' replica counts, one replica at a time.
+  auto [most, least] = std::minmax_element(
+      count.begin(), count.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  if (count.size() < 2 || most->second <= least->second + 1) return;
+  for (const keys::RangeDescriptor& d : *map) {
+    if (!d.HasNode(most->first) || d.HasNode(least->first)) continue;
+    LOG_INFO("placement: range {}: node {:x} holds {} replicas, node {:x} {}; moving one",
+             d.range_id, most->first, most->second, least->first, least->second);
+    if (Status s = MoveVia(d, most->first, least->first, live); s.ok()) {
+      ++rebalanced_;
+    } else {
+      LOG_INFO("placement: range {}: not moved: {}", d.range_id, s.ToString());
+    }
+    return;
+  }
+}
+
+Status NativeKeyspace::MoveVia(const keys::RangeDescriptor& d, uint64_t from, uint64_t to,
+                               const std::set<uint64_t>& live) {
+  // This member if it holds a voter that stays, else a live one that does.
+  uint64_t coordinator = 0;
+  for (const keys::ReplicaDescriptor& r : d.replicas) {
+    if (r.type != keys::ReplicaType::kVoter || r.node_id == from || !live.contains(r.node_id)) {
+      continue;
+    }
+    if (coordinator == 0 || r.node_id == node_id_) coordinator = r.node_id;
+  }
+  if (coordinator == 0) {
+    return Status::Unavailable(fmt::format("range {}: no live voter to move it", d.range_id));
+  }
+  if (coordinator == node_id_) return MoveReplica(d.range_id, from, to).status();
+  if (forwarder_ == nullptr) return Status::Unavailable("no forwarder");
+  kvpb::MoveReplicaRequest req;
+  req.set_range_id(d.range_id);
+  req.set_from_node(from);
+  req.set_to_node(to);
+  // Waits for the move, or for this node to stop.
+  struct Outcome {
+    std::optional<Status> status;  // guarded by the keyspace's split_mu_
+  };
+  auto outcome = std::make_shared<Outcome>();
+  forwarder_->MoveReplica(coordinator, req, [this, outcome](Result<kvpb::MoveReplicaResponse> r) {
+    {
+      std::lock_guard<std::mutex> lock(split_mu_);
+      outcome->status = r.status();
+    }
+    split_cv_.notify_all();
+  });
+  std::unique_lock<std::mutex> lock(split_mu_);
+  split_cv_.wait(lock, [&] { return stopping_ || outcome->status.has_value(); });
+  if (!outcome->status) return Stopped();
+  return *outcome->status;
 }
 
 Status NativeKeyspace::Report(const Range& r) {
@@ -1010,7 +1243,8 @@ Status NativeKeyspace::Report(const Range& r) {
     // Another node wrote the record meanwhile: read it again.
     if (w.status().code() != StatusCode::kFailedPrecondition) return w.status();
   }
-  return Status::Unavailable(fmt::format("range {}: its range map record is contended", d.range_id));
+  return Status::Unavailable(
+      fmt::format("range {}: its range map record is contended", d.range_id));
 }
 
 // ---- the splitter ----
@@ -1024,6 +1258,10 @@ void NativeKeyspace::StartSplitting() {
   reporter_ = std::thread([this] {
     SetThreadName("range-map");
     ReportLoop();
+  });
+  placer_ = std::thread([this] {
+    SetThreadName("placement");
+    PlaceLoop();
   });
   if (options_.split_bytes == 0 && options_.split_qps == 0) return;
   splitter_ = std::thread([this] {
@@ -1041,11 +1279,13 @@ void NativeKeyspace::Stop() {
 void NativeKeyspace::Join() {
   if (splitter_.joinable()) splitter_.join();
   if (reporter_.joinable()) reporter_.join();
+  if (placer_.joinable()) placer_.join();
 }
 
 NativeKeyspace::SplitStats NativeKeyspace::split_stats() const {
-  return SplitStats{splits_by_size_.load(),  splits_by_load_.load(),   splits_failed_.load(),
-                    replicas_moved_.load(), replicas_removed_.load(), forwarded_.load()};
+  return SplitStats{splits_by_size_.load(), splits_by_load_.load(),   splits_failed_.load(),
+                    replicas_moved_.load(), replicas_removed_.load(), forwarded_.load(),
+                    rereplicated_.load(),   rebalanced_.load()};
 }
 
 void NativeKeyspace::SplitLoop() {

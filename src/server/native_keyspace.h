@@ -27,8 +27,18 @@
 // snapshot brings it up to date), becomes a voter once it has the log, and
 // the old one is removed (after handing off leadership, if it led). A node
 // whose replica was removed deletes its copy and leaves a tombstone, so the
-// stale messages of the range's old leaders do not make it again. Placing
-// ranges automatically and merging them come next.
+// stale messages of the range's old leaders do not make it again. A node
+// that was down or cut off while its replica was removed finds out from the
+// range map (every 10 s) and deletes its copy too.
+//
+// Placement. Every node reports its status (serverpb.NodeStatus) to the
+// meta range every few seconds. The placement driver runs on the meta
+// range's leader: a member whose status has not changed for
+// replica_down_time is down, and each of its replicas is moved (by a live
+// voter of the range) to the live member without one that holds the
+// fewest; otherwise, when the members' replica counts differ by more than
+// one, a replica moves from the fullest to the emptiest. One move per look
+// (every placement_interval). Merging ranges comes next.
 //
 // Routing. The meta range holds the range map: a record per user range,
 // under kRangeMapPrefix + its end key, holding its descriptor. A new
@@ -63,6 +73,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -120,10 +131,17 @@ class RangeForwarder {
   virtual Result<kvpb::ScanResponse> Scan(uint64_t node, const kvpb::ScanRequest& req) = 0;
   virtual Result<kvpb::DeleteRangeResponse> DeleteRange(uint64_t node,
                                                         const kvpb::DeleteRangeRequest& req) = 0;
+  // Asks `node` to coordinate a replica move (it holds a voter of the
+  // range); the deadline allows for the new replica's catch-up.
+  virtual void MoveReplica(uint64_t node, const kvpb::MoveReplicaRequest& req,
+                           std::function<void(Result<kvpb::MoveReplicaResponse>)> done) = 0;
 };
 
 // The range map's key for a range ending at `end_key`.
 std::string RangeMapKey(std::string_view end_key);
+// Where node `node_id` reports its status (serverpb.NodeStatus).
+inline constexpr std::string_view kNodeStatusPrefix = "\xff\xffmeta/node/";
+std::string NodeStatusKey(uint64_t node_id);
 
 struct NativeKeyspaceOptions {
   // A new cluster: divide the keyspace into this many ranges (0: none).
@@ -137,6 +155,17 @@ struct NativeKeyspaceOptions {
   // How long a replica being added may take to catch up (receive its
   // snapshot and the log) before the move gives up and removes it again.
   Duration catch_up_timeout = std::chrono::seconds(60);
+  // The cluster's voting members now (unset: the initial ones): where the
+  // placement driver may put replicas.
+  std::function<std::vector<uint64_t>()> members;
+  // Every node reports its status to the meta range this often; the
+  // placement driver (on the meta range's leader) looks this often, takes a
+  // node whose report has not changed for replica_down_time for down and
+  // re-creates its replicas elsewhere (0: never), and otherwise evens out
+  // the replica counts of the nodes, one move per look.
+  Duration status_interval = std::chrono::seconds(3);
+  Duration placement_interval = std::chrono::seconds(2);
+  Duration replica_down_time = std::chrono::minutes(5);
   // Timing and limits for every range's replica (group, ids and placement
   // are filled in per range).
   ReplicaOptions replica;
@@ -266,6 +295,8 @@ class NativeKeyspace {
     uint64_t replicas_moved = 0;    // moves this node coordinated
     uint64_t replicas_removed = 0;  // this node's replicas removed
     uint64_t forwarded = 0;         // requests sent on to another node
+    uint64_t rereplicated = 0;      // placement: replicas re-created off down nodes
+    uint64_t rebalanced = 0;        // placement: replicas moved to even out the nodes
   };
   SplitStats split_stats() const;
 
@@ -282,6 +313,12 @@ class NativeKeyspace {
   // The replicas handler: `after` names no replica here, so this node's
   // copy goes (apply thread).
   Status OnReplicasChanged(RangeStateMachine* sm, const keys::RangeDescriptor& after);
+  // Deletes this node's copy of `sm`'s range (as `after` describes it) and
+  // takes its replica off the host (apply thread).
+  Status Discard(RangeStateMachine* sm, const keys::RangeDescriptor& after);
+  // Deletes the copies of ranges that the range map has, at a later
+  // generation, without this node (reporter thread).
+  void CollectStale();
   // One configuration change of `r` (on its leader), waited for here.
   Status ChangeReplicas(const Range& r, raft::ConfChangeType type, raft::NodeId replica,
                         uint64_t node);
@@ -312,6 +349,17 @@ class NativeKeyspace {
       const std::string& cursor, bool idempotent, std::string* part_end,
       const std::function<Result<Response>(uint64_t node, const std::string& end)>& call,
       const std::string& end);
+  // Writes this node's status into the meta range (through a member that
+  // holds it, when this one does not).
+  Status ReportStatus();
+  // The placement driver (see NativeKeyspaceOptions): its thread, and one
+  // look at the cluster, which makes at most one move.
+  void PlaceLoop();
+  void PlaceOnce();
+  // Has a member holding a voter of `d` (this one, if it can) move the
+  // replica on `from` to `to`.
+  Status MoveVia(const keys::RangeDescriptor& d, uint64_t from, uint64_t to,
+                 const std::set<uint64_t>& live);
   // Writes `r`'s descriptor into the range map unless the map has it (or
   // newer) already.
   Status Report(const Range& r);
@@ -344,6 +392,11 @@ class NativeKeyspace {
   bool stopping_ = false;  // guarded by split_mu_
   std::thread splitter_;
   std::thread reporter_;
+  std::thread placer_;
+  uint64_t status_sequence_ = 0;  // reporter thread only
+  // Placer thread only: each node's last status sequence, and when it was
+  // first seen (the host's monotonic clock).
+  std::map<uint64_t, std::pair<uint64_t, Duration>> seen_;
   bool report_now_ = false;  // guarded by split_mu_
   // Reporter thread only: the generation last reported per range.
   std::map<keys::RangeId, uint64_t> reported_;
@@ -357,6 +410,8 @@ class NativeKeyspace {
   std::atomic<uint64_t> replicas_moved_{0};
   std::atomic<uint64_t> replicas_removed_{0};
   std::atomic<uint64_t> forwarded_{0};
+  std::atomic<uint64_t> rereplicated_{0};
+  std::atomic<uint64_t> rebalanced_{0};
 };
 
 }  // namespace conclave::server

@@ -109,10 +109,36 @@ Result<std::vector<keys::RangeDescriptor>> RangeStateMachine::Stored(
   return out;
 }
 
-Status RangeStateMachine::Destroy(storage::Engine* engine, const keys::RangeDescriptor& d) {
+std::vector<std::pair<std::string, std::string>> UncoveredSpans(
+    const std::string& start, const std::string& end,
+    std::vector<std::pair<std::string, std::string>> keep) {
+  // End keys: empty is past every key.
+  auto before = [](const std::string& key, const std::string& end_key) {
+    return end_key.empty() || key < end_key;
+  };
+  std::sort(keep.begin(), keep.end());
+  std::vector<std::pair<std::string, std::string>> gaps;
+  std::string cursor = start;
+  for (const auto& [ks, ke] : keep) {
+    if (!before(cursor, end)) break;
+    if (!before(ks, end) || !before(cursor, ke)) continue;  // no overlap left
+    if (cursor < ks) gaps.emplace_back(cursor, ks);
+    if (ke.empty()) return gaps;  // kept to the end
+    cursor = std::max(cursor, ke);
+  }
+  if (before(cursor, end)) gaps.emplace_back(cursor, end);
+  return gaps;
+}
+
+Status RangeStateMachine::Destroy(storage::Engine* engine, const keys::RangeDescriptor& d,
+                                  const std::vector<std::pair<std::string, std::string>>& keep) {
   std::unique_ptr<storage::EngineBatch> batch = engine->NewBatch();
-  for (const keys::Span& s : keys::ReplicatedSpans(d))
-    batch->DeleteRange(s.begin, s.end);
+  const keys::Span own = keys::RangeIdLocalSpan(d.range_id);
+  batch->DeleteRange(own.begin, own.end);
+  for (const auto& [start, end] : UncoveredSpans(d.start_key, d.end_key, keep)) {
+    for (const keys::Span& s : {keys::RangeLocalSpan(start, end), keys::DataSpan(start, end)})
+      batch->DeleteRange(s.begin, s.end);
+  }
   std::string refused;
   PutBigEndian64(&refused, d.next_replica_id);
   batch->Put(TombstoneKey(d.range_id), refused);

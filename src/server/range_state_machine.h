@@ -85,6 +85,12 @@ struct RangeWriteResult {
   std::optional<std::pair<keys::RangeDescriptor, keys::RangeDescriptor>> split;
 };
 
+// The parts of user keys [start, end) that no span of `keep` covers (end
+// keys: empty is past every key).
+std::vector<std::pair<std::string, std::string>> UncoveredSpans(
+    const std::string& start, const std::string& end,
+    std::vector<std::pair<std::string, std::string>> keep);
+
 // Adds the replica of the range a split created; called on the apply
 // thread, after the split is written and before it is visible. An error
 // stops the node (its replicas would disagree with its engine).
@@ -115,10 +121,12 @@ class RangeStateMachine final : public StateMachine {
   // replicas still waiting for their first snapshot have none).
   static Result<std::vector<keys::RangeDescriptor>> Stored(const storage::Engine* engine);
 
-  // Deletes this node's copy of range `d` (its records and its keys) and
-  // leaves a tombstone: replicas of the range with ids below
-  // d.next_replica_id are not made here again (Tombstone).
-  static Status Destroy(storage::Engine* engine, const keys::RangeDescriptor& d);
+  // Deletes this node's copy of range `d` (its records and its keys, but
+  // none in `keep`: the spans of the node's other ranges) and leaves a
+  // tombstone: replicas of the range with ids below d.next_replica_id are
+  // not made here again (Tombstone).
+  static Status Destroy(storage::Engine* engine, const keys::RangeDescriptor& d,
+                        const std::vector<std::pair<std::string, std::string>>& keep = {});
   // The replica ids of `range_id` this node refuses (below the returned
   // one; 0: no tombstone).
   static Result<uint64_t> Tombstone(const storage::Engine* engine, keys::RangeId range_id);

@@ -531,6 +531,31 @@ TEST_F(RangeStateMachineTest, ADestroyedCopyLeavesATombstoneAndNothingElse) {
   EXPECT_EQ((*right_->Get("x"))->value, "3");
 }
 
+TEST(UncoveredSpansTest, LeavesOutWhatOtherRangesHold) {
+  using Spans = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(UncoveredSpans("a", "z", {}), (Spans{{"a", "z"}}));
+  EXPECT_EQ(UncoveredSpans("a", "z", {{"m", "q"}, {"c", "e"}}),
+            (Spans{{"a", "c"}, {"e", "m"}, {"q", "z"}}));
+  EXPECT_EQ(UncoveredSpans("c", "m", {{"a", "d"}, {"k", ""}}), (Spans{{"d", "k"}}));
+  EXPECT_EQ(UncoveredSpans("a", "", {{"m", "q"}}), (Spans{{"a", "m"}, {"q", ""}}));
+  EXPECT_EQ(UncoveredSpans("a", "z", {{"", ""}}), Spans{});
+  EXPECT_EQ(UncoveredSpans("a", "m", {{"m", "z"}, {"0", "a"}}), (Spans{{"a", "m"}}));
+}
+
+TEST_F(RangeStateMachineTest, ADestroyKeepsTheKeysOfTheNodesOtherRanges) {
+  // A stale copy of [a, z) and this node's current range [m, z).
+  Apply(left_.get(), {Put("a", "1", 1), Put("b", "2", 1)});
+  Apply(right_.get(), {Put("x", "3", 1)});
+  keys::RangeDescriptor stale = ranges_[0];
+  stale.end_key = "";
+  ASSERT_TRUE(RangeStateMachine::Destroy(&engine_, stale, {{"m", ""}}).ok());
+  EXPECT_EQ((*right_->Get("x"))->value, "3");
+  auto it = engine_.NewIterator();
+  const keys::Span data = keys::DataSpan("", "m");
+  it->Seek(data.begin);
+  EXPECT_TRUE(!it->Valid() || it->key() >= data.end);
+}
+
 TEST(InitialRangesTest, SpreadReplicasOverTheMembers) {
   auto ranges = InitialRanges(8, {40, 10, 30, 20}, 3);
   ASSERT_EQ(ranges.size(), 9u);

@@ -241,6 +241,16 @@ Status Server::Start() {
   native_options.split_bytes = static_cast<uint64_t>(config_.range_split_bytes);
   native_options.split_qps = static_cast<uint64_t>(config_.range_split_qps);
   native_options.load_window = std::chrono::seconds(config_.range_load_window_s);
+  native_options.replica_down_time = std::chrono::seconds(config_.range_replica_down_time_s);
+  native_options.members = [etcd = st.etcd.get()] {
+    std::vector<uint64_t> out;
+    if (Result<std::vector<serverpb::MemberRecord>> members = etcd->Members(); members.ok()) {
+      for (const serverpb::MemberRecord& m : *members) {
+        if (!m.is_learner()) out.push_back(m.id());
+      }
+    }
+    return out;
+  };
   native_options.node_known = [etcd = st.etcd.get()](uint64_t node) {
     Result<std::vector<serverpb::MemberRecord>> members = etcd->Members();
     return members.ok() &&

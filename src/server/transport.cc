@@ -733,7 +733,8 @@ std::shared_ptr<kvpb::KV::Stub> Transport::NativeStub(uint64_t node) {
 
 template <typename Request, typename Response, typename Issue>
 void Transport::CallNative(uint64_t node, const Request& req, const Issue& issue,
-                           std::function<void(Result<Response>)> done) {
+                           std::function<void(Result<Response>)> done,
+                           std::chrono::milliseconds timeout) {
   std::shared_ptr<kvpb::KV::Stub> stub = NativeStub(node);
   if (stub == nullptr) {
     return done(Status::Unavailable(fmt::format("no peer {:x} to forward to", node)));
@@ -747,7 +748,7 @@ void Transport::CallNative(uint64_t node, const Request& req, const Issue& issue
   auto call = std::make_shared<Call>();
   call->request = req;
   call->stub = stub;
-  call->context.set_deadline(std::chrono::system_clock::now() + options_.forward_timeout);
+  call->context.set_deadline(std::chrono::system_clock::now() + timeout);
   issue(stub->async(), &call->context, &call->request, &call->response,
         [call, done = std::move(done)](grpc::Status s) {
           if (!s.ok()) return done(FromGrpc(s));
@@ -758,19 +759,30 @@ void Transport::CallNative(uint64_t node, const Request& req, const Issue& issue
 void Transport::Put(uint64_t node, const kvpb::PutRequest& req,
                     std::function<void(Result<kvpb::PutResponse>)> done) {
   CallNative<kvpb::PutRequest, kvpb::PutResponse>(
-      node, req, [](auto* async, auto... args) { async->Put(args...); }, std::move(done));
+      node, req, [](auto* async, auto... args) { async->Put(args...); }, std::move(done),
+      options_.forward_timeout);
 }
 
 void Transport::Delete(uint64_t node, const kvpb::DeleteRequest& req,
                        std::function<void(Result<kvpb::DeleteResponse>)> done) {
   CallNative<kvpb::DeleteRequest, kvpb::DeleteResponse>(
-      node, req, [](auto* async, auto... args) { async->Delete(args...); }, std::move(done));
+      node, req, [](auto* async, auto... args) { async->Delete(args...); }, std::move(done),
+      options_.forward_timeout);
 }
 
 void Transport::Get(uint64_t node, const kvpb::GetRequest& req,
                     std::function<void(Result<kvpb::GetResponse>)> done) {
   CallNative<kvpb::GetRequest, kvpb::GetResponse>(
-      node, req, [](auto* async, auto... args) { async->Get(args...); }, std::move(done));
+      node, req, [](auto* async, auto... args) { async->Get(args...); }, std::move(done),
+      options_.forward_timeout);
+}
+
+void Transport::MoveReplica(uint64_t node, const kvpb::MoveReplicaRequest& req,
+                            std::function<void(Result<kvpb::MoveReplicaResponse>)> done) {
+  // The new replica's snapshot and catch-up take their time.
+  CallNative<kvpb::MoveReplicaRequest, kvpb::MoveReplicaResponse>(
+      node, req, [](auto* async, auto... args) { async->MoveReplica(args...); }, std::move(done),
+      std::chrono::minutes(2));
 }
 
 Result<kvpb::ScanResponse> Transport::Scan(uint64_t node, const kvpb::ScanRequest& req) {

@@ -140,6 +140,8 @@ class Transport final : public MessageSender, public LeaderCalls, public RangeFo
   Result<kvpb::ScanResponse> Scan(uint64_t node, const kvpb::ScanRequest& req) override;
   Result<kvpb::DeleteRangeResponse> DeleteRange(uint64_t node,
                                                 const kvpb::DeleteRangeRequest& req) override;
+  void MoveReplica(uint64_t node, const kvpb::MoveReplicaRequest& req,
+                   std::function<void(Result<kvpb::MoveReplicaResponse>)> done) override;
 
   uint64_t messages_sent() const { return messages_sent_.load(); }
   uint64_t messages_dropped() const { return messages_dropped_.load(); }
@@ -178,7 +180,7 @@ class Transport final : public MessageSender, public LeaderCalls, public RangeFo
   // One asynchronous native call: `start` issues it on the stub.
   template <typename Request, typename Response, typename Issue>
   void CallNative(uint64_t node, const Request& req, const Issue& issue,
-                  std::function<void(Result<Response>)> done);
+                  std::function<void(Result<Response>)> done, std::chrono::milliseconds timeout);
 
   Host* host_;
   EtcdGroup* etcd_;
@@ -189,8 +191,8 @@ class Transport final : public MessageSender, public LeaderCalls, public RangeFo
   std::vector<std::shared_ptr<Peer>> retired_;       // guarded by peers_mu_; joined by Stop
   // Native KV stubs by node, with the channel each was made on.
   std::map<uint64_t, std::pair<std::shared_ptr<grpc::Channel>, std::shared_ptr<kvpb::KV::Stub>>>
-      native_stubs_;  // guarded by peers_mu_
-  bool started_ = false;                             // guarded by peers_mu_
+      native_stubs_;      // guarded by peers_mu_
+  bool started_ = false;  // guarded by peers_mu_
   std::unique_ptr<PeerServiceImpl> peer_service_;
   std::unique_ptr<MemberServiceImpl> member_service_;
 

@@ -535,5 +535,77 @@ class RoutingTest(cluster.ClusterTestCase):
                 c.close()
 
 
+class PlacementTest(cluster.ClusterTestCase):
+    """Four members, ranges of three replicas: a member killed for longer than
+    --range-replica-down-time has its replicas re-created on the others, and
+    no acknowledged write is lost."""
+    CLUSTER_SIZE = 4
+    EXTRA_FLAGS = ("--initial-range-count", "2", "--range-replicas", "3",
+                   "--range-replica-down-time", "3",
+                   "--range-split-bytes", "0", "--range-split-qps", "0")
+
+    def test_a_down_members_replicas_are_made_again_elsewhere(self):
+        nodes = sorted(self.cluster.member_id(k) for k in range(4))
+        index = {self.cluster.member_id(k): k for k in range(4)}
+        # The second smallest id holds a replica of both user ranges.
+        down = nodes[1]
+        others = [index[n] for n in nodes if n != down]
+        with ready_client([self.cluster.members[i] for i in others]) as c:
+            written = {}
+            for i in range(100):
+                for prefix in (b"\x10", b"\xa0"):  # one key in each user range
+                    k = prefix + b"pl%03d" % i
+                    c.put(k, b"v%d" % i)
+                    written[k] = b"v%d" % i
+            before = {r.range_id: r for r in c.ranges(cluster=True)}
+            self.assertTrue(all(any(p.node_id == down for p in before[r].replicas)
+                                for r in (16, 17)))
+            self.cluster.kill(index[down])
+
+            def replaced():
+                m = {r.range_id: r for r in c.ranges(cluster=True)}
+                return all(len(m[r].replicas) == 3 and not any(
+                    p.node_id == down or p.learner for p in m[r].replicas) for r in (16, 17))
+            cluster.wait_until(replaced, 60, what="the down member's replicas made elsewhere")
+            after = {r.range_id: r for r in c.ranges(cluster=True)}
+            # Each range kept the replicas it had on live members, and each
+            # live member holds one or two.
+            for r in (16, 17):
+                kept = {p.node_id for p in before[r].replicas} - {down}
+                self.assertTrue(kept <= {p.node_id for p in after[r].replicas})
+            for k, v in written.items():
+                self.assertEqual(c.get(k), v)
+            c.put(b"\x10after", b"1")
+            self.assertEqual(c.get(b"\x10after"), b"1")
+            self.assertGreaterEqual(
+                metric_sum_running(self.cluster, "conclave_native_replicas_rereplicated_total"), 2)
+
+            # Back: it deletes its stale copies (the range map has the ranges
+            # without it) and, holding nothing, receives a replica to even
+            # out the members.
+            self.cluster.restart(index[down])
+            with conclave.Client(endpoints(self.cluster.members[index[down]:index[down] + 1])) as back:
+                def settled():
+                    m = {r.range_id: r for r in c.ranges(cluster=True)}
+                    mine = {r.range_id for r in back.ranges() if r.range_id != 2}
+                    mapped = {r for r in (16, 17) if any(p.node_id == down and not p.learner
+                                                           for p in m[r].replicas)}
+                    return mine == mapped and len(mapped) == 1
+                cluster.wait_until(settled, 60, what="stale copies gone and one replica back")
+                for k, v in written.items():
+                    self.assertEqual(back.get(k), v)
+
+
+def metric_sum_running(c, name):
+    """metric_sum over the members that run."""
+    total = 0.0
+    for i in c.running_indexes():
+        with urllib.request.urlopen(c.members[i].metrics_url + "/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    total += float(line.split()[1])
+    return total
+
+
 if __name__ == "__main__":
     unittest.main()
