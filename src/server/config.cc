@@ -336,6 +336,7 @@ constexpr Flag kFlags[] = {
     {"range-replicas", SetIntInRange<&ServerConfig::range_replicas, 1, 7>},
     {"range-replica-down-time",
      SetIntInRange<&ServerConfig::range_replica_down_time_s, 0, 7 * 24 * 3600>},
+    {"range-placement-interval", SetIntInRange<&ServerConfig::range_placement_interval_s, 0, 3600>},
     {"range-load-window",
      SetIntInRange<&ServerConfig::range_load_window_s, 1, kMaxRangeLoadWindowS>},
     {"unsafe-test-bug", SetTestBug},

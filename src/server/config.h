@@ -79,6 +79,9 @@ struct ServerConfig {
   // for this many seconds is down, and its range replicas are re-created on
   // the other members (0: never).
   int64_t range_replica_down_time_s = 300;
+  // Conclave's own: how often the placement driver looks at the cluster,
+  // in seconds (0: it never moves anything; ranges move only by hand).
+  int64_t range_placement_interval_s = 2;
   // Conclave's own: a native range splits once its data holds about this
   // many bytes (0: never), or once it serves more than range_split_qps
   // requests per second on one member over range_load_window_s (0: never).

@@ -231,6 +231,21 @@ TEST(ParseServerConfigTest, RangeSplitting) {
   EXPECT_EQ(c.range_load_window_s, 2);
 }
 
+TEST(ParseServerConfigTest, RangePlacement) {
+  ServerConfig d = ParseOk({});
+  EXPECT_EQ(d.range_replicas, 3);
+  EXPECT_EQ(d.range_replica_down_time_s, 300);
+  EXPECT_EQ(d.range_placement_interval_s, 2);
+  ServerConfig c = ParseOk(
+      {"--range-replicas=5", "--range-replica-down-time=0", "--range-placement-interval=0"});
+  EXPECT_EQ(c.range_replicas, 5);
+  EXPECT_EQ(c.range_replica_down_time_s, 0);
+  EXPECT_EQ(c.range_placement_interval_s, 0);
+  EXPECT_THAT(ParseError({"--range-replicas=0"}), HasSubstr("out of range"));
+  EXPECT_THAT(ParseError({"--range-replicas=8"}), HasSubstr("out of range"));
+  EXPECT_THAT(ParseError({"--range-placement-interval=-1"}), HasSubstr("out of range"));
+}
+
 TEST(ParseServerConfigTest, ElectionTimeoutAtLeastFiveHeartbeats) {
   EXPECT_EQ(ParseError({"--heartbeat-interval=100", "--election-timeout=499"}),
             "--election-timeout: 499 ms must be at least 5 times --heartbeat-interval (100 ms)");

@@ -41,6 +41,8 @@ constexpr int kRouteAttempts = 8;
 
 // How often a node looks for copies of ranges that went on without it.
 constexpr Duration kCollectInterval = std::chrono::seconds(10);
+// How long the placement driver waits for a moved range's record.
+constexpr Duration kMapCatchUp = std::chrono::seconds(30);
 
 // A read that raced with the removal of this node's replica: what it read
 // may be partly deleted.
@@ -459,25 +461,95 @@ void NativeKeyspace::Delete(kvpb::DeleteRequest request, WriteDone done, Route r
 
 // ---- routing ----
 
+// ---- the meta range, here or through a member that holds it ----
+
+Result<std::vector<RangeValue>> NativeKeyspace::MetaScan(const std::string& start,
+                                                         const std::string& end, size_t limit,
+                                                         bool* more) {
+  if (Result<Range> meta = Find(start); meta.ok()) {
+    RETURN_IF_ERROR(meta->replica->ReadBarrier());
+    return meta->sm->Scan(start, end, limit, more);
+  }
+  kvpb::ScanRequest req;
+  req.set_start(start);
+  req.set_end(end);
+  req.set_limit(limit);
+  ASSIGN_OR_RETURN(kvpb::ScanResponse resp, AskMetaHolder<kvpb::ScanResponse>([&](uint64_t member) {
+                     return forwarder_->Scan(member, req);
+                   }));
+  std::vector<RangeValue> out;
+  for (kvpb::KeyValue& kv : *resp.mutable_kvs()) {
+    out.push_back(RangeValue{std::move(*kv.mutable_key()), std::move(*kv.mutable_value()),
+                             FromProto(kv.timestamp())});
+  }
+  *more = resp.more();
+  return out;
+}
+
+Status NativeKeyspace::MetaPut(kvpb::PutRequest put) {
+  if (Result<Range> meta = Find(put.key()); meta.ok()) {
+    serverpb::RangeCommand c;
+    *c.mutable_put() = std::move(put);
+    return ProposeAndWait(*meta, std::move(c)).status();
+  }
+  return AskMetaHolder<kvpb::PutResponse>([&](uint64_t member) -> Result<kvpb::PutResponse> {
+           auto outcome = std::make_shared<std::promise<Result<kvpb::PutResponse>>>();
+           std::future<Result<kvpb::PutResponse>> done = outcome->get_future();
+           forwarder_->Put(member, put, [outcome](Result<kvpb::PutResponse> r) {
+             outcome->set_value(std::move(r));
+           });
+           return done.get();  // bounded by the forwarder's deadline
+         })
+      .status();
+}
+
+template <typename Response>
+Result<Response> NativeKeyspace::AskMetaHolder(
+    const std::function<Result<Response>(uint64_t member)>& call) {
+  const Status none = Status::NotFound("conclave: no member holds a replica of the meta range")
+                          .WithReason(ErrorReason::kGroupNotFound);
+  if (forwarder_ == nullptr || !options_.members) return none;
+  std::vector<uint64_t> members = options_.members();
+  // The member that answered last time first.
+  const uint64_t last = meta_member_.load();
+  std::stable_partition(members.begin(), members.end(), [&](uint64_t m) { return m == last; });
+  Status failed = none;
+  for (uint64_t m : members) {
+    if (m == node_id_) continue;
+    Result<Response> r = call(m);
+    if (r.ok()) {
+      meta_member_.store(m);
+      return r;
+    }
+    // NOT_FOUND: it holds none either. A condition that failed is an
+    // answer.
+    if (r.status().code() == StatusCode::kFailedPrecondition) return r;
+    if (r.status().code() != StatusCode::kNotFound) failed = r.status();
+  }
+  return failed;
+}
+
+std::optional<keys::RangeDescriptor> NativeKeyspace::CachedRoute(std::string_view key) const {
+  std::lock_guard<std::mutex> lock(routes_mu_);
+  auto it = routes_.upper_bound(std::string(key));
+  if (it != routes_.end() && it->second.ContainsKey(key)) return it->second;
+  return std::nullopt;
+}
+
 Result<keys::RangeDescriptor> NativeKeyspace::Locate(std::string_view key, bool fresh) {
   if (!fresh) {
-    std::lock_guard<std::mutex> lock(routes_mu_);
-    auto it = routes_.upper_bound(std::string(key));
-    if (it != routes_.end() && it->second.ContainsKey(key)) return it->second;
+    if (std::optional<keys::RangeDescriptor> d = CachedRoute(key)) return *d;
   }
-  Result<Range> meta = Find(kRangeMapPrefix);
-  if (!meta.ok()) {
-    return Status::Unavailable(fmt::format(
-        "conclave: this member holds no replica of key \"{}\"'s range and none of the range "
-        "map's; ask another member",
-        key));
-  }
-  RETURN_IF_ERROR(meta->replica->ReadBarrier());
   bool more = false;
-  ASSIGN_OR_RETURN(std::vector<RangeValue> found,
-                   meta->sm->Scan(RangeMapKey(key) + '\0', RangeMapEnd(), 1, &more));
-  Result<keys::RangeDescriptor> d =
-      found.empty() ? Status::NotFound("no record") : keys::DecodeRangeDescriptor(found[0].value);
+  Result<std::vector<RangeValue>> found =
+      MetaScan(RangeMapKey(key) + '\0', RangeMapEnd(), 1, &more);
+  if (!found.ok()) {
+    return Status::Unavailable(
+        fmt::format("conclave: key \"{}\"'s range is not here and the range map cannot be read: {}",
+                    key, found.status().message()));
+  }
+  Result<keys::RangeDescriptor> d = found->empty() ? Status::NotFound("no record")
+                                                   : keys::DecodeRangeDescriptor((*found)[0].value);
   if (!d.ok() || !d->ContainsKey(key)) {
     return Status::Unavailable(
         fmt::format("conclave: the range map has no range holding key \"{}\" yet; try again", key));
@@ -493,17 +565,10 @@ Result<keys::RangeDescriptor> NativeKeyspace::Locate(std::string_view key, bool 
 }
 
 Result<std::vector<keys::RangeDescriptor>> NativeKeyspace::RangeMap() {
-  Result<Range> meta = Find(kRangeMapPrefix);
-  if (!meta.ok()) {
-    return Status::Unavailable(
-        "conclave: this member holds no replica of the range map; ask another member");
-  }
-  RETURN_IF_ERROR(meta->replica->ReadBarrier());
   std::vector<keys::RangeDescriptor> out;
   std::string cursor = RangeMapKey("");
   for (bool more = true; more;) {
-    ASSIGN_OR_RETURN(std::vector<RangeValue> page,
-                     meta->sm->Scan(cursor, RangeMapEnd(), 1'000, &more));
+    ASSIGN_OR_RETURN(std::vector<RangeValue> page, MetaScan(cursor, RangeMapEnd(), 1'000, &more));
     for (const RangeValue& kv : page) {
       ASSIGN_OR_RETURN(keys::RangeDescriptor d, keys::DecodeRangeDescriptor(kv.value));
       out.push_back(std::move(d));
@@ -524,20 +589,37 @@ std::vector<uint64_t> NativeKeyspace::Holders(const keys::RangeDescriptor& d) co
   return nodes;
 }
 
-void NativeKeyspace::Forward(std::string key, int attempt, ForwardCall call,
+void NativeKeyspace::Forward(std::string key, int attempt, bool idempotent, ForwardCall call,
                              std::function<void(Status)> fail) {
-  Result<keys::RangeDescriptor> d = Locate(key, attempt > 0);
-  if (!d.ok()) return fail(d.status());
-  const std::vector<uint64_t> nodes = Holders(*d);
+  if (attempt == 0) {
+    if (std::optional<keys::RangeDescriptor> d = CachedRoute(key)) {
+      return ForwardTo(*d, std::move(key), attempt, idempotent, std::move(call), std::move(fail));
+    }
+  }
+  // Reading the range map waits for a read round: not on the thread that
+  // called (gRPC's, which also delivers the Raft messages the round needs).
+  route_pool_.Post([this, key = std::move(key), attempt, idempotent, call = std::move(call),
+                    fail = std::move(fail)]() mutable {
+    Result<keys::RangeDescriptor> d = Locate(key, attempt > 0);
+    if (!d.ok()) return fail(d.status());
+    ForwardTo(*d, std::move(key), attempt, idempotent, std::move(call), std::move(fail));
+  });
+}
+
+void NativeKeyspace::ForwardTo(const keys::RangeDescriptor& d, std::string key, int attempt,
+                               bool idempotent, ForwardCall call,
+                               std::function<void(Status)> fail) {
+  const std::vector<uint64_t> nodes = Holders(d);
   if (nodes.empty()) return fail(NoRange(key));
   const uint64_t node = nodes[static_cast<size_t>(attempt) % nodes.size()];
   ForwardCall again = call;
-  call(node, [this, key = std::move(key), attempt, again = std::move(again),
+  call(node, [this, key = std::move(key), attempt, idempotent, again = std::move(again),
               fail = std::move(fail)](Status s) mutable {
-    // The node refused before doing anything: the range moved, or the
-    // map is stale. Ask the map again and try the next holder.
-    if (s.code() == StatusCode::kNotFound && attempt + 1 < kRouteAttempts) {
-      return Forward(std::move(key), attempt + 1, std::move(again), std::move(fail));
+    // The holder refused before doing anything (the range moved, or the
+    // map is stale), or, for a read, could not be reached: read the map
+    // again and try the next holder.
+    if (TryElsewhere(s, idempotent) && attempt + 1 < kRouteAttempts) {
+      return Forward(std::move(key), attempt + 1, idempotent, std::move(again), std::move(fail));
     }
     fail(std::move(s));
   });
@@ -550,7 +632,7 @@ void NativeKeyspace::ForwardWrite(std::string key, serverpb::RangeCommand comman
   if (command.has_put()) {
     auto req = std::make_shared<kvpb::PutRequest>(command.put());
     return Forward(
-        std::move(key), 0,
+        std::move(key), 0, /*idempotent=*/false,
         [this, req, finish](uint64_t node, std::function<void(Status)> retry) {
           forwarder_->Put(node, *req, [finish, retry](Result<kvpb::PutResponse> r) {
             if (!r.ok()) return retry(r.status());
@@ -561,7 +643,7 @@ void NativeKeyspace::ForwardWrite(std::string key, serverpb::RangeCommand comman
   }
   auto req = std::make_shared<kvpb::DeleteRequest>(command.delete_());
   Forward(
-      std::move(key), 0,
+      std::move(key), 0, /*idempotent=*/false,
       [this, req, finish](uint64_t node, std::function<void(Status)> retry) {
         forwarder_->Delete(node, *req, [finish, retry](Result<kvpb::DeleteResponse> r) {
           if (!r.ok()) return retry(r.status());
@@ -658,7 +740,7 @@ void NativeKeyspace::Get(std::string key, ReadDone done, Route route) {
       auto req = std::make_shared<kvpb::GetRequest>();
       req->set_key(key);
       return Forward(
-          std::move(key), 0,
+          std::move(key), 0, /*idempotent=*/true,
           [this, req, finish](uint64_t node, std::function<void(Status)> retry) {
             forwarder_->Get(node, *req, [req, finish, retry](Result<kvpb::GetResponse> r) {
               if (!r.ok()) return retry(r.status());
@@ -923,7 +1005,8 @@ Result<keys::RangeDescriptor> NativeKeyspace::MoveReplica(keys::RangeId id, uint
   // the range is left with the replicas it had.
   auto undo = [&](Status why) {
     Status u = r.replica->ReadBarrier();
-    const keys::ReplicaDescriptor* added = r.sm->descriptor().ReplicaOn(to);
+    const keys::RangeDescriptor now = r.sm->descriptor();
+    const keys::ReplicaDescriptor* added = now.ReplicaOn(to);
     if (u.ok() && added != nullptr && added->replica_id == new_id) {
       u = ChangeReplicasRetrying(r, raft::ConfChangeType::kRemoveNode, new_id, 0);
     }
@@ -931,10 +1014,22 @@ Result<keys::RangeDescriptor> NativeKeyspace::MoveReplica(keys::RangeId id, uint
              u.ok() ? "the range keeps its replicas" : "taking the new one out: " + u.ToString());
     return why;
   };
+  // Another coordinator's change may have taken the id first: each step
+  // checks that the replica on `to` is the one this move made.
+  auto placed = [&](keys::ReplicaType type) {
+    const keys::RangeDescriptor now = r.sm->descriptor();
+    const keys::ReplicaDescriptor* p = now.ReplicaOn(to);
+    return p != nullptr && p->replica_id == new_id && p->type == type;
+  };
+  auto raced = [&] {
+    return Status::FailedPrecondition(
+        fmt::format("conclave: range {} changed during the move (another move?); try again", id));
+  };
   if (Status s = ChangeReplicasRetrying(r, raft::ConfChangeType::kAddLearner, new_id, to);
       !s.ok()) {
     return undo(s);
   }
+  if (!placed(keys::ReplicaType::kLearner)) return undo(raced());
   // The learner has everything up to its own addition (a snapshot, then
   // the log) before it votes.
   if (Status s =
@@ -945,6 +1040,7 @@ Result<keys::RangeDescriptor> NativeKeyspace::MoveReplica(keys::RangeId id, uint
   if (Status s = ChangeReplicasRetrying(r, raft::ConfChangeType::kAddVoter, new_id, to); !s.ok()) {
     return undo(s);
   }
+  if (!placed(keys::ReplicaType::kVoter)) return undo(raced());
   if (old_id == self_id || r.replica->leader() == old_id) {
     // The new replica leads next; it proposes the removal this node asks
     // for once it has applied what it inherited (the read round waits).
@@ -984,10 +1080,11 @@ void NativeKeyspace::CollectStale() {
   for (const Range& r : All()) {
     const keys::RangeDescriptor local = r.sm->descriptor();
     auto it = recorded.find(local.range_id);
-    if (it == recorded.end() || it->second.generation <= local.generation ||
-        it->second.HasNode(node_id_)) {
-      continue;
-    }
+    if (it == recorded.end() || it->second.generation <= local.generation) continue;
+    // Still placed here, as this very replica (not as a newer one that
+    // waits for this stale copy to go).
+    const keys::ReplicaDescriptor* placed = it->second.ReplicaOn(node_id_);
+    if (placed != nullptr && placed->replica_id == r.replica->replica_id()) continue;
     // The range went on without this node: its removal committed while
     // this node could not hear of it. The copy goes, on the apply thread
     // (never while the replica applies).
@@ -1018,9 +1115,11 @@ void NativeKeyspace::ReportLoop() {
     if (now >= next_status) {
       next_status = now + options_.status_interval;
       if (Status s = ReportStatus(); !s.ok()) {
-        // No member holds a meta range (a cluster without native ranges),
-        // or none answers: ask less often.
-        next_status = now + 10 * options_.status_interval;
+        // No member holds a meta range (a cluster without native ranges):
+        // ask less often.
+        if (s.reason() == ErrorReason::kGroupNotFound) {
+          next_status = now + 10 * options_.status_interval;
+        }
         LOG_DEBUG("node {:x}: status not reported: {}", node_id_, s.ToString());
       }
     }
@@ -1065,24 +1164,7 @@ Status NativeKeyspace::ReportStatus() {
   kvpb::PutRequest put;
   put.set_key(NodeStatusKey(node_id_));
   put.set_value(st.SerializeAsString());
-  if (Result<Range> meta = Find(put.key()); meta.ok()) {
-    serverpb::RangeCommand c;
-    *c.mutable_put() = std::move(put);
-    return ProposeAndWait(*meta, std::move(c)).status();
-  }
-  // No replica of the meta range here: through a member that has one.
-  if (forwarder_ == nullptr || !options_.members) return NoRange(put.key());
-  Status last = NoRange(put.key());
-  for (uint64_t member : options_.members()) {
-    if (member == node_id_) continue;
-    auto outcome = std::make_shared<std::promise<Status>>();
-    std::future<Status> done = outcome->get_future();
-    forwarder_->Put(member, put,
-                    [outcome](Result<kvpb::PutResponse> r) { outcome->set_value(r.status()); });
-    last = done.get();  // bounded by the forwarder's deadline
-    if (last.ok()) return last;
-  }
-  return last;
+  return MetaPut(std::move(put));
 }
 
 // ---- the placement driver ----
@@ -1129,6 +1211,15 @@ void NativeKeyspace::PlaceOnce() {
   }
   Result<std::vector<keys::RangeDescriptor>> map = RangeMap();
   if (!map.ok() || live.empty()) return;
+  // A move's new descriptor reaches the map when the range's leader writes
+  // it: until then the map is not the cluster, and the driver waits (for
+  // a while: the leader may be unable to write).
+  for (const keys::RangeDescriptor& d : *map) {
+    auto it = awaited_.find(d.range_id);
+    if (it != awaited_.end() && d.generation >= it->second.first) awaited_.erase(it);
+  }
+  std::erase_if(awaited_, [&](const auto& kv) { return now > kv.second.second; });
+  if (!awaited_.empty()) return;
   std::map<uint64_t, size_t> count;
   for (uint64_t m : live)
     count[m] = 0;
@@ -1155,8 +1246,10 @@ void NativeKeyspace::PlaceOnce() {
         if (to == 0) continue;
         LOG_INFO("placement: range {}: node {:x} is down; its replica goes to node {:x}",
                  d.range_id, r.node_id, to);
-        if (Status s = MoveVia(d, r.node_id, to, live); s.ok()) {
+        uint64_t generation = 0;
+        if (Status s = MoveVia(d, r.node_id, to, live, &generation); s.ok()) {
           ++rereplicated_;
+          awaited_[d.range_id] = {generation, now + kMapCatchUp};
           return;  // one move per look
         } else {
           LOG_INFO("placement: range {}: not moved: {}", d.range_id, s.ToString());
@@ -1172,18 +1265,23 @@ void NativeKeyspace::PlaceOnce() {
     if (!d.HasNode(most->first) || d.HasNode(least->first)) continue;
     LOG_INFO("placement: range {}: node {:x} holds {} replicas, node {:x} {}; moving one",
              d.range_id, most->first, most->second, least->first, least->second);
-    if (Status s = MoveVia(d, most->first, least->first, live); s.ok()) {
+    uint64_t generation = 0;
+    if (Status s = MoveVia(d, most->first, least->first, live, &generation); s.ok()) {
       ++rebalanced_;
+      awaited_[d.range_id] = {generation, now + kMapCatchUp};
+      return;  // one move per look
     } else {
+      // This range cannot move now: another may.
       LOG_INFO("placement: range {}: not moved: {}", d.range_id, s.ToString());
     }
-    return;
+    if (Stopping()) return;
   }
 }
 
 Status NativeKeyspace::MoveVia(const keys::RangeDescriptor& d, uint64_t from, uint64_t to,
-                               const std::set<uint64_t>& live) {
-  // This member if it holds a voter that stays, else a live one that does.
+                               const std::set<uint64_t>& live, uint64_t* generation) {
+  // This member if it holds a voter that stays, else a live one that does,
+  // else the one that goes (a range with a single voter), if it lives.
   uint64_t coordinator = 0;
   for (const keys::ReplicaDescriptor& r : d.replicas) {
     if (r.type != keys::ReplicaType::kVoter || r.node_id == from || !live.contains(r.node_id)) {
@@ -1191,57 +1289,72 @@ Status NativeKeyspace::MoveVia(const keys::RangeDescriptor& d, uint64_t from, ui
     }
     if (coordinator == 0 || r.node_id == node_id_) coordinator = r.node_id;
   }
+  if (coordinator == 0 && live.contains(from)) coordinator = from;
   if (coordinator == 0) {
     return Status::Unavailable(fmt::format("range {}: no live voter to move it", d.range_id));
   }
-  if (coordinator == node_id_) return MoveReplica(d.range_id, from, to).status();
+  if (coordinator == node_id_) {
+    ASSIGN_OR_RETURN(keys::RangeDescriptor after, MoveReplica(d.range_id, from, to));
+    *generation = after.generation;
+    return Status::Ok();
+  }
   if (forwarder_ == nullptr) return Status::Unavailable("no forwarder");
   kvpb::MoveReplicaRequest req;
   req.set_range_id(d.range_id);
   req.set_from_node(from);
   req.set_to_node(to);
-  // Waits for the move, or for this node to stop.
+  // The callback may come after this keyspace is gone (it stopped while
+  // waiting): it touches only what it shares.
   struct Outcome {
-    std::optional<Status> status;  // guarded by the keyspace's split_mu_
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<Result<kvpb::MoveReplicaResponse>> result;  // guarded by mu
   };
   auto outcome = std::make_shared<Outcome>();
-  forwarder_->MoveReplica(coordinator, req, [this, outcome](Result<kvpb::MoveReplicaResponse> r) {
+  forwarder_->MoveReplica(coordinator, req, [outcome](Result<kvpb::MoveReplicaResponse> r) {
     {
-      std::lock_guard<std::mutex> lock(split_mu_);
-      outcome->status = r.status();
+      std::lock_guard<std::mutex> lock(outcome->mu);
+      outcome->result = std::move(r);
     }
-    split_cv_.notify_all();
+    outcome->cv.notify_all();
   });
-  std::unique_lock<std::mutex> lock(split_mu_);
-  split_cv_.wait(lock, [&] { return stopping_ || outcome->status.has_value(); });
-  if (!outcome->status) return Stopped();
-  return *outcome->status;
+  std::unique_lock<std::mutex> lock(outcome->mu);
+  while (!outcome->cv.wait_for(lock, std::chrono::milliseconds(100),
+                               [&] { return outcome->result.has_value(); })) {
+    if (Stopping()) return Stopped();
+  }
+  RETURN_IF_ERROR(outcome->result->status());
+  *generation = (*outcome->result)->range().generation();
+  return Status::Ok();
+}
+
+bool NativeKeyspace::Stopping() {
+  std::lock_guard<std::mutex> lock(split_mu_);
+  return stopping_;
 }
 
 Status NativeKeyspace::Report(const Range& r) {
   const keys::RangeDescriptor d = r.sm->descriptor();
   const std::string key = RangeMapKey(d.end_key);
-  ASSIGN_OR_RETURN(Range meta, Find(key));
   for (int attempt = 0; attempt < kRouteAttempts; ++attempt) {
-    RETURN_IF_ERROR(meta.replica->ReadBarrier());
-    ASSIGN_OR_RETURN(std::optional<RangeValue> current, meta.sm->Get(key));
-    serverpb::RangeCommand c;
-    kvpb::PutRequest* put = c.mutable_put();
-    if (current) {
+    bool more = false;
+    ASSIGN_OR_RETURN(std::vector<RangeValue> current, MetaScan(key, key + '\0', 1, &more));
+    kvpb::PutRequest put;
+    if (!current.empty()) {
       // Generations only grow along a key range: the record's range, or
       // the one split off it, which has the larger generation.
-      Result<keys::RangeDescriptor> recorded = keys::DecodeRangeDescriptor(current->value);
+      Result<keys::RangeDescriptor> recorded = keys::DecodeRangeDescriptor(current[0].value);
       if (recorded.ok() && recorded->generation >= d.generation) return Status::Ok();
-      put->mutable_precondition()->set_value(current->value);
+      put.mutable_precondition()->set_value(current[0].value);
     } else {
-      put->mutable_precondition()->set_absent(true);
+      put.mutable_precondition()->set_absent(true);
     }
-    put->set_key(key);
-    put->set_value(keys::EncodeRangeDescriptor(d));
-    Result<RangeWriteResult> w = ProposeAndWait(meta, std::move(c));
-    if (w.ok()) return Status::Ok();
+    put.set_key(key);
+    put.set_value(keys::EncodeRangeDescriptor(d));
+    Status w = MetaPut(std::move(put));
+    if (w.ok()) return w;
     // Another node wrote the record meanwhile: read it again.
-    if (w.status().code() != StatusCode::kFailedPrecondition) return w.status();
+    if (w.code() != StatusCode::kFailedPrecondition) return w;
   }
   return Status::Unavailable(
       fmt::format("range {}: its range map record is contended", d.range_id));
@@ -1259,10 +1372,12 @@ void NativeKeyspace::StartSplitting() {
     SetThreadName("range-map");
     ReportLoop();
   });
-  placer_ = std::thread([this] {
-    SetThreadName("placement");
-    PlaceLoop();
-  });
+  if (options_.placement_interval.count() > 0) {
+    placer_ = std::thread([this] {
+      SetThreadName("placement");
+      PlaceLoop();
+    });
+  }
   if (options_.split_bytes == 0 && options_.split_qps == 0) return;
   splitter_ = std::thread([this] {
     SetThreadName("range-split");

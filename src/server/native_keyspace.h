@@ -82,6 +82,7 @@
 #include "base/clock.h"
 #include "base/random.h"
 #include "base/status.h"
+#include "base/worker_pool.h"
 #include "conclave/kvpb/kv.pb.h"
 #include "conclave/serverpb/server.pb.h"
 #include "keys/keys.h"
@@ -162,7 +163,8 @@ struct NativeKeyspaceOptions {
   // placement driver (on the meta range's leader) looks this often, takes a
   // node whose report has not changed for replica_down_time for down and
   // re-creates its replicas elsewhere (0: never), and otherwise evens out
-  // the replica counts of the nodes, one move per look.
+  // the replica counts of the nodes, one move per look (placement_interval
+  // 0: no placement driver).
   Duration status_interval = std::chrono::seconds(3);
   Duration placement_interval = std::chrono::seconds(2);
   Duration replica_down_time = std::chrono::minutes(5);
@@ -338,8 +340,11 @@ class NativeKeyspace {
   // Sends `call` for `key` to a node holding its range: holder `attempt`
   // of the located range (located afresh after the first attempt). `call`
   // gets the node and a callback taking whether to try the next holder.
+  // `idempotent`: may go to the next holder after one that could not be
+  // reached (reads). The range map is read on the routing pool.
   using ForwardCall = std::function<void(uint64_t node, std::function<void(Status)> retry)>;
-  void Forward(std::string key, int attempt, ForwardCall call, std::function<void(Status)> fail);
+  void Forward(std::string key, int attempt, bool idempotent, ForwardCall call,
+               std::function<void(Status)> fail);
   // A put or a delete for a range held elsewhere.
   void ForwardWrite(std::string key, serverpb::RangeCommand command, WriteDone done);
   // A scan's or a range delete's part [cursor, part end) on another node
@@ -358,8 +363,24 @@ class NativeKeyspace {
   void PlaceOnce();
   // Has a member holding a voter of `d` (this one, if it can) move the
   // replica on `from` to `to`.
+  // *generation: the range's generation after the move.
   Status MoveVia(const keys::RangeDescriptor& d, uint64_t from, uint64_t to,
-                 const std::set<uint64_t>& live);
+                 const std::set<uint64_t>& live, uint64_t* generation);
+  bool Stopping();
+  // The meta range's keys, read linearizably here or, when this node holds
+  // no replica of it, through a member that does (and written likewise).
+  Result<std::vector<RangeValue>> MetaScan(const std::string& start, const std::string& end,
+                                           size_t limit, bool* more);
+  Status MetaPut(kvpb::PutRequest put);
+  // `call` on each other member in turn (the last that answered first),
+  // until one that holds the meta range answers.
+  template <typename Response>
+  Result<Response> AskMetaHolder(const std::function<Result<Response>(uint64_t member)>& call);
+  // The cached range holding `key`, if any (never blocks).
+  std::optional<keys::RangeDescriptor> CachedRoute(std::string_view key) const;
+  // Forwards to holder `attempt` of `d`.
+  void ForwardTo(const keys::RangeDescriptor& d, std::string key, int attempt, bool idempotent,
+                 ForwardCall call, std::function<void(Status)> fail);
   // Writes `r`'s descriptor into the range map unless the map has it (or
   // newer) already.
   Status Report(const Range& r);
@@ -397,6 +418,11 @@ class NativeKeyspace {
   // Placer thread only: each node's last status sequence, and when it was
   // first seen (the host's monotonic clock).
   std::map<uint64_t, std::pair<uint64_t, Duration>> seen_;
+  // Placer thread only: ranges moved, by the generation their record must
+  // reach before the driver looks again, and until when it waits.
+  std::map<keys::RangeId, std::pair<uint64_t, Duration>> awaited_;
+  // The member that last answered for the meta range.
+  std::atomic<uint64_t> meta_member_{0};
   bool report_now_ = false;  // guarded by split_mu_
   // Reporter thread only: the generation last reported per range.
   std::map<keys::RangeId, uint64_t> reported_;
@@ -412,6 +438,9 @@ class NativeKeyspace {
   std::atomic<uint64_t> forwarded_{0};
   std::atomic<uint64_t> rereplicated_{0};
   std::atomic<uint64_t> rebalanced_{0};
+  // Forwarding work that waits on the meta range (last: its threads stop
+  // first).
+  WorkerPool route_pool_{2, "kv-route"};
 };
 
 }  // namespace conclave::server

@@ -242,6 +242,14 @@ Status Server::Start() {
   native_options.split_qps = static_cast<uint64_t>(config_.range_split_qps);
   native_options.load_window = std::chrono::seconds(config_.range_load_window_s);
   native_options.replica_down_time = std::chrono::seconds(config_.range_replica_down_time_s);
+  native_options.placement_interval = std::chrono::seconds(config_.range_placement_interval_s);
+  // Several reports within the down time, so that one lost report does not
+  // make a member down.
+  if (config_.range_replica_down_time_s > 0) {
+    native_options.status_interval =
+        std::clamp<Duration>(native_options.replica_down_time / 5, std::chrono::milliseconds(200),
+                             std::chrono::seconds(3));
+  }
   native_options.members = [etcd = st.etcd.get()] {
     std::vector<uint64_t> out;
     if (Result<std::vector<serverpb::MemberRecord>> members = etcd->Members(); members.ok()) {
