@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <charconv>
 #include <cstdio>
 #include <future>
 
@@ -166,13 +165,12 @@ const std::vector<std::string> kRangeColumns = {"RANGE",    "START",   "END",  "
 
 // A node id as the CLI prints it (hex, as `member list` does).
 Result<uint64_t> ParseNodeArg(const std::string& text) {
-  uint64_t v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v, 16);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || v == 0) {
+  Result<uint64_t> id = ParseHexId(text);
+  if (!id.ok() || *id == 0) {
     return Status::InvalidArgument(
         fmt::format("bad node id \"{}\" (want hex, as member list prints it)", text));
   }
-  return v;
+  return *id;
 }
 
 // Moves a range's replica between nodes and shows the range after.

@@ -785,25 +785,30 @@ void Transport::MoveReplica(uint64_t node, const kvpb::MoveReplicaRequest& req,
       std::chrono::minutes(2));
 }
 
-Result<kvpb::ScanResponse> Transport::Scan(uint64_t node, const kvpb::ScanRequest& req) {
+template <typename Response, typename Call>
+Result<Response> Transport::CallNativeBlocking(uint64_t node, const Call& call) {
   std::shared_ptr<kvpb::KV::Stub> stub = NativeStub(node);
   if (stub == nullptr) return Status::Unavailable(fmt::format("no peer {:x} to forward to", node));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + options_.forward_timeout);
-  kvpb::ScanResponse resp;
-  RETURN_IF_ERROR(FromGrpc(stub->Scan(&context, req, &resp)));
+  Response resp;
+  RETURN_IF_ERROR(FromGrpc(call(stub.get(), &context, &resp)));
   return resp;
+}
+
+Result<kvpb::ScanResponse> Transport::Scan(uint64_t node, const kvpb::ScanRequest& req) {
+  return CallNativeBlocking<kvpb::ScanResponse>(
+      node, [&](kvpb::KV::Stub* stub, grpc::ClientContext* ctx, kvpb::ScanResponse* resp) {
+        return stub->Scan(ctx, req, resp);
+      });
 }
 
 Result<kvpb::DeleteRangeResponse> Transport::DeleteRange(uint64_t node,
                                                          const kvpb::DeleteRangeRequest& req) {
-  std::shared_ptr<kvpb::KV::Stub> stub = NativeStub(node);
-  if (stub == nullptr) return Status::Unavailable(fmt::format("no peer {:x} to forward to", node));
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + options_.forward_timeout);
-  kvpb::DeleteRangeResponse resp;
-  RETURN_IF_ERROR(FromGrpc(stub->DeleteRange(&context, req, &resp)));
-  return resp;
+  return CallNativeBlocking<kvpb::DeleteRangeResponse>(
+      node, [&](kvpb::KV::Stub* stub, grpc::ClientContext* ctx, kvpb::DeleteRangeResponse* resp) {
+        return stub->DeleteRange(ctx, req, resp);
+      });
 }
 
 Result<serverpb::ClusterInfoResponse> FetchClusterInfo(const std::vector<std::string>& targets,

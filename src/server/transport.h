@@ -181,6 +181,10 @@ class Transport final : public MessageSender, public LeaderCalls, public RangeFo
   template <typename Request, typename Response, typename Issue>
   void CallNative(uint64_t node, const Request& req, const Issue& issue,
                   std::function<void(Result<Response>)> done, std::chrono::milliseconds timeout);
+  // One blocking native call within forward_timeout: `call(stub, context,
+  // response)` issues it.
+  template <typename Response, typename Call>
+  Result<Response> CallNativeBlocking(uint64_t node, const Call& call);
 
   Host* host_;
   EtcdGroup* etcd_;
