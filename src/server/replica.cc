@@ -220,30 +220,39 @@ Status Replica::TransferLeadership(raft::NodeId transferee) {
   if (!is_leader()) return Status::FailedPrecondition("etcdserver: not leader");
   if (transferee == replica_id()) return Status::Ok();
   if (stopping()) return Stopped();
-  host_->PostTransfer(options_.group, transferee);
-  std::unique_lock<std::mutex> lock(state_mu_);
-  const bool moved = state_cv_.wait_for(lock, options_.request_timeout,
-                                        [&] { return leader() == transferee || stopping(); });
+  if (AwaitLeadershipMove(transferee)) return Status::Ok();
   if (stopping()) return Stopped();
-  if (!moved) {
-    return Status::Unavailable("etcdserver: request timed out, leader transfer took too long");
-  }
-  return Status::Ok();
+  return Status::Unavailable("etcdserver: request timed out, leader transfer took too long");
 }
 
 Status Replica::TakeLeadership() {
   if (is_leader()) return Status::Ok();
   if (stopping()) return Stopped();
-  host_->PostTransfer(options_.group, replica_id());
-  std::unique_lock<std::mutex> lock(state_mu_);
-  const bool won =
-      state_cv_.wait_for(lock, options_.request_timeout, [&] { return is_leader() || stopping(); });
+  if (AwaitLeadershipMove(replica_id())) return Status::Ok();
   if (stopping()) return Stopped();
-  if (!won) {
-    return Status::Unavailable(fmt::format(
-        "group {}: leadership did not come to replica {} in time", options_.group, replica_id()));
+  return Status::Unavailable(fmt::format("group {}: leadership did not come to replica {} in time",
+                                         options_.group, replica_id()));
+}
+
+bool Replica::AwaitLeadershipMove(raft::NodeId to) {
+  // The transferee ignores the leader's call while it has not yet applied
+  // a change to the configuration (the one that made it a voter, for a
+  // replica just promoted), and the leader gives up after an election
+  // timeout; so the request goes again each time, until the deadline or
+  // until a third replica takes the lead.
+  const Duration retry = host_->options().tick_interval * (options_.election_ticks + 1);
+  const auto deadline = std::chrono::steady_clock::now() + options_.request_timeout;
+  std::unique_lock<std::mutex> lock(state_mu_);
+  while (!stopping() && std::chrono::steady_clock::now() < deadline) {
+    const raft::NodeId now = leader();
+    if (now == to) return true;
+    if (now != raft::kNoNode && now != replica_id() && to != replica_id()) return false;
+    host_->PostTransfer(options_.group, to);
+    if (state_cv_.wait_for(lock, retry, [&] { return leader() == to || stopping(); })) {
+      return leader() == to;
+    }
   }
-  return Status::Ok();
+  return leader() == to;
 }
 
 Status Replica::AwaitPeerMatch(raft::NodeId peer, uint64_t index, Duration timeout) {

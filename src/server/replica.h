@@ -266,6 +266,9 @@ class Replica : public std::enable_shared_from_this<Replica> {
   // with the refusal) when stopping or too many are pending.
   bool Enqueue(const std::shared_ptr<Waiter>& w);
   bool EnqueueRead(const std::shared_ptr<Waiter>& w);
+  // Asks for the leadership to go to replica `to` until it has (true), a
+  // third replica leads, the request timeout passes or the replica stops.
+  bool AwaitLeadershipMove(raft::NodeId to);
   Result<std::any> Wait(const std::shared_ptr<Waiter>& w);
   void Unregister(const ProposalId& id);
   // Wakes the threads blocked in TransferLeadership / AwaitConfState.
