@@ -10,7 +10,9 @@ so one member holds no replica of it.
 1. forwarding: `conclave bench native-put` (32 clients, 256-byte values)
    through the range's leader, through a follower holding a replica, and
    through the member without one (every request forwarded over the peer
-   listener); rounds interleaved; throughput, latency and the server CPU
+   listener), and by a client given all four members, which routes each
+   request to the range's leader; rounds interleaved; throughput, latency
+   and the server CPU
    per operation (all four members' user and system time, the generator
    excluded), medians over the rounds.
 2. moves: the range filled with 16 MiB, then its replica moved from a
@@ -94,11 +96,12 @@ def main():
                 return next(x for x in h.ranges() if x.range_id == 16).leader_node
         lead = leader()
         follower = next(n for n in holders if n != lead)
-        paths = {"leader": lead, "follower": follower, "forwarded": lacking}
+        paths = {"leader": eps[lead], "follower": eps[follower], "forwarded": eps[lacking],
+                 "routed": ",".join(eps.values())}
         rows = {k: [] for k in paths}
         for _ in range(args.rounds):
-            for name, node in paths.items():
-                rows[name].append(bench(args.binary, eps[node], args.seconds, pids))
+            for name, endpoint in paths.items():
+                rows[name].append(bench(args.binary, endpoint, args.seconds, pids))
         forwarding = {k: medians(v) for k, v in rows.items()}
 
         # Moves of a 16 MiB range.

@@ -1,6 +1,6 @@
 // The native KV service (proto/conclave/kvpb/kv.proto): Put, Get, Delete,
 // DeleteRange and Scan on the ranges of the native keyspace this member
-// holds, Ranges, Split and MoveReplica.
+// holds, Ranges, Split, MoveReplica and Nodes.
 //
 // Writes and point reads use gRPC's callback API: a request holds no thread
 // while its range's log or read round works. A scan or a range delete may
@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "api/service_util.h"
 #include "base/worker_pool.h"
 #include "conclave/kvpb/kv.grpc.pb.h"
@@ -20,6 +22,9 @@ namespace conclave::api::internal {
 namespace {
 
 constexpr size_t kScanLimitMax = 10'000;
+// The trailing metadata of a point request's answer that names the key's
+// range and leader (AddRouteHint).
+constexpr std::string_view kRouteHintHeader = "conclave-route";
 
 void SetTimestamp(const Timestamp& ts, kvpb::Timestamp* out) {
   out->set_wall_nanos(ts.wall_nanos);
@@ -39,6 +44,7 @@ class NativeKvService final : public kvpb::KV::CallbackService {
       reactor->Finish(ToGrpc(refused));
       return reactor;
     }
+    AddRouteHint(context, req->key());
     keyspace_->Put(*req, WriteDone(reactor, resp), route_);
     return reactor;
   }
@@ -51,6 +57,7 @@ class NativeKvService final : public kvpb::KV::CallbackService {
       reactor->Finish(ToGrpc(refused));
       return reactor;
     }
+    AddRouteHint(context, req->key());
     keyspace_->Delete(
         *req,
         [reactor, resp](Result<server::RangeWriteResult> r, keys::RangeId range) {
@@ -89,6 +96,7 @@ class NativeKvService final : public kvpb::KV::CallbackService {
       reactor->Finish(ToGrpc(refused));
       return reactor;
     }
+    AddRouteHint(context, req->key());
     keyspace_->Get(
         req->key(),
         [reactor, resp](Result<std::optional<server::RangeValue>> r, keys::RangeId range) {
@@ -123,6 +131,7 @@ class NativeKvService final : public kvpb::KV::CallbackService {
                                    const kvpb::RangesRequest* req,
                                    kvpb::RangesResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    resp->set_node_id(keyspace_->node_id());
     if (!req->cluster()) {
       for (const server::NativeKeyspace::Range& r : keyspace_->All())
         Describe(r, r.sm->descriptor(), resp->add_ranges());
@@ -188,6 +197,43 @@ class NativeKvService final : public kvpb::KV::CallbackService {
     return reactor;
   }
 
+  grpc::ServerUnaryReactor* Nodes(grpc::CallbackServerContext* context, const kvpb::NodesRequest*,
+                                  kvpb::NodesResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    // A read round on the meta range (or a call to a member holding it).
+    pool_.Post([this, resp, reactor] {
+      auto nodes = keyspace_->Nodes();
+      if (!nodes.ok()) return reactor->Finish(ToGrpc(nodes.status()));
+      using State = server::NativeKeyspace::NodeReport::State;
+      for (const server::NativeKeyspace::NodeReport& n : *nodes) {
+        kvpb::NodeInfo* info = resp->add_nodes();
+        info->set_node_id(n.node_id);
+        switch (n.state) {
+          case State::kUp:
+            info->set_state("up");
+            break;
+          case State::kLate:
+            info->set_state("late");
+            break;
+          case State::kDown:
+            info->set_state("down");
+            break;
+          case State::kUnreported:
+            info->set_state("unreported");
+            break;
+        }
+        if (!n.status.has_value()) continue;
+        info->set_ranges(n.status->ranges());
+        info->set_leaders(n.status->leaders());
+        info->set_bytes(n.status->bytes());
+        info->set_requests_per_second(n.status->requests_per_second());
+        info->set_report_age_seconds(std::chrono::duration<double>(n.age).count());
+      }
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
  private:
   Status Check(const std::string& key, const google::protobuf::Message& req) const {
     if (key.empty()) return Status::InvalidArgument("etcdserver: key is not provided");
@@ -236,6 +282,27 @@ class NativeKvService final : public kvpb::KV::CallbackService {
     info->set_quiesced(st.quiesced);
     info->set_bytes(r.sm->DataBytes());
     info->set_requests_per_second(r.load->requests_per_second());
+  }
+
+  // Tells a routing client where the key's range is led: "<range id>
+  // <generation> <leader node, hex>" when this node holds a replica of it
+  // (leader 0: none known), "forwarded" when it does not. Clients that
+  // cache the ranges (docs/SERVER.md, "Routing") send the key's next
+  // request to that leader, and read the range map again when the range or
+  // its generation is not the one they had.
+  void AddRouteHint(grpc::CallbackServerContext* context, const std::string& key) {
+    if (route_ != server::Route::kAny) return;
+    Result<server::NativeKeyspace::Range> r = keyspace_->Find(key);
+    if (!r.ok()) {
+      context->AddTrailingMetadata(std::string(kRouteHintHeader), "forwarded");
+      return;
+    }
+    const keys::RangeDescriptor d = r->sm->descriptor();
+    const raft::NodeId leader = r->replica->leader();
+    context->AddTrailingMetadata(
+        std::string(kRouteHintHeader),
+        fmt::format("{} {} {:x}", d.range_id, d.generation,
+                    leader == raft::kNoNode ? 0 : r->replica->NodeOf(leader)));
   }
 
   template <typename Response>

@@ -31,11 +31,23 @@ class KvWorkload final : public OpWorkload {
 
   // range and mixed read keys that the setup wrote first.
   Status Setup() override {
+    const std::string value(static_cast<size_t>(options_.val_size), 'v');
+    const Duration start = env_.clock->Monotonic();
+    if (options_.workload == Workload::kNativeGet) {
+      RETURN_IF_ERROR(RunParallel(options_, env_, connections_, "setup: writing keys",
+                                  options_.key_space,
+                                  [&](client::Client& client, uint64_t i) -> Status {
+                                    kvpb::PutRequest request;
+                                    request.set_key(NativeKey(i));
+                                    request.set_value(value);
+                                    return client.NativePut(request).status();
+                                  }));
+      setup_seconds_ = std::chrono::duration<double>(env_.clock->Monotonic() - start).count();
+      return Status::Ok();
+    }
     if (options_.workload != Workload::kRange && options_.workload != Workload::kMixed) {
       return Status::Ok();
     }
-    const std::string value(static_cast<size_t>(options_.val_size), 'v');
-    const Duration start = env_.clock->Monotonic();
     RETURN_IF_ERROR(RunParallel(options_, env_, connections_, "setup: writing keys",
                                 options_.key_space,
                                 [&](client::Client& client, uint64_t i) -> Status {
@@ -55,6 +67,8 @@ class KvWorkload final : public OpWorkload {
         return {Put(w, key)};
       case Workload::kNativePut:
         return {NativePut(w, key)};
+      case Workload::kNativeGet:
+        return {NativeGet(w, key)};
       case Workload::kRange:
         return {Range(w, key)};
       case Workload::kTxnCas:
@@ -75,6 +89,11 @@ class KvWorkload final : public OpWorkload {
     report->details.emplace_back("key space", std::to_string(options_.key_space));
     report->details.emplace_back("key/value size",
                                  fmt::format("{} B / {} B", options_.key_size, options_.val_size));
+    if (options_.workload == Workload::kNativeGet) {
+      report->details.emplace_back("reads", "linearizable");
+      report->details.emplace_back(
+          "setup", fmt::format("{} keys in {:.1f} s", options_.key_space, setup_seconds_));
+    }
     if (options_.workload == Workload::kRange || options_.workload == Workload::kMixed) {
       report->details.emplace_back("reads",
                                    options_.serializable ? "serializable" : "linearizable");
@@ -102,16 +121,29 @@ class KvWorkload final : public OpWorkload {
   // The key behind two bytes that spread consecutive indexes over the
   // whole keyspace, so every range of the native keyspace gets its share;
   // never \xff\xff, where the system's keys start.
-  Status NativePut(Worker& w, uint64_t key) {
+  std::string NativeKey(uint64_t key) const {
     const uint64_t spread = ((key * 0x9e3779b97f4a7c15ULL) >> 48) % 0xffff;
     std::string name;
     name.push_back(static_cast<char>(spread >> 8));
     name.push_back(static_cast<char>(spread & 0xff));
     name += FormatKey(options_, key);
+    return name;
+  }
+
+  Status NativePut(Worker& w, uint64_t key) {
     kvpb::PutRequest request;
-    request.set_key(std::move(name));
+    request.set_key(NativeKey(key));
     request.set_value(w.value);
     return w.client->NativePut(request).status();
+  }
+
+  // A missing key is an error: the setup wrote every one.
+  Status NativeGet(Worker& w, uint64_t key) {
+    kvpb::GetRequest request;
+    request.set_key(NativeKey(key));
+    ASSIGN_OR_RETURN(kvpb::GetResponse resp, w.client->NativeGet(request));
+    if (!resp.found()) return Status::NotFound("native-get: a key the setup wrote is missing");
+    return Status::Ok();
   }
 
   Status Range(Worker& w, uint64_t key) {

@@ -10,8 +10,9 @@ namespace conclave::bench {
 
 namespace {
 
-constexpr std::array<std::string_view, 8> kWorkloadNames = {
-    "put", "range", "txn-cas", "mixed", "watch", "lease-keepalive", "lock", "native-put"};
+constexpr std::array<std::string_view, 9> kWorkloadNames = {
+    "put",  "range",      "txn-cas",   "mixed", "watch", "lease-keepalive",
+    "lock", "native-put", "native-get"};
 
 constexpr int64_t kLeaseTtlSecondsMax = 24 * 60 * 60;
 
@@ -24,11 +25,16 @@ struct FlagUse {
 const std::vector<FlagUse>& WorkloadFlags() {
   using W = Workload;
   static const std::vector<FlagUse> table = {
-      {"prefix", {W::kPut, W::kRange, W::kTxnCas, W::kMixed, W::kWatch, W::kLock, W::kNativePut}},
-      {"key-size", {W::kPut, W::kRange, W::kTxnCas, W::kMixed, W::kWatch, W::kNativePut}},
-      {"val-size", {W::kPut, W::kRange, W::kTxnCas, W::kMixed, W::kWatch, W::kNativePut}},
-      {"key-space", {W::kPut, W::kRange, W::kTxnCas, W::kMixed, W::kWatch, W::kNativePut}},
-      {"sequential-keys", {W::kPut, W::kRange, W::kMixed, W::kWatch, W::kNativePut}},
+      {"prefix",
+       {W::kPut, W::kRange, W::kTxnCas, W::kMixed, W::kWatch, W::kLock, W::kNativePut,
+        W::kNativeGet}},
+      {"key-size",
+       {W::kPut, W::kRange, W::kTxnCas, W::kMixed, W::kWatch, W::kNativePut, W::kNativeGet}},
+      {"val-size",
+       {W::kPut, W::kRange, W::kTxnCas, W::kMixed, W::kWatch, W::kNativePut, W::kNativeGet}},
+      {"key-space",
+       {W::kPut, W::kRange, W::kTxnCas, W::kMixed, W::kWatch, W::kNativePut, W::kNativeGet}},
+      {"sequential-keys", {W::kPut, W::kRange, W::kMixed, W::kWatch, W::kNativePut, W::kNativeGet}},
       {"consistency", {W::kRange, W::kMixed}},
       {"read-ratio", {W::kMixed}},
       {"watchers", {W::kWatch}},
@@ -133,8 +139,8 @@ Result<Workload> ParseWorkload(std::string_view name) {
     if (kWorkloadNames[i] == name) return static_cast<Workload>(i);
   }
   return Status::InvalidArgument(fmt::format(
-      "unknown workload {:?} (use put, range, txn-cas, mixed, watch, lease-keepalive, lock or "
-      "native-put)",
+      "unknown workload {:?} (use put, range, txn-cas, mixed, watch, lease-keepalive, lock, "
+      "native-put or native-get)",
       name));
 }
 

@@ -28,10 +28,11 @@ enum class Workload : uint8_t {
   kLeaseKeepAlive,
   kLock,
   kNativePut,  // puts through Conclave's native KV API, spread over its ranges
+  kNativeGet,  // linearizable gets of keys written first, likewise spread
 };
 
 // "put", "range", "txn-cas", "mixed", "watch", "lease-keepalive", "lock",
-// "native-put".
+// "native-put", "native-get".
 Result<Workload> ParseWorkload(std::string_view name);
 std::string_view WorkloadName(Workload workload);
 

@@ -28,7 +28,7 @@ TEST(BenchOptionsTest, WorkloadNamesRoundTrip) {
 }
 
 TEST(BenchOptionsTest, DefaultsAreValidForEveryWorkload) {
-  for (int i = 0; i <= static_cast<int>(Workload::kNativePut); ++i) {
+  for (int i = 0; i <= static_cast<int>(Workload::kNativeGet); ++i) {
     BenchOptions o = Valid(static_cast<Workload>(i));
     EXPECT_TRUE(ValidateOptions(&o, {}).ok()) << WorkloadName(o.workload);
   }

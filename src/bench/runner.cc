@@ -277,6 +277,7 @@ Result<Report> RunBench(const BenchOptions& options, const RunEnv& env) {
     case Workload::kTxnCas:
     case Workload::kMixed:
     case Workload::kNativePut:
+    case Workload::kNativeGet:
       workload = NewKvWorkload(options, env, *connections);
       break;
   }

@@ -54,6 +54,9 @@ std::unique_ptr<client::Client> Env::Connect(int* exit_code, const std::vector<s
   options.endpoints = only.empty() ? endpoints_ : only;
   options.dial_timeout = dial_timeout_;
   options.call_timeout = command_timeout_;
+  // One request per command: learning the ranges would cost more than the
+  // hop it saves.
+  options.route_native = false;
   auto c = client::Client::Connect(options);
   if (!c.ok()) {
     *exit_code =

@@ -36,6 +36,25 @@ std::vector<std::string> SplitUrls(const std::string& list) {
   return out;
 }
 
+// A list command's answer: the message as JSON, or one row per item as a
+// table or comma-separated lines.
+void PrintRows(OutputFormat format, const google::protobuf::Message& answer,
+               const std::vector<std::string>& columns,
+               const std::vector<std::vector<std::string>>& rows) {
+  switch (format) {
+    case OutputFormat::kJson:
+      std::printf("%s\n", ToJson(answer).c_str());
+      break;
+    case OutputFormat::kTable:
+      std::fputs(FormatTable(columns, rows).c_str(), stdout);
+      break;
+    case OutputFormat::kSimple:
+      for (const auto& row : rows)
+        fmt::print("{}\n", fmt::join(row, ", "));
+      break;
+  }
+}
+
 // ---- member ----------------------------------------------------------------
 
 std::vector<std::string> MemberRow(const pb::Member& m) {
@@ -53,25 +72,11 @@ int MemberList(Env& env) {
   if (c == nullptr) return code;
   auto r = c->MemberList();
   if (!r.ok()) return FailCall(r.status());
-  switch (env.format()) {
-    case OutputFormat::kJson:
-      std::printf("%s\n", ToJson(*r).c_str());
-      break;
-    case OutputFormat::kTable: {
-      std::vector<std::vector<std::string>> rows;
-      for (const auto& m : r->members())
-        rows.push_back(MemberRow(m));
-      std::fputs(
-          FormatTable({"ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"}, rows)
-              .c_str(),
-          stdout);
-      break;
-    }
-    case OutputFormat::kSimple:
-      for (const auto& m : r->members())
-        fmt::print("{}\n", fmt::join(MemberRow(m), ", "));
-      break;
-  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& m : r->members())
+    rows.push_back(MemberRow(m));
+  PrintRows(env.format(), *r, {"ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"},
+            rows);
   return 0;
 }
 
@@ -233,28 +238,47 @@ int RangeList(Env& env, bool cluster) {
   if (c == nullptr) return code;
   auto r = c->NativeRanges(cluster);
   if (!r.ok()) return FailCall(r.status());
-  switch (env.format()) {
-    case OutputFormat::kJson:
-      std::printf("%s\n", ToJson(*r).c_str());
-      break;
-    case OutputFormat::kTable: {
-      std::vector<std::vector<std::string>> rows;
-      for (const auto& range : r->ranges())
-        rows.push_back(RangeRow(range));
-      std::fputs(FormatTable(kRangeColumns, rows).c_str(), stdout);
-      break;
-    }
-    case OutputFormat::kSimple: {
-      size_t quiesced = 0;
-      for (const auto& range : r->ranges()) {
-        fmt::print("{}\n", fmt::join(RangeRow(range), ", "));
-        quiesced += range.quiesced() ? 1 : 0;
-      }
-      fmt::print("{} ranges, {} quiesced\n", r->ranges_size(), quiesced);
-      break;
-    }
+  std::vector<std::vector<std::string>> rows;
+  size_t quiesced = 0;
+  for (const auto& range : r->ranges()) {
+    rows.push_back(RangeRow(range));
+    quiesced += range.quiesced() ? 1 : 0;
+  }
+  PrintRows(env.format(), *r, kRangeColumns, rows);
+  if (env.format() == OutputFormat::kSimple) {
+    fmt::print("{} ranges, {} quiesced\n", r->ranges_size(), quiesced);
   }
   return 0;
+}
+
+// The members as the native keyspace sees them: state, replicas, leaders,
+// bytes and load from each one's last status report.
+int NodeList(Env& env) {
+  int code = 0;
+  auto c = env.Connect(&code);
+  if (c == nullptr) return code;
+  auto r = c->NativeNodes();
+  if (!r.ok()) return FailCall(r.status());
+  std::vector<std::vector<std::string>> rows;
+  for (const kvpb::NodeInfo& n : r->nodes()) {
+    const bool reported = n.state() != "unreported";
+    rows.push_back(
+        {fmt::format("{:x}", n.node_id()), n.state(), reported ? std::to_string(n.ranges()) : "-",
+         reported ? std::to_string(n.leaders()) : "-", reported ? HumanBytes(n.bytes()) : "-",
+         reported ? fmt::format("{:.0f}", n.requests_per_second()) : "-",
+         reported ? fmt::format("{:.1f}s ago", n.report_age_seconds()) : "never"});
+  }
+  PrintRows(env.format(), *r, {"NODE", "STATE", "REPLICAS", "LEADERS", "SIZE", "REQ/S", "REPORTED"},
+            rows);
+  return 0;
+}
+
+void AddNode(CLI::App& app, CommandList* commands) {
+  CLI::App* node = app.add_subcommand("node", "the members as the native keyspace sees them");
+  node->require_subcommand(1);
+  CLI::App* list = node->add_subcommand(
+      "list", "each member's state, replicas, leaders, bytes and load, as last reported");
+  commands->push_back({list, [](Env& env) { return NodeList(env); }});
 }
 
 void AddRange(CLI::App& app, CommandList* commands) {
@@ -627,6 +651,7 @@ void AddMoveLeader(CLI::App& app, CommandList* commands) {
 CLI::App* AddClusterCommands(CLI::App& app, CommandList* commands) {
   AddMember(app, commands);
   AddRange(app, commands);
+  AddNode(app, commands);
   AddEndpoint(app, commands);
   CLI::App* snapshot = AddSnapshot(app, commands);
   AddDefrag(app, commands);

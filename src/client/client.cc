@@ -5,9 +5,11 @@
 
 #include <condition_variable>
 #include <deque>
+#include <optional>
 #include <set>
 #include <thread>
 
+#include "client/range_router.h"
 #include "conclave/kvpb/kv.grpc.pb.h"
 #include "etcd/api/etcdserverpb/rpc.grpc.pb.h"
 #include "etcd/server/v3election/v3electionpb/v3election.grpc.pb.h"
@@ -28,6 +30,8 @@ constexpr milliseconds kDialPoll{10};
 // "minimum" backoff is really the connect timeout; it keeps its default.)
 constexpr int kReconnectBackoffMinMs = 100;
 constexpr int kReconnectBackoffMaxMs = 1000;
+// How long reading one endpoint's ranges for the router may take.
+constexpr milliseconds kRouteRefreshTimeout{1000};
 // Keep-alive loop: never renew less often than this, and wait this long
 // before retrying a failed renewal.
 constexpr milliseconds kKeepAliveIntervalMin{500};
@@ -276,6 +280,7 @@ struct Client::Impl {
   size_t current = 0;                      // guarded by mu
   std::set<grpc::ClientContext*> waiting;  // guarded by mu
   bool waits_cancelled = false;            // guarded by mu
+  RangeRouter router;
 
   size_t Current() const {
     std::lock_guard lock(mu);
@@ -289,9 +294,10 @@ struct Client::Impl {
   // Runs `call(endpoint, context, response)` with failover; see client.h.
   // A `waits` call is registered so that CancelWaits can end it.
   template <typename Response, typename Call>
-  Result<Response> Unary(Retry retry, Call call, milliseconds timeout, bool waits = false) {
+  Result<Response> Unary(Retry retry, Call call, milliseconds timeout, bool waits = false,
+                         std::optional<size_t> prefer = std::nullopt) {
     const Clock::time_point deadline = Clock::now() + timeout;
-    const size_t start = Current();
+    const size_t start = prefer.value_or(Current());
     Status last = Status::Unavailable("no endpoint");
     for (size_t attempt = 0; attempt < endpoints.size(); ++attempt) {
       const size_t index = (start + attempt) % endpoints.size();
@@ -311,7 +317,8 @@ struct Client::Impl {
         waiting.erase(&context);
       }
       if (s.ok()) {
-        SetCurrent(index);
+        // A routed call leaves the endpoint other calls use alone.
+        if (!prefer.has_value() || index != *prefer) SetCurrent(index);
         return response;
       }
       last = FromGrpc(s);
@@ -321,6 +328,50 @@ struct Client::Impl {
       SetCurrent((index + 1) % endpoints.size());
     }
     return last;
+  }
+
+  // A native point request for `key`: to its range's leader when known
+  // (RangeRouter), learning from the answer's route hint.
+  template <typename Response, typename Call>
+  Result<Response> Routed(std::string_view key, Retry retry, Call call, milliseconds timeout) {
+    std::optional<size_t> prefer;
+    const bool routing = options.route_native && endpoints.size() > 1;
+    if (routing) {
+      MaybeRefreshRoutes();
+      prefer = router.Pick(key);
+    }
+    return Unary<Response>(
+        retry,
+        [&](Endpoint& e, grpc::ClientContext* c, Response* r) {
+          const grpc::Status s = call(e, c, r);
+          if (routing && s.ok()) {
+            const auto& trailing = c->GetServerTrailingMetadata();
+            auto it =
+                trailing.find(grpc::string_ref(kRouteHintHeader.data(), kRouteHintHeader.size()));
+            if (it != trailing.end()) {
+              router.Learn(key, std::string_view(it->second.data(), it->second.size()));
+            }
+          }
+          return s;
+        },
+        timeout, false, prefer);
+  }
+
+  // Reads every endpoint's ranges when the routes are stale (one caller at
+  // a time; the others route with what they have).
+  void MaybeRefreshRoutes() {
+    if (!router.ClaimRefresh(Clock::now())) return;
+    std::vector<std::optional<kvpb::RangesResponse>> answers(endpoints.size());
+    const milliseconds wait = std::min(options.call_timeout, kRouteRefreshTimeout);
+    for (size_t i = 0; i < endpoints.size(); ++i) {
+      grpc::ClientContext context;
+      context.set_deadline(ToSystem(Clock::now() + wait));
+      kvpb::RangesResponse resp;
+      if (endpoints[i].native->Ranges(&context, kvpb::RangesRequest(), &resp).ok()) {
+        answers[i] = std::move(resp);
+      }
+    }
+    router.Refresh(answers, Clock::now());
   }
 
   // An endpoint whose channel is connected, starting from the current one;
@@ -422,22 +473,22 @@ Result<pb::PutResponse> Client::Put(const pb::PutRequest& request) {
 }
 
 Result<kvpb::PutResponse> Client::NativePut(const kvpb::PutRequest& request) {
-  return impl_->Unary<kvpb::PutResponse>(
-      Retry::kOnlyIfNotSent,
+  return impl_->Routed<kvpb::PutResponse>(
+      request.key(), Retry::kOnlyIfNotSent,
       [&](Endpoint& e, Ctx* c, kvpb::PutResponse* r) { return e.native->Put(c, request, r); },
       options_.call_timeout);
 }
 
 Result<kvpb::GetResponse> Client::NativeGet(const kvpb::GetRequest& request) {
-  return impl_->Unary<kvpb::GetResponse>(
-      Retry::kIdempotent,
+  return impl_->Routed<kvpb::GetResponse>(
+      request.key(), Retry::kIdempotent,
       [&](Endpoint& e, Ctx* c, kvpb::GetResponse* r) { return e.native->Get(c, request, r); },
       options_.call_timeout);
 }
 
 Result<kvpb::DeleteResponse> Client::NativeDelete(const kvpb::DeleteRequest& request) {
-  return impl_->Unary<kvpb::DeleteResponse>(
-      Retry::kOnlyIfNotSent,
+  return impl_->Routed<kvpb::DeleteResponse>(
+      request.key(), Retry::kOnlyIfNotSent,
       [&](Endpoint& e, Ctx* c, kvpb::DeleteResponse* r) { return e.native->Delete(c, request, r); },
       options_.call_timeout);
 }
@@ -481,6 +532,15 @@ Result<kvpb::RangesResponse> Client::NativeRanges(bool cluster) {
   return impl_->Unary<kvpb::RangesResponse>(
       Retry::kIdempotent,
       [&](Endpoint& e, Ctx* c, kvpb::RangesResponse* r) { return e.native->Ranges(c, request, r); },
+      options_.call_timeout);
+}
+
+Result<kvpb::NodesResponse> Client::NativeNodes() {
+  return impl_->Unary<kvpb::NodesResponse>(
+      Retry::kIdempotent,
+      [&](Endpoint& e, Ctx* c, kvpb::NodesResponse* r) {
+        return e.native->Nodes(c, kvpb::NodesRequest(), r);
+      },
       options_.call_timeout);
 }
 

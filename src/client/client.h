@@ -11,6 +11,11 @@
 // lost. Streams (Watch, KeepAlive, Observe, Snapshot) pick an endpoint when
 // they open and report a broken stream to the caller instead of resuming.
 //
+// Native point requests (NativePut, NativeGet, NativeDelete) are routed: a
+// client of several members sends each to the endpoint of its key's range
+// leader, learned from the members' ranges and from hints in the answers
+// (client/range_router.h); failover then goes on from there as above.
+//
 // Calls return the etcd wire responses themselves (etcdserverpb::...,
 // v3lockpb::..., v3electionpb::...). A failed call returns a Status whose
 // code is the gRPC code and whose message is the server's text (for example
@@ -79,6 +84,11 @@ struct ClientOptions {
   std::chrono::milliseconds snapshot_timeout{10 * 60 * 1000};
   // Largest response accepted (a big Range).
   int max_receive_bytes = 64 << 20;
+  // Native point requests (NativePut, NativeGet, NativeDelete) go to the
+  // endpoint of the key's range's leader when the client knows it
+  // (client/range_router.h); with one endpoint, or unset, to the current
+  // endpoint, which forwards them.
+  bool route_native = true;
 };
 
 // A Watch stream: create and cancel watches, read responses with a timeout.
@@ -163,6 +173,8 @@ class Client {
   Result<kvpb::RangesResponse> NativeRanges(bool cluster = false);
   // Splits the range holding `key` at `key`.
   Result<kvpb::SplitResponse> NativeSplit(std::string key);
+  // The members, each with what it last reported to the meta range.
+  Result<kvpb::NodesResponse> NativeNodes();
   // Moves range `range_id`'s replica from node `from` to node `to`; waits
   // (up to `timeout`) while the new replica catches up.
   Result<kvpb::MoveReplicaResponse> NativeMoveReplica(uint64_t range_id, uint64_t from, uint64_t to,

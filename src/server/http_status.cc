@@ -189,6 +189,9 @@ std::string HttpStatusServer::MetricsText() const {
     families.push_back(Family("conclave_native_replicas_rebalanced_total",
                               "Replicas the placement driver here moved to even out the members",
                               MetricType::Counter, static_cast<double>(splits.rebalanced)));
+    families.push_back(Family("conclave_native_leaders_moved_total",
+                              "Range leaderships this member handed to a member leading fewer",
+                              MetricType::Counter, static_cast<double>(splits.leaders_moved)));
   }
   return prometheus::TextSerializer().Serialize(families);
 }

@@ -1175,13 +1175,101 @@ void NativeKeyspace::PlaceLoop() {
       std::unique_lock<std::mutex> lock(split_mu_);
       if (split_cv_.wait_for(lock, options_.placement_interval, [&] { return stopping_; })) return;
     }
-    // Only on the meta range's leader; a new one starts its clocks afresh.
+    BalanceLeaders();
+    // The rest only on the meta range's leader; a new one starts its
+    // clocks afresh.
     Result<Range> meta = Find(kNodeStatusPrefix);
     if (!meta.ok() || !meta->replica->is_leader()) {
       seen_.clear();
       continue;
     }
     PlaceOnce();
+  }
+}
+
+Result<std::vector<NativeKeyspace::NodeReport>> NativeKeyspace::Nodes() {
+  bool more = false;
+  ASSIGN_OR_RETURN(
+      std::vector<RangeValue> statuses,
+      MetaScan(std::string(kNodeStatusPrefix), PrefixEnd(kNodeStatusPrefix), 100'000, &more));
+  const std::vector<uint64_t> members =
+      options_.members ? options_.members() : options_.initial_members;
+  std::map<uint64_t, NodeReport> out;
+  for (uint64_t m : members)
+    out[m].node_id = m;
+  const uint64_t now = Now(host_->clock());
+  for (const RangeValue& kv : statuses) {
+    serverpb::NodeStatus st;
+    if (!st.ParseFromString(kv.value)) continue;
+    auto it = out.find(st.node_id());
+    if (it == out.end()) continue;
+    NodeReport& n = it->second;
+    n.age =
+        std::chrono::nanoseconds(now > kv.timestamp.wall_nanos ? now - kv.timestamp.wall_nanos : 0);
+    n.status = std::move(st);
+    if (n.age < 3 * options_.status_interval) {
+      n.state = NodeReport::State::kUp;
+    } else if (options_.replica_down_time.count() == 0 || n.age < options_.replica_down_time) {
+      n.state = NodeReport::State::kLate;
+    } else {
+      n.state = NodeReport::State::kDown;
+    }
+  }
+  std::vector<NodeReport> list;
+  for (auto& [id, n] : out)
+    list.push_back(std::move(n));
+  return list;
+}
+
+void NativeKeyspace::BalanceLeaders() {
+  const Duration now = host_->clock().Monotonic();
+  if (now < leaders_rest_until_) return;
+  std::vector<Range> led;
+  uint64_t mine = 0;
+  for (const Range& r : All()) {
+    if (!r.replica->is_leader()) continue;
+    ++mine;  // the meta range counts, as in the statuses, but stays
+    if (r.sm->descriptor().range_id != kMetaRangeId) led.push_back(r);
+  }
+  if (led.empty()) return;
+  bool more = false;
+  Result<std::vector<RangeValue>> statuses =
+      MetaScan(std::string(kNodeStatusPrefix), PrefixEnd(kNodeStatusPrefix), 100'000, &more);
+  if (!statuses.ok()) return;
+  const std::vector<uint64_t> members =
+      options_.members ? options_.members() : options_.initial_members;
+  std::map<uint64_t, uint64_t> leaders;  // the members' counts as last reported
+  for (const RangeValue& kv : *statuses) {
+    serverpb::NodeStatus st;
+    if (!st.ParseFromString(kv.value) || st.node_id() == node_id_) continue;
+    if (std::find(members.begin(), members.end(), st.node_id()) == members.end()) continue;
+    leaders[st.node_id()] = st.leaders();
+  }
+  for (const Range& r : led) {
+    const keys::RangeDescriptor d = r.sm->descriptor();
+    const std::map<raft::NodeId, PeerProgress> progress = r.replica->PeersProgress();
+    const uint64_t applied = r.replica->applied_index();
+    const keys::ReplicaDescriptor* best = nullptr;
+    for (const keys::ReplicaDescriptor& rd : d.replicas) {
+      if (rd.type != keys::ReplicaType::kVoter || rd.node_id == node_id_) continue;
+      auto count = leaders.find(rd.node_id);
+      auto p = progress.find(rd.replica_id);
+      // A voter that is up and holds the log (a down member's is neither).
+      if (count == leaders.end() || p == progress.end() || !p->second.recent_active ||
+          p->second.match < applied || count->second + 2 > mine) {
+        continue;
+      }
+      if (best == nullptr || count->second < leaders[best->node_id]) best = &rd;
+    }
+    if (best == nullptr) continue;
+    LOG_INFO(
+        "placement: range {}: node {:x} leads {} ranges, node {:x} {}; handing the "
+        "leadership over",
+        d.range_id, node_id_, mine, best->node_id, leaders[best->node_id]);
+    r.replica->StartTransferLeadership(best->replica_id);
+    ++leaders_moved_;
+    leaders_rest_until_ = now + 2 * options_.status_interval;
+    return;
   }
 }
 
@@ -1400,7 +1488,7 @@ void NativeKeyspace::Join() {
 NativeKeyspace::SplitStats NativeKeyspace::split_stats() const {
   return SplitStats{splits_by_size_.load(), splits_by_load_.load(),   splits_failed_.load(),
                     replicas_moved_.load(), replicas_removed_.load(), forwarded_.load(),
-                    rereplicated_.load(),   rebalanced_.load()};
+                    rereplicated_.load(),   rebalanced_.load(),       leaders_moved_.load()};
 }
 
 void NativeKeyspace::SplitLoop() {

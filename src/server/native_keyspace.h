@@ -38,7 +38,11 @@
 // voter of the range) to the live member without one that holds the
 // fewest; otherwise, when the members' replica counts differ by more than
 // one, a replica moves from the fullest to the emptiest. One move per look
-// (every placement_interval). Merging ranges comes next.
+// (every placement_interval). Leaders are balanced by every node on its
+// own: one that leads at least two ranges more than a member holding a
+// caught-up voter of one of them hands that range's leadership over, one
+// range per look, then waits two status intervals for the counts to catch
+// up. Merging ranges comes next.
 //
 // Routing. The meta range holds the range map: a record per user range,
 // under kRangeMapPrefix + its end key, holding its descriptor. A new
@@ -239,6 +243,7 @@ class NativeKeyspace {
                                                       const NativeKeyspaceOptions& options,
                                                       bool bootstrap);
 
+  uint64_t node_id() const { return node_id_; }
   // The range holding `key`; kNotFound when this node holds none.
   Result<Range> Find(std::string_view key) const;
   // Range `id`, when this node holds it.
@@ -282,6 +287,18 @@ class NativeKeyspace {
   // Returns the range's descriptor after the move.
   Result<keys::RangeDescriptor> MoveReplica(keys::RangeId id, uint64_t from, uint64_t to);
 
+  // The members and what each last reported to the meta range (a
+  // linearizable read there, through a member holding it when this one
+  // does not), by node id. A node that reported but is no longer a member
+  // is left out.
+  struct NodeReport {
+    uint64_t node_id = 0;
+    std::optional<serverpb::NodeStatus> status;  // none: never reported
+    Duration age{0};  // since the report was written, by this node's clock
+    enum class State { kUp, kLate, kDown, kUnreported } state = State::kUnreported;
+  };
+  Result<std::vector<NodeReport>> Nodes();
+
   // Starts the threads that split ranges by size and load and keep the
   // range map up to date; Stop ends them (call it before the host stops,
   // and Join after).
@@ -299,6 +316,7 @@ class NativeKeyspace {
     uint64_t forwarded = 0;         // requests sent on to another node
     uint64_t rereplicated = 0;      // placement: replicas re-created off down nodes
     uint64_t rebalanced = 0;        // placement: replicas moved to even out the nodes
+    uint64_t leaders_moved = 0;     // leaderships handed off to even out the nodes
   };
   SplitStats split_stats() const;
 
@@ -361,6 +379,9 @@ class NativeKeyspace {
   // look at the cluster, which makes at most one move.
   void PlaceLoop();
   void PlaceOnce();
+  // Hands one range's leadership to a member that leads fewer (see the
+  // file comment); on every node, placer thread.
+  void BalanceLeaders();
   // Has a member holding a voter of `d` (this one, if it can) move the
   // replica on `from` to `to`.
   // *generation: the range's generation after the move.
@@ -421,6 +442,8 @@ class NativeKeyspace {
   // Placer thread only: ranges moved, by the generation their record must
   // reach before the driver looks again, and until when it waits.
   std::map<keys::RangeId, std::pair<uint64_t, Duration>> awaited_;
+  // Placer thread only: no leadership handed off before then.
+  Duration leaders_rest_until_{0};
   // The member that last answered for the meta range.
   std::atomic<uint64_t> meta_member_{0};
   bool report_now_ = false;  // guarded by split_mu_
@@ -438,6 +461,7 @@ class NativeKeyspace {
   std::atomic<uint64_t> forwarded_{0};
   std::atomic<uint64_t> rereplicated_{0};
   std::atomic<uint64_t> rebalanced_{0};
+  std::atomic<uint64_t> leaders_moved_{0};
   // Forwarding work that waits on the meta range (last: its threads stop
   // first).
   WorkerPool route_pool_{2, "kv-route"};

@@ -18,6 +18,7 @@ from conclave.client import (  # noqa: F401
     ConditionFailed,
     InvalidArgument,
     KeyValue,
+    NodeInfo,
     RangeInfo,
     SYSTEM_KEYS,
     Timestamp,

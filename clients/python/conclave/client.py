@@ -5,6 +5,7 @@ import threading
 
 import grpc
 
+from conclave import routing
 from conclave.kvpb import kv_pb2
 
 _SERVICE = "/conclave.kvpb.KV/"
@@ -19,6 +20,12 @@ RangeInfo = collections.namedtuple(
     "RangeInfo",
     ["range_id", "start", "end", "leader_node", "applied_index", "quiesced", "generation",
      "bytes", "requests_per_second", "replicas"])
+# A member as the native keyspace sees it (NodeInfo in kv.proto): state is
+# "up", "late", "down" or "unreported"; the rest is its last status report.
+NodeInfo = collections.namedtuple(
+    "NodeInfo",
+    ["node_id", "state", "ranges", "leaders", "bytes", "requests_per_second",
+     "report_age_seconds"])
 # A replica of a range: the node it lives on, its id in the range's group,
 # and whether it is a learner (receives the log, does not vote yet).
 Replica = collections.namedtuple("Replica", ["node_id", "replica_id", "learner"])
@@ -83,14 +90,17 @@ def _never_sent(err):
 class Client:
     """A client of one or more members ("host:port", the client URL's address).
 
-    Calls go to one endpoint at a time. When it cannot be reached or does not
+    Put, get and delete go to the endpoint of the key's range leader when the
+    client has several endpoints and knows it (see conclave.routing; route=False
+    sends them to the current endpoint, which forwards them). Other calls go
+    to one endpoint at a time. When it cannot be reached or does not
     answer in time, reads move on to the next endpoint and retry; writes do
     too when the request was never sent, and otherwise raise (Unavailable, or
     ConclaveError with DEADLINE_EXCEEDED: the write may have applied).
     Every call has `timeout` seconds. Thread-safe.
     """
 
-    def __init__(self, endpoints, timeout=5.0):
+    def __init__(self, endpoints, timeout=5.0, route=True):
         if isinstance(endpoints, str):
             endpoints = [endpoints]
         if not endpoints:
@@ -100,6 +110,7 @@ class Client:
         self._lock = threading.Lock()
         self._current = 0
         self._channels = {}
+        self._router = routing.Router() if route and len(self._endpoints) > 1 else None
 
     # ---- connection -------------------------------------------------------
 
@@ -111,18 +122,45 @@ class Client:
                 self._channels[i] = ch
             return ch
 
-    def _call(self, method, request, response_class, idempotent, timeout=None):
+    def _multicallable(self, i, method, request_class, response_class):
+        return self._channel(i).unary_unary(
+            _SERVICE + method,
+            request_serializer=request_class.SerializeToString,
+            response_deserializer=response_class.FromString)
+
+    def _refresh_routes(self):
+        if not self._router.claim_refresh():
+            return
+        answers = []
+        for i in range(len(self._endpoints)):
+            call = self._multicallable(i, "Ranges", kv_pb2.RangesRequest, kv_pb2.RangesResponse)
+            try:
+                answers.append(call(kv_pb2.RangesRequest(), timeout=min(self._timeout, 1.0)))
+            except grpc.RpcError:
+                answers.append(None)
+        self._router.refresh(answers)
+
+    def _call(self, method, request, response_class, idempotent, timeout=None, key=None):
+        # A point request goes to its range's leader when the router knows it.
+        routed = key is not None and self._router is not None
+        prefer = None
+        if routed:
+            self._refresh_routes()
+            prefer = self._router.pick(key)
         with self._lock:
-            first = self._current
+            first = self._current if prefer is None else prefer
         last_err = None
         for attempt in range(len(self._endpoints)):
             i = (first + attempt) % len(self._endpoints)
-            call = self._channel(i).unary_unary(
-                _SERVICE + method,
-                request_serializer=type(request).SerializeToString,
-                response_deserializer=response_class.FromString)
+            call = self._multicallable(i, method, type(request), response_class)
             try:
-                resp = call(request, timeout=timeout or self._timeout)
+                if routed:
+                    resp, rpc = call.with_call(request, timeout=timeout or self._timeout)
+                    for k, v in rpc.trailing_metadata() or ():
+                        if k == routing.ROUTE_HINT_HEADER:
+                            self._router.learn(key, v)
+                else:
+                    resp = call(request, timeout=timeout or self._timeout)
             except grpc.RpcError as err:
                 last_err = err
                 # An unreachable member, or one that could not answer in
@@ -136,8 +174,9 @@ class Client:
                 if idempotent or _never_sent(err):
                     continue
                 break
-            with self._lock:
-                self._current = i
+            if prefer is None or i != prefer:
+                with self._lock:
+                    self._current = i
             return resp
         cls = _ERRORS.get(last_err.code(), ConclaveError)
         raise cls(last_err.code(), last_err.details()) from None
@@ -178,7 +217,8 @@ class Client:
         """
         req = kv_pb2.PutRequest(key=_bytes(key), value=_bytes(value))
         self._precondition(req, if_absent, if_value, if_timestamp)
-        return _ts(self._call("Put", req, kv_pb2.PutResponse, idempotent=False).timestamp)
+        return _ts(self._call("Put", req, kv_pb2.PutResponse, idempotent=False,
+                              key=req.key).timestamp)
 
     def get(self, key):
         """The key's value, or None (a linearizable read)."""
@@ -188,7 +228,7 @@ class Client:
     def get_entry(self, key):
         """The key's KeyValue (with its version's timestamp), or None."""
         req = kv_pb2.GetRequest(key=_bytes(key))
-        resp = self._call("Get", req, kv_pb2.GetResponse, idempotent=True)
+        resp = self._call("Get", req, kv_pb2.GetResponse, idempotent=True, key=req.key)
         if not resp.found:
             return None
         return KeyValue(req.key, resp.value, _ts(resp.timestamp))
@@ -197,7 +237,8 @@ class Client:
         """Deletes the key; returns whether it had a live value."""
         req = kv_pb2.DeleteRequest(key=_bytes(key))
         self._precondition(req, False, if_value, if_timestamp)
-        return self._call("Delete", req, kv_pb2.DeleteResponse, idempotent=False).deleted
+        return self._call("Delete", req, kv_pb2.DeleteResponse, idempotent=False,
+                          key=req.key).deleted
 
     def delete_range(self, start, end=b""):
         """Deletes every key in [start, end) (end empty: to the end); returns how many.
@@ -235,6 +276,12 @@ class Client:
         resp = self._call("Ranges", kv_pb2.RangesRequest(cluster=cluster), kv_pb2.RangesResponse,
                           idempotent=True)
         return [_range(r) for r in resp.ranges]
+
+    def nodes(self):
+        """The members, as NodeInfo, with what each last reported to the meta range."""
+        resp = self._call("Nodes", kv_pb2.NodesRequest(), kv_pb2.NodesResponse, idempotent=True)
+        return [NodeInfo(n.node_id, n.state, n.ranges, n.leaders, n.bytes,
+                         n.requests_per_second, n.report_age_seconds) for n in resp.nodes]
 
     def split(self, key):
         """Splits the range holding `key` at `key`; returns the (left, right) RangeInfo.

@@ -538,6 +538,75 @@ class RoutingTest(cluster.ClusterTestCase):
                 c.close()
 
 
+class RouteCacheTest(cluster.ClusterTestCase):
+    """Four members, ranges of three replicas: a client given every member
+    sends each key's requests to its range's leader, and follows a move."""
+    CLUSTER_SIZE = 4
+    EXTRA_FLAGS = RoutingTest.EXTRA_FLAGS
+
+    def test_a_client_of_every_member_sends_each_key_to_its_leader(self):
+        members = self.cluster.members
+        routed = conclave.Client(endpoints(members))
+        single = [conclave.Client(endpoints(members[i:i + 1])) for i in range(4)]
+        keys = [bytes([b]) + b"rl%03d" % i for i, b in enumerate(range(0, 256, 8))]
+        try:
+            cluster.wait_until(lambda: routed.put(b"rl/warm", b"1"), 30, what="a first put")
+            for k in keys:
+                routed.put(k, b"first")
+
+            def leaders():
+                out = {}
+                for c in single:
+                    for r in c.ranges():
+                        if r.leader_node:
+                            out[r.range_id] = r.leader_node
+                return out
+
+            node_of = {self.cluster.member_id(k): k for k in range(4)}
+            ranges = sorted(single[0].ranges(cluster=True), key=lambda r: r.start)
+
+            def range_of(k):
+                return next(r for r in ranges if r.start <= k and (not r.end or k < r.end))
+
+            # Once every range's leader is known, each key's request goes
+            # to the member that leads its range, and nothing is forwarded.
+            def routed_to_leaders():
+                lead = leaders()
+                for k in keys:
+                    routed.get(k)
+                return all(routed._router.pick(k) == node_of.get(lead.get(range_of(k).range_id))
+                           for k in keys)
+            cluster.wait_until(routed_to_leaders, 20, what="routes to every range's leader")
+            before = metric_sum(self.cluster, "conclave_native_forwarded_total")
+            for i, k in enumerate(keys):
+                routed.put(k, b"second%d" % i)
+                self.assertEqual(routed.get(k), b"second%d" % i)
+            self.assertEqual(metric_sum(self.cluster, "conclave_native_forwarded_total"), before)
+
+            # The leader of range 16 moves away from its member: the hint
+            # in the next answer sends the key's requests to the new one.
+            k16 = next(k for k in keys if range_of(k).range_id == 16)
+            lead16 = leaders()[16]
+            spare = next(n for n in node_of
+                         if not any(p.node_id == n for p in range_of(k16).replicas))
+            single[node_of[lead16]].move_replica(16, lead16, spare)
+
+            def follows():
+                routed.put(k16, b"after")
+                lead = leaders().get(16)
+                return lead is not None and routed._router.pick(k16) == node_of[lead]
+            cluster.wait_until(follows, 20, what="the route to follow the move")
+            before = metric_sum(self.cluster, "conclave_native_forwarded_total")
+            for _ in range(20):
+                routed.put(k16, b"after")
+            self.assertEqual(metric_sum(self.cluster, "conclave_native_forwarded_total"), before)
+            self.assertEqual(single[node_of[lead16]].get(k16), b"after")
+        finally:
+            routed.close()
+            for c in single:
+                c.close()
+
+
 class PlacementTest(cluster.ClusterTestCase):
     """Four members, ranges of three replicas: a member killed for longer than
     --range-replica-down-time has its replicas re-created on the others, and
@@ -597,6 +666,67 @@ class PlacementTest(cluster.ClusterTestCase):
                 cluster.wait_until(settled, 60, what="stale copies gone and one replica back")
                 for k, v in written.items():
                     self.assertEqual(back.get(k), v)
+
+
+class LeaderBalanceTest(cluster.ClusterTestCase):
+    """Three members, six ranges on all three: a member that comes back from a
+    crash leads nothing until the others hand it leaderships, one at a time,
+    until no member leads two more than another."""
+    EXTRA_FLAGS = ("--initial-range-count", "6", "--range-replicas", "3",
+                   "--range-placement-interval", "1",
+                   "--range-split-bytes", "0", "--range-split-qps", "0")
+
+    def led(self):
+        """Per member index, the ranges (the meta range too) it says it leads."""
+        out = {}
+        for i in self.cluster.running_indexes():
+            node = self.cluster.member_id(i)
+            with conclave.Client(endpoints(self.cluster.members[i:i + 1])) as c:
+                out[i] = sum(1 for r in c.ranges() if r.leader_node == node)
+        return out
+
+    def index_of(self, node):
+        return [self.cluster.member_id(k) for k in range(3)].index(node)
+
+    def test_a_member_back_from_a_crash_is_handed_leaderships(self):
+        client = ready_client(self.cluster.members)
+        try:
+            keys = [bytes([b]) + b"lb" for b in range(0, 256, 16)]
+            for k in keys:
+                client.put(k, b"1")
+            self.cluster.kill(0)
+            # Its ranges elect leaders among the other two.
+            cluster.wait_until(lambda: sum(self.led().values()) == 7, 30,
+                               what="every range led by the two left")
+            # Back, it wins no election (the ranges have live leaders): what
+            # it leads, it was handed.
+            self.cluster.restart(0)
+            for k in keys:
+                client.put(k, b"2")
+
+            def balanced():
+                counts = self.led()
+                return (len(counts) == 3 and sum(counts.values()) == 7
+                        and max(counts.values()) - min(counts.values()) <= 1)
+            cluster.wait_until(balanced, 60, interval_s=0.5, what="leaders spread over the three")
+            self.assertGreaterEqual(metric_sum(self.cluster, "conclave_native_leaders_moved_total"),
+                                    2)
+            self.assertEqual([client.get(k) for k in keys], [b"2"] * len(keys))
+
+            # The members' reports agree, a few seconds later.
+            ids = sorted(self.cluster.member_id(i) for i in range(3))
+            def reported():
+                nodes = client.nodes()
+                return ([n.node_id for n in nodes] == ids and all(n.state == "up" for n in nodes)
+                        and all(n.ranges == 7 for n in nodes)
+                        and sum(n.leaders for n in nodes) == 7
+                        and all(0 <= n.report_age_seconds < 10 for n in nodes)
+                        and [n.leaders for n in nodes] == [counts[self.index_of(n.node_id)]
+                                                           for n in nodes])
+            counts = self.led()
+            cluster.wait_until(reported, 20, interval_s=0.5, what="the members' reports")
+        finally:
+            client.close()
 
 
 def metric_sum_running(c, name):
