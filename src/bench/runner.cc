@@ -30,9 +30,17 @@ double Seconds(Duration d) {
 
 Result<std::unique_ptr<Connections>> Connections::Open(const BenchOptions& options) {
   auto out = std::make_unique<Connections>();
+  const bool native =
+      options.workload == Workload::kNativePut || options.workload == Workload::kNativeGet;
+  const size_t n = options.endpoints.size();
   for (int i = 0; i < options.conns; ++i) {
     client::ClientOptions c;
-    c.endpoints = {options.endpoints[static_cast<size_t>(i) % options.endpoints.size()]};
+    // Connection i talks to endpoint i mod n. The native workloads' also
+    // know the others, where they route each key to its range's leader.
+    c.endpoints = {options.endpoints[static_cast<size_t>(i) % n]};
+    for (size_t k = 1; native && k < n; ++k) {
+      c.endpoints.push_back(options.endpoints[(static_cast<size_t>(i) + k) % n]);
+    }
     c.dial_timeout = options.dial_timeout;
     c.call_timeout = options.call_timeout;
     ASSIGN_OR_RETURN(std::unique_ptr<client::Client> client, client::Client::Connect(c));

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+#include <cctype>
 #include <condition_variable>
 #include <deque>
 #include <optional>
@@ -32,6 +34,14 @@ constexpr int kReconnectBackoffMinMs = 100;
 constexpr int kReconnectBackoffMaxMs = 1000;
 // How long reading one endpoint's ranges for the router may take.
 constexpr milliseconds kRouteRefreshTimeout{1000};
+
+// Whether an UNAVAILABLE call failed because no connection could be made
+// (gRPC says "failed to connect"), so the request never left.
+bool NeverConnected(const grpc::Status& s) {
+  std::string m = s.error_message();
+  std::transform(m.begin(), m.end(), m.begin(), [](unsigned char ch) { return std::tolower(ch); });
+  return m.find("failed to connect") != std::string::npos;
+}
 // Keep-alive loop: never renew less often than this, and wait this long
 // before retrying a failed renewal.
 constexpr milliseconds kKeepAliveIntervalMin{500};
@@ -322,10 +332,14 @@ struct Client::Impl {
         return response;
       }
       last = FromGrpc(s);
+      // A write goes elsewhere only when it cannot have left: there was no
+      // connection, and making one failed (a connection made for it may
+      // have carried it before it broke).
       const bool may_retry = s.error_code() == grpc::StatusCode::UNAVAILABLE &&
-                             (retry == Retry::kIdempotent || !was_connected);
+                             (retry == Retry::kIdempotent || (!was_connected && NeverConnected(s)));
       if (!may_retry || Clock::now() >= deadline) return last;
-      SetCurrent((index + 1) % endpoints.size());
+      // A routed call that failed away from the current endpoint leaves it.
+      if (!prefer.has_value() || index == Current()) SetCurrent((index + 1) % endpoints.size());
     }
     return last;
   }

@@ -6,10 +6,10 @@
 // next endpoint and tries again, at most once per endpoint and within the
 // call's one deadline. Reads (Range, TimeToLive, MemberList, Status...) fail
 // over after any UNAVAILABLE; calls that change state fail over only when
-// the endpoint had no connection before the attempt, because a request sent
-// on a live connection may have been applied even though its answer was
-// lost. Streams (Watch, KeepAlive, Observe, Snapshot) pick an endpoint when
-// they open and report a broken stream to the caller instead of resuming.
+// the endpoint had no connection before the attempt and none could be made
+// for it, because a request sent on a connection may have been applied
+// even though its answer was lost. Streams (Watch, KeepAlive, Observe, Snapshot) pick an endpoint
+// when they open and report a broken stream to the caller instead of resuming.
 //
 // Native point requests (NativePut, NativeGet, NativeDelete) are routed: a
 // client of several members sends each to the endpoint of its key's range

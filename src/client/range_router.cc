@@ -116,24 +116,27 @@ void RangeRouter::Refresh(const std::vector<std::optional<kvpb::RangesResponse>>
   for (Candidate* c : order) {
     // The first route ending after this one's start must start at or after
     // its end, or the spans overlap.
-    auto next = routes.upper_bound(c->route.start);
+    auto next = c->route.start.empty() ? routes.begin() : routes.upper_bound(c->route.start);
     if (next != routes.end() && (c->end.empty() || next->second.start < c->end)) continue;
     routes.emplace(std::move(c->end), std::move(c->route));
   }
   std::lock_guard lock(mu_);
-  routes_ = std::move(routes);
-  endpoint_of_node_ = std::move(endpoints);
   refreshed_ = now;
   refreshing_ = false;
-  // With nothing learned (no endpoint answered) the next request tries
-  // again after the gap.
-  stale_ = routes_.empty();
+  // With nothing learned (no endpoint answered) the routes it had stay,
+  // and the next request tries again after the gap.
+  if (routes.empty()) return;
+  routes_ = std::move(routes);
+  endpoint_of_node_ = std::move(endpoints);
+  stale_ = false;
 }
 
 void RangeRouter::Learn(std::string_view key, std::string_view hint) {
   std::lock_guard lock(mu_);
   const std::optional<Hint> h = ParseHint(hint);
   Route* r = const_cast<Route*>(Find(key));
+  // "forwarded" for a key none of the endpoints holds says nothing new.
+  if (!h.has_value() && r == nullptr) return;
   if (!h.has_value() || r == nullptr || r->range_id != h->range_id ||
       r->generation != h->generation) {
     // "forwarded", a range split or moved since, or one not known: read
@@ -145,7 +148,11 @@ void RangeRouter::Learn(std::string_view key, std::string_view hint) {
     }
     return;
   }
-  if (h->leader_node != 0) r->leader_node = h->leader_node;
+  if (h->leader_node == 0) return;
+  r->leader_node = h->leader_node;
+  // A leader on a node none of the endpoints answered for: perhaps one
+  // that did not answer the last read.
+  if (!endpoint_of_node_.contains(h->leader_node)) stale_ = true;
 }
 
 size_t RangeRouter::ranges() const {

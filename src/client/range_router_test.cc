@@ -83,6 +83,20 @@ TEST(RangeRouterTest, TheLaterGenerationWinsWhereHoldersDisagree) {
   EXPECT_EQ(router.ranges(), 2u);
   EXPECT_EQ(router.Pick("a"), 1u);
   EXPECT_EQ(router.Pick("q"), 1u);
+
+  // Node a still has range 1 over everything, from before it split twice;
+  // c holds range 7, split off in the middle later. Range 1's old span
+  // loses to the later generation, and keys outside range 7 have no route.
+  RangeRouter later;
+  Fill(later, {
+                  Answer(0xa, {{1, "", "z", 2, 0xa, {0xa, 0xc}}}),
+                  std::nullopt,
+                  Answer(0xc, {{7, "f", "m", 4, 0xc, {0xa, 0xc}}}),
+              });
+  EXPECT_EQ(later.ranges(), 1u);
+  EXPECT_EQ(later.Pick("g"), 2u);
+  EXPECT_EQ(later.Pick("a"), std::nullopt);
+  EXPECT_EQ(later.Pick("p"), std::nullopt);
 }
 
 TEST(RangeRouterTest, HintsMoveTheLeaderOrMakeTheRoutesStale) {
@@ -127,6 +141,22 @@ TEST(RangeRouterTest, RefreshesAreClaimedOnceAndSpacedOut) {
   EXPECT_FALSE(router.stale());
   EXPECT_FALSE(router.ClaimRefresh(t0 + 10 * RangeRouter::kRefreshGap));  // nothing to do
   EXPECT_EQ(router.Pick("k"), 0u);
+  // A read nobody answers keeps the routes there were.
+  router.Learn("k", "forwarded");
+  ASSERT_TRUE(router.ClaimRefresh(t0 + 10 * RangeRouter::kRefreshGap));
+  router.Refresh({std::nullopt}, t0 + 10 * RangeRouter::kRefreshGap);
+  EXPECT_EQ(router.Pick("k"), 0u);
+  EXPECT_TRUE(router.stale());
+}
+
+TEST(RangeRouterTest, ForwardedForAKeyWithoutARouteChangesNothing) {
+  RangeRouter router;
+  Fill(router, {Answer(0xa, {{1, "", "m", 1, 0xa, {0xa}}})});
+  router.Learn("q", "forwarded");  // none of the endpoints holds "q"'s range
+  EXPECT_FALSE(router.stale());
+  // A leader on a node without an endpoint here: read the ranges again.
+  router.Learn("b", "1 1 f");
+  EXPECT_TRUE(router.stale());
 }
 
 }  // namespace

@@ -963,6 +963,22 @@ Result<keys::RangeDescriptor> NativeKeyspace::MoveReplica(keys::RangeId id, uint
     return Status::NotFound(fmt::format("conclave: node {:x} is not a member", to));
   }
   ASSIGN_OR_RETURN(Range r, FindById(id));
+  // Leader balancing leaves the range alone meanwhile.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!moving_.insert(id).second) {
+      return Status::FailedPrecondition(
+          fmt::format("conclave: range {} is being moved already; try again", id));
+    }
+  }
+  struct Done {
+    NativeKeyspace* self;
+    keys::RangeId id;
+    ~Done() {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      self->moving_.erase(id);
+    }
+  } done{this, id};
   auto check_self = [&](const keys::RangeDescriptor& d) -> Status {
     const keys::ReplicaDescriptor* self = d.ReplicaOn(node_id_);
     if (self == nullptr || self->type != keys::ReplicaType::kVoter) {
@@ -1221,6 +1237,11 @@ Result<std::vector<NativeKeyspace::NodeReport>> NativeKeyspace::Nodes() {
   return list;
 }
 
+bool NativeKeyspace::Moving(keys::RangeId id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return moving_.contains(id);
+}
+
 void NativeKeyspace::BalanceLeaders() {
   const Duration now = host_->clock().Monotonic();
   if (now < leaders_rest_until_) return;
@@ -1238,15 +1259,26 @@ void NativeKeyspace::BalanceLeaders() {
   if (!statuses.ok()) return;
   const std::vector<uint64_t> members =
       options_.members ? options_.members() : options_.initial_members;
-  std::map<uint64_t, uint64_t> leaders;  // the members' counts as last reported
+  // The counts of the members that reported lately (a down member's
+  // replicas may still look active to a quiesced leader).
+  std::map<uint64_t, uint64_t> leaders;
+  const uint64_t wall = Now(host_->clock());
+  const uint64_t fresh = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(3 * options_.status_interval).count());
   for (const RangeValue& kv : *statuses) {
     serverpb::NodeStatus st;
     if (!st.ParseFromString(kv.value) || st.node_id() == node_id_) continue;
     if (std::find(members.begin(), members.end(), st.node_id()) == members.end()) continue;
+    if (wall > kv.timestamp.wall_nanos && wall - kv.timestamp.wall_nanos >= fresh) continue;
     leaders[st.node_id()] = st.leaders();
   }
   for (const Range& r : led) {
     const keys::RangeDescriptor d = r.sm->descriptor();
+    // A range being moved here keeps its leader until the move is done.
+    const bool learner = std::any_of(d.replicas.begin(), d.replicas.end(), [](const auto& rd) {
+      return rd.type == keys::ReplicaType::kLearner;
+    });
+    if (learner || Moving(d.range_id)) continue;
     const std::map<raft::NodeId, PeerProgress> progress = r.replica->PeersProgress();
     const uint64_t applied = r.replica->applied_index();
     const keys::ReplicaDescriptor* best = nullptr;

@@ -382,6 +382,8 @@ class NativeKeyspace {
   // Hands one range's leadership to a member that leads fewer (see the
   // file comment); on every node, placer thread.
   void BalanceLeaders();
+  // Whether a move coordinated here is changing range `id`.
+  bool Moving(keys::RangeId id) const;
   // Has a member holding a voter of `d` (this one, if it can) move the
   // replica on `from` to `to`.
   // *generation: the range's generation after the move.
@@ -428,6 +430,8 @@ class NativeKeyspace {
   std::map<std::string, Range> by_start_;  // guarded by mu_
   // Replicas waiting for their first snapshot, by range id.
   std::map<keys::RangeId, Range> waiting_;  // guarded by mu_
+  // Ranges a move coordinated here is changing.
+  std::set<keys::RangeId> moving_;  // guarded by mu_
 
   std::mutex split_mu_;
   std::condition_variable split_cv_;

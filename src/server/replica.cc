@@ -238,20 +238,33 @@ bool Replica::AwaitLeadershipMove(raft::NodeId to) {
   // The transferee ignores the leader's call while it has not yet applied
   // a change to the configuration (the one that made it a voter, for a
   // replica just promoted), and the leader gives up after an election
-  // timeout; so the request goes again each time, until the deadline or
-  // until a third replica takes the lead.
+  // timeout; so the request goes again, a few times: the leader refuses
+  // proposals while a transfer is under way, and a transferee that cannot
+  // take over (down, cut off) must not hold the group's writes for long.
+  // Asked again only while the transferee is heard from, and never after
+  // a third replica took the lead.
+  constexpr int kAttempts = 3;
   const Duration retry = host_->options().tick_interval * (options_.election_ticks + 1);
   const auto deadline = std::chrono::steady_clock::now() + options_.request_timeout;
   std::unique_lock<std::mutex> lock(state_mu_);
-  while (!stopping() && std::chrono::steady_clock::now() < deadline) {
+  auto moved_or_over = [&] {
     const raft::NodeId now = leader();
-    if (now == to) return true;
-    if (now != raft::kNoNode && now != replica_id() && to != replica_id()) return false;
-    host_->PostTransfer(options_.group, to);
-    if (state_cv_.wait_for(lock, retry, [&] { return leader() == to || stopping(); })) {
-      return leader() == to;
+    return now == to || stopping() ||
+           (now != raft::kNoNode && now != replica_id() && to != replica_id());
+  };
+  for (int attempt = 0; attempt < kAttempts && !moved_or_over(); ++attempt) {
+    if (attempt > 0 && to != replica_id()) {
+      const std::map<raft::NodeId, PeerProgress> progress = PeersProgress();
+      auto it = progress.find(to);
+      if (it == progress.end() || !it->second.recent_active) break;
     }
+    host_->PostTransfer(options_.group, to);
+    const auto until = std::min(deadline, std::chrono::steady_clock::now() + retry);
+    state_cv_.wait_until(lock, until, moved_or_over);
+    if (std::chrono::steady_clock::now() >= deadline) break;
   }
+  // The last request may still be under way.
+  state_cv_.wait_until(lock, deadline, moved_or_over);
   return leader() == to;
 }
 

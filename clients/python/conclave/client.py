@@ -131,14 +131,18 @@ class Client:
     def _refresh_routes(self):
         if not self._router.claim_refresh():
             return
-        answers = []
-        for i in range(len(self._endpoints)):
-            call = self._multicallable(i, "Ranges", kv_pb2.RangesRequest, kv_pb2.RangesResponse)
-            try:
-                answers.append(call(kv_pb2.RangesRequest(), timeout=min(self._timeout, 1.0)))
-            except grpc.RpcError:
-                answers.append(None)
-        self._router.refresh(answers)
+        try:
+            answers = []
+            for i in range(len(self._endpoints)):
+                call = self._multicallable(i, "Ranges", kv_pb2.RangesRequest,
+                                           kv_pb2.RangesResponse)
+                try:
+                    answers.append(call(kv_pb2.RangesRequest(), timeout=min(self._timeout, 1.0)))
+                except grpc.RpcError:
+                    answers.append(None)
+            self._router.refresh(answers)
+        finally:
+            self._router.abandon_refresh()
 
     def _call(self, method, request, response_class, idempotent, timeout=None, key=None):
         # A point request goes to its range's leader when the router knows it.

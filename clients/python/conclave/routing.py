@@ -68,7 +68,7 @@ class Router:
             r = self._find(key)
             if r is None:
                 return None
-            if r.leader_node in self._endpoint_of_node:
+            if r.leader_node and r.leader_node in self._endpoint_of_node:
                 return self._endpoint_of_node[r.leader_node]
             for node in r.voter_nodes:
                 if node in self._endpoint_of_node:
@@ -105,35 +105,45 @@ class Router:
                     best[info.range_id] = (have[0], says)
         # Both halves of a split take the next generation: of two ranges
         # whose spans overlap, the later generation is current.
-        chosen = []
+        starts, chosen = [], []  # kept sorted by start
         for route, _ in sorted(best.values(), key=lambda rs: -rs[0].generation):
-            if any(self._overlap(route, c) for c in chosen):
-                continue
-            chosen.append(route)
-        chosen.sort(key=lambda r: r.start)
+            i = bisect.bisect_right(starts, route.start)
+            if i > 0 and (not chosen[i - 1].end or chosen[i - 1].end > route.start):
+                continue  # the one before reaches into it
+            if i < len(chosen) and (not route.end or chosen[i].start < route.end):
+                continue  # it reaches into the one after
+            starts.insert(i, route.start)
+            chosen.insert(i, route)
         with self._lock:
-            self._routes = chosen
-            self._starts = [r.start for r in chosen]
-            self._endpoint_of_node = endpoints
             self._refreshed = now
             self._refreshing = False
-            self._stale = not chosen
+            # Nobody answered: the routes there were stay.
+            if not chosen:
+                return
+            self._routes = chosen
+            self._starts = starts
+            self._endpoint_of_node = endpoints
+            self._stale = False
 
-    @staticmethod
-    def _overlap(a, b):
-        a_before_b_ends = not b.end or a.start < b.end
-        b_before_a_ends = not a.end or b.start < a.end
-        return a_before_b_ends and b_before_a_ends
+    def abandon_refresh(self):
+        """The claimed refresh could not be made."""
+        with self._lock:
+            self._refreshing = False
 
     def learn(self, key, hint):
         """Takes in the route hint that came back with `key`'s answer."""
         h = _parse_hint(hint)
         with self._lock:
             r = self._find(key)
+            if h is None and r is None:
+                return  # "forwarded" for a key none of the endpoints holds
             if h is not None and r is not None and h[0] == r.range_id:
                 if h[1] == r.generation:
                     if h[2]:
                         r.leader_node = h[2]
+                        # A leader none of the endpoints answered for.
+                        if h[2] not in self._endpoint_of_node:
+                            self._stale = True
                     return
                 if h[1] < r.generation:
                     return  # a lagging replica's word

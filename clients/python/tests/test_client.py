@@ -574,7 +574,8 @@ class RouteCacheTest(cluster.ClusterTestCase):
                 lead = leaders()
                 for k in keys:
                     routed.get(k)
-                return all(routed._router.pick(k) == node_of.get(lead.get(range_of(k).range_id))
+                return all(range_of(k).range_id in lead
+                           and routed._router.pick(k) == node_of[lead[range_of(k).range_id]]
                            for k in keys)
             cluster.wait_until(routed_to_leaders, 20, what="routes to every range's leader")
             before = metric_sum(self.cluster, "conclave_native_forwarded_total")
@@ -717,13 +718,13 @@ class LeaderBalanceTest(cluster.ClusterTestCase):
             ids = sorted(self.cluster.member_id(i) for i in range(3))
             def reported():
                 nodes = client.nodes()
+                counts = self.led()
                 return ([n.node_id for n in nodes] == ids and all(n.state == "up" for n in nodes)
                         and all(n.ranges == 7 for n in nodes)
                         and sum(n.leaders for n in nodes) == 7
                         and all(0 <= n.report_age_seconds < 10 for n in nodes)
                         and [n.leaders for n in nodes] == [counts[self.index_of(n.node_id)]
                                                            for n in nodes])
-            counts = self.led()
             cluster.wait_until(reported, 20, interval_s=0.5, what="the members' reports")
         finally:
             client.close()

@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""Scale-out of the native keyspace: 3, 6 and 9 members, each capped to a
+slice of a core, under put and linearizable get load (docs/PERFORMANCE.md).
+
+    scripts/scale-measure.py [--binary build/release/conclave] [--sizes 3,6,9]
+        [--cap 0.1] [--seconds 15] [--rounds 3] [--clients 96]
+
+Runs as root: every member goes into a cgroup of its own (cgroup v1 `cpu`,
+cpu.cfs_quota_us; or v2 cpu.max) holding it to `--cap` of a core; the load
+generator (`conclave bench native-put`, then `native-get`) stays outside the
+caps and is given every member, so it routes each key to its range's leader.
+Each cluster has 6 ranges per member, three replicas each, spread round
+robin, no splits; keys are uniform over the keyspace (the benchmark's
+spread), so every range gets its share. Before measuring, the script waits
+until the members' leader counts differ by at most one (the placement
+driver's leader balancing).
+
+Per size and round: throughput, latency, the members' CPU per operation
+(user + system, all members, generator excluded), how much of their caps
+the members used, and the generator's own CPU. Sizes are interleaved within
+each round; medians over the rounds. A last run at the largest size with
+twice the clients shows whether the generator was the limit.
+
+Members listen on loopback ports (tests/integration/cluster.py); every
+process and cgroup made here is removed again, processes by their pid.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
+
+import cluster  # noqa: E402
+import conclave  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+PERIOD_US = 100_000
+V1_CPU = "/sys/fs/cgroup/cpu"
+V2_ROOT = "/sys/fs/cgroup"
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+class Caps:
+    """One cgroup per member, each limited to `cap` of a core."""
+
+    def __init__(self, cap):
+        self.cap = cap
+        self.v1 = os.path.isfile(os.path.join(V1_CPU, "cpu.cfs_quota_us"))
+        if not self.v1 and not os.path.isfile(os.path.join(V2_ROOT, "cgroup.controllers")):
+            raise SystemExit("no cgroup cpu controller found (v1 %s or v2 %s)" % (V1_CPU, V2_ROOT))
+        self.dirs = []
+
+    def add(self, pid):
+        base = V1_CPU if self.v1 else V2_ROOT
+        d = os.path.join(base, "conclave-scale-%d" % pid)
+        os.mkdir(d)
+        self.dirs.append(d)
+        quota = int(self.cap * PERIOD_US)
+        if self.v1:
+            with open(os.path.join(d, "cpu.cfs_period_us"), "w") as f:
+                f.write(str(PERIOD_US))
+            with open(os.path.join(d, "cpu.cfs_quota_us"), "w") as f:
+                f.write(str(quota))
+        else:
+            with open(os.path.join(d, "cpu.max"), "w") as f:
+                f.write("%d %d" % (quota, PERIOD_US))
+        # Every thread of the process, and those it starts later.
+        with open(os.path.join(d, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+
+    def throttled_seconds(self):
+        total = 0
+        for d in self.dirs:
+            try:
+                with open(os.path.join(d, "cpu.stat")) as f:
+                    for line in f:
+                        k, v = line.split()
+                        if k == "throttled_time":       # v1, nanoseconds
+                            total += int(v) / 1e9
+                        elif k == "throttled_usec":     # v2
+                            total += int(v) / 1e6
+            except OSError:
+                pass
+        return total
+
+    def close(self):
+        parent = V1_CPU if self.v1 else V2_ROOT
+        for d in self.dirs:
+            # Whatever is left in it (the member exited) goes back to the root.
+            try:
+                with open(os.path.join(d, "cgroup.procs")) as f:
+                    pids = [p.strip() for p in f if p.strip()]
+                for p in pids:
+                    with open(os.path.join(parent, "cgroup.procs"), "w") as f:
+                        f.write(p)
+                os.rmdir(d)
+            except OSError as e:
+                print("could not remove %s: %s" % (d, e), file=sys.stderr)
+        self.dirs = []
+
+
+def bench(binary, workload, endpoints, seconds, clients, pids):
+    """Runs the benchmark; the members' CPU is sampled while it runs and
+    counted over its last `seconds` (the measured phase, after any setup)."""
+    conns = max(1, clients // 4)
+    cmd = [binary, "bench", workload, "--endpoints", ",".join(endpoints), "--clients",
+           str(clients), "--conns", str(conns), "--duration", "%ds" % seconds,
+           "--val-size", "256", "--key-space", "20000", "-w", "json"]
+    samples = []  # (time, the members' CPU, the generator's CPU)
+    # Progress lines go to a file: a full pipe would stall the generator.
+    errfile = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfile, text=True)
+    deadline = time.monotonic() + seconds + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            gen = cpu_seconds([proc.pid])
+        except OSError:
+            break  # it just exited
+        samples.append((time.monotonic(), cpu_seconds(pids), gen))
+        time.sleep(0.2)
+    if proc.poll() is None:
+        proc.kill()
+    out, _ = proc.communicate()
+    if proc.returncode != 0:
+        errfile.seek(0)
+        raise RuntimeError("bench failed: %s" % errfile.read()[-800:])
+    r = json.loads(out)
+    # The last sample is within 0.2 s of the end; the measured phase is the
+    # `duration_s` before it.
+    last = samples[-1]
+    first = next(x for x in samples if x[0] >= last[0] - r["duration_s"])
+    window = max(last[0] - first[0], 1e-9)
+    return r, last[1] - first[1], window, (last[2] - first[2]) / window
+
+
+def measure(binary, size, args, caps_cap):
+    workdir = tempfile.mkdtemp(prefix="conclave-scale-%d-" % size)
+    c = cluster.Cluster(binary, size, workdir, extra_flags=[
+        "--initial-range-count", str(6 * size), "--range-replicas", "3",
+        "--range-placement-interval", "1",
+        "--range-split-bytes", "0", "--range-split-qps", "0"])
+    c.start()
+    caps = Caps(caps_cap)
+    try:
+        pids = [m.proc.pid for m in c.members]
+        for pid in pids:
+            caps.add(pid)
+        eps = ["127.0.0.1:%d" % m.client_port for m in c.members]
+        client = conclave.Client(eps, timeout=10)
+        cluster.wait_until(lambda: client.put(b"warm-up", b"1"), 60, what="a first put")
+
+        def balanced():
+            nodes = client.nodes()
+            leaders = [n.leaders for n in nodes]
+            return (len(nodes) == size and all(n.state == "up" for n in nodes)
+                    and sum(leaders) == 6 * size + 1 and max(leaders) - min(leaders) <= 1
+                    and leaders)
+        t0 = time.monotonic()
+        leaders = cluster.wait_until(balanced, 180, interval_s=1, what="balanced leaders")
+        balance_s = time.monotonic() - t0
+        rows = {}
+        for workload in ("native-put", "native-get"):
+            r, cpu, wall, gen_cores = bench(binary, workload, eps, args.seconds, args.clients,
+                                            pids)
+            ops = max(r["ops"], 1)
+            rows[workload] = {
+                "ops_per_s": r["throughput_ops_per_s"],
+                "p50_ms": r["latency_ms"]["p50"],
+                "p99_ms": r["latency_ms"]["p99"],
+                "errors": r["errors"],
+                "cpu_us_per_op": 1e6 * cpu / ops,
+                # Of the members' caps over the measured phase.
+                "cap_used": cpu / (wall * caps_cap * size),
+                "generator_cores": gen_cores,
+            }
+        client.close()
+        return {"leaders": leaders, "balance_s": balance_s, **rows}
+    finally:
+        caps.close()
+        c.close()
+
+
+def medians(rows):
+    out = {}
+    for k in rows[0]:
+        vals = [row[k] for row in rows]
+        out[k] = round(statistics.median(vals), 3) if isinstance(vals[0], (int, float)) else vals
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=os.path.join(ROOT, "build", "release", "conclave"))
+    ap.add_argument("--sizes", default="3,6,9")
+    ap.add_argument("--cap", type=float, default=0.1, help="of a core, per member")
+    ap.add_argument("--seconds", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--clients", type=int, default=96)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("cgroups need root")
+    # The server's defaults: capped members miss 50 ms heartbeats.
+    cluster.HEARTBEAT_INTERVAL_MS = 100
+    cluster.ELECTION_TIMEOUT_MS = 1000
+    sizes = [int(s) for s in args.sizes.split(",")]
+    runs = {n: [] for n in sizes}
+    for rnd in range(args.rounds):
+        for n in sizes:
+            result = measure(args.binary, n, args, args.cap)
+            print("round %d, %d members: %s" % (rnd + 1, n, json.dumps(result)), file=sys.stderr)
+            runs[n].append(result)
+    summary = {}
+    for n in sizes:
+        summary[n] = {w: medians([r[w] for r in runs[n]]) for w in ("native-put", "native-get")}
+        summary[n]["balance_s"] = round(statistics.median(r["balance_s"] for r in runs[n]), 1)
+    base = sizes[0]
+    for n in sizes:
+        for w in ("native-put", "native-get"):
+            summary[n][w]["vs_%d" % base] = round(
+                summary[n][w]["ops_per_s"] / summary[base][w]["ops_per_s"], 2)
+            summary[n][w]["linear_fraction"] = round(
+                summary[n][w]["vs_%d" % base] / (n / base), 2)
+    # Is the generator the limit? The largest size again with twice the
+    # clients: if throughput does not rise, the members are.
+    args2 = argparse.Namespace(**vars(args))
+    args2.clients = 2 * args.clients
+    double = measure(args.binary, sizes[-1], args2, args.cap)
+    summary["largest_with_twice_the_clients"] = {
+        w: {k: round(v, 3) for k, v in double[w].items()} for w in ("native-put", "native-get")}
+    summary["cap_of_a_core_per_member"] = args.cap
+    summary["clients"] = args.clients
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
