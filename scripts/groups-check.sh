@@ -61,15 +61,17 @@ rss_mib() {
   awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"
 }
 
-# Waits (bounded) until every member reports every range led and quiesced.
-wait_quiesced() {  # $1: ranges
+# Waits (bounded) until every member reports every range led and quiesced
+# (the user ranges and the meta range).
+wait_quiesced() {  # $1: user ranges
   local deadline=$((SECONDS + 300))
+  local all_ranges=$(($1 + 1))
   while ((SECONDS < deadline)); do
     local all=1
     for i in 0 1 2; do
       local line
       line=$("$BIN" --endpoints "127.0.0.1:${client_ports[$i]}" range list 2>/dev/null | tail -1 || true)
-      [[ "$line" == "$1 ranges, $1 quiesced" ]] || all=0
+      [[ "$line" == "$all_ranges ranges, $all_ranges quiesced" ]] || all=0
     done
     ((all)) && return 0
     sleep 2

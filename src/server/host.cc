@@ -577,34 +577,54 @@ void Host::CheckLiveness() {
   if (active_.size() == replicas_size()) return;  // nothing quiesced
   const Duration now = clock_.Monotonic();
   const Duration window = options_.tick_interval * options_.liveness_ticks;
-  std::set<uint64_t> ping;
-  std::vector<std::shared_ptr<Replica>> quiesced;
-  for (const std::shared_ptr<Replica>& r : Replicas()) {
-    if (!r->quiesced()) continue;
-    if (r->is_leader()) {
-      for (uint64_t node : r->PeerNodes())
-        ping.insert(node);
-    } else {
-      quiesced.push_back(r);
-    }
-  }
-  for (uint64_t node : ping) {
-    if (node != options_.node_id) sender_->Ping(node);
-  }
-  for (const std::shared_ptr<Replica>& r : quiesced) {
-    const uint64_t node = r->NodeOf(r->leader());
-    if (node == options_.node_id) continue;
+  auto silent = [&](uint64_t node) {
     auto heard = last_heard_.find(node);
     const Duration since = heard == last_heard_.end() ? started_at_ : heard->second;
-    const bool silent = now - since >= window;
-    if (!silent) continue;
-    if (dead_nodes_.insert(node).second) {
-      LOG_INFO("host {:x}: node {:x} silent for {} ms; waking the groups it leads",
-               options_.node_id, node,
-               std::chrono::duration_cast<std::chrono::milliseconds>(window).count());
+    return now - since >= window;
+  };
+  // Which nodes those are changes only as groups quiesce, wake or change
+  // their replicas, so the pass over every replica is made every few
+  // ticks (within half the liveness window), not every tick: with
+  // thousands of quiesced groups it is most of an idle node's work.
+  const uint64_t tick = ticks_.load(std::memory_order_relaxed);
+  const uint64_t every = std::max<uint64_t>(1, static_cast<uint64_t>(options_.liveness_ticks) / 2);
+  bool scan = tick - liveness_scan_tick_ >= every;
+  if (!scan) {
+    for (uint64_t node : followed_nodes_) {
+      if (node != options_.node_id && silent(node)) {
+        scan = true;  // some quiesced followers may need waking now
+        break;
+      }
     }
-    r->Wake();
-    MarkDirty(r);
+  }
+  if (scan) {
+    liveness_scan_tick_ = tick;
+    ping_nodes_.clear();
+    followed_nodes_.clear();
+    for (const std::shared_ptr<Replica>& r : Replicas()) {
+      if (!r->quiesced()) continue;
+      if (r->is_leader()) {
+        for (uint64_t node : r->PeerNodes())
+          ping_nodes_.insert(node);
+        continue;
+      }
+      const uint64_t node = r->NodeOf(r->leader());
+      if (node == options_.node_id) continue;
+      if (!silent(node)) {
+        followed_nodes_.insert(node);
+        continue;
+      }
+      if (dead_nodes_.insert(node).second) {
+        LOG_INFO("host {:x}: node {:x} silent for {} ms; waking the groups it leads",
+                 options_.node_id, node,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(window).count());
+      }
+      r->Wake();
+      MarkDirty(r);
+    }
+  }
+  for (uint64_t node : ping_nodes_) {
+    if (node != options_.node_id) sender_->Ping(node);
   }
 }
 

@@ -350,6 +350,12 @@ class Host {
   Duration started_at_{0};
   std::map<uint64_t, Duration> last_heard_;  // peer node -> when
   std::set<uint64_t> dead_nodes_;
+  // CheckLiveness's pass over the replicas, made every few ticks: the
+  // nodes of quiesced leaders' followers (pinged every tick), and the nodes
+  // leading quiesced followers here (checked every tick).
+  uint64_t liveness_scan_tick_ = 0;
+  std::set<uint64_t> ping_nodes_;
+  std::set<uint64_t> followed_nodes_;
 
   std::mutex log_mu_;
   std::condition_variable log_cv_;
