@@ -1237,6 +1237,12 @@ Result<std::vector<NativeKeyspace::NodeReport>> NativeKeyspace::Nodes() {
   return list;
 }
 
+// Leaderships one member hands over in one look, at most: enough to even
+// out thousands of ranges within minutes, few enough that members acting
+// on each other's counts at once overshoot by little (the rest after a
+// look lets the counts catch up).
+constexpr size_t kLeaderHandoversPerLook = 32;
+
 bool NativeKeyspace::Moving(keys::RangeId id) const {
   std::lock_guard<std::mutex> lock(mu_);
   return moving_.contains(id);
@@ -1272,6 +1278,7 @@ void NativeKeyspace::BalanceLeaders() {
     if (wall > kv.timestamp.wall_nanos && wall - kv.timestamp.wall_nanos >= fresh) continue;
     leaders[st.node_id()] = st.leaders();
   }
+  size_t handed = 0;
   for (const Range& r : led) {
     const keys::RangeDescriptor d = r.sm->descriptor();
     // A range being moved here keeps its leader until the move is done.
@@ -1294,15 +1301,23 @@ void NativeKeyspace::BalanceLeaders() {
       if (best == nullptr || count->second < leaders[best->node_id]) best = &rd;
     }
     if (best == nullptr) continue;
-    LOG_INFO(
+    LOG_DEBUG(
         "placement: range {}: node {:x} leads {} ranges, node {:x} {}; handing the "
         "leadership over",
         d.range_id, node_id_, mine, best->node_id, leaders[best->node_id]);
     r.replica->StartTransferLeadership(best->replica_id);
     ++leaders_moved_;
-    leaders_rest_until_ = now + 2 * options_.status_interval;
-    return;
+    ++handed;
+    // The counts as they will be: the next hand-over goes where it still
+    // evens them out.
+    --mine;
+    ++leaders[best->node_id];
+    if (handed >= kLeaderHandoversPerLook) break;
   }
+  if (handed == 0) return;
+  LOG_INFO("placement: node {:x} handed {} leaderships to members leading fewer; it leads {}",
+           node_id_, handed, mine);
+  leaders_rest_until_ = now + 2 * options_.status_interval;
 }
 
 void NativeKeyspace::PlaceOnce() {

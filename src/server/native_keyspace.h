@@ -40,9 +40,10 @@
 // one, a replica moves from the fullest to the emptiest. One move per look
 // (every placement_interval). Leaders are balanced by every node on its
 // own: one that leads at least two ranges more than a member holding a
-// caught-up voter of one of them hands that range's leadership over, one
-// range per look, then waits two status intervals for the counts to catch
-// up. Merging ranges comes next.
+// caught-up voter of one of them hands that range's leadership over, and
+// goes on with the counts as they will be (up to 32 ranges a look), then
+// waits two status intervals for the reported counts to catch up. Merging
+// ranges comes next.
 //
 // Routing. The meta range holds the range map: a record per user range,
 // under kRangeMapPrefix + its end key, holding its descriptor. A new

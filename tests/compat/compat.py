@@ -490,18 +490,26 @@ class Recorder:
     def client(self, member=0):
         return self.cluster.client(member)
 
-    def py(self, title, fn, member=0, mask=None):
+    def py(self, title, fn, member=0, mask=None, timeout_retries=0):
         """Calls fn(client of member); records the result or the exception.
 
         Returns the raw result, or the exception object when it raised.
+        With timeout_retries, an idempotent step that timed out (a busy
+        machine, on either system) is called again, up to that many times;
+        only the last answer is recorded.
         """
-        try:
-            value = fn(self.client(member))
-            shown = json.dumps(plain(value), sort_keys=True)
-            result = value
-        except Exception as e:  # noqa: BLE001 - the exception is the step's result
-            shown = describe_exception(e)
-            result = e
+        for attempt in range(timeout_retries + 1):
+            try:
+                value = fn(self.client(member))
+                shown = json.dumps(plain(value), sort_keys=True)
+                result = value
+            except Exception as e:  # noqa: BLE001 - the exception is the step's result
+                shown = describe_exception(e)
+                result = e
+                if "ConnectionTimeoutError" in shown and attempt < timeout_retries:
+                    time.sleep(0.5)
+                    continue
+            break
         if mask is not None:
             shown = mask(shown)
         self._write({"py": "[%s] %s" % (self.norm.names[member], title), "result": shown})
