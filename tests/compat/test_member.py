@@ -6,6 +6,7 @@ and the lists that result. Their peer URLs point at closed local ports.
 
 import json
 import re
+import time
 import unittest
 
 import compat
@@ -42,6 +43,17 @@ def member_add(r, *args, member=0):
 
 def member_list(r, member=0):
     r.ctl("member", "list", member=member, sort=True)
+
+
+def members_when(client, done, timeout_s=5.0):
+    """The sorted (name, peer URLs) of the members, read until done(list) holds
+    or timeout_s passes (then the last list read)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ms = sorted((m.name, list(m.peer_urls)) for m in client.members)
+        if done(ms) or time.monotonic() >= deadline:
+            return ms
+        time.sleep(0.1)
 
 
 class MemberCompat(compat.CompatTestCase):
@@ -116,8 +128,11 @@ class MemberCompat(compat.CompatTestCase):
         r.py("members", lambda c: sorted((m.name, list(m.peer_urls)) for m in c.members))
         for i in ids:
             r.py("update_member", lambda c: c.update_member(i, ["http://127.0.0.1:9"]))
-            r.py("members after update", lambda c: sorted((m.name, list(m.peer_urls))
-                                                          for m in c.members), member=1)
+            # Another member's list, once it has applied the update (etcd
+            # serves it from that member's own view, which a loaded machine
+            # may leave behind for a moment).
+            r.py("members after update", lambda c: members_when(
+                c, lambda ms: any("http://127.0.0.1:9" in urls for _, urls in ms)), member=1)
             r.py("remove_member", lambda c: c.remove_member(i))
             # Answered after a consensus round on etcd, which a loaded
             # machine can take longer than the client waits for.
