@@ -1,7 +1,7 @@
 """CPU caps for measurements: a cgroup per process, each held to a slice of a
 core (cgroup v1 `cpu`, cpu.cfs_quota_us; or v2 cpu.max), and the CPU time
-processes used. Used by scale-measure.py and load-split-measure.py; needs
-root."""
+processes used. Used by route-measure.py, scale-measure.py and
+load-split-measure.py; the caps need root."""
 
 import os
 import sys

@@ -39,17 +39,7 @@ sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
 
 import cluster  # noqa: E402
 import conclave  # noqa: E402
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids):
-    total = 0
-    for pid in pids:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
+from cgroup_caps import cpu_seconds  # noqa: E402
 
 
 def bench(binary, endpoint, seconds, pids):

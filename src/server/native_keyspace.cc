@@ -1259,24 +1259,15 @@ void NativeKeyspace::BalanceLeaders() {
     if (r.sm->descriptor().range_id != kMetaRangeId) led.push_back(r);
   }
   if (led.empty()) return;
-  bool more = false;
-  Result<std::vector<RangeValue>> statuses =
-      MetaScan(std::string(kNodeStatusPrefix), PrefixEnd(kNodeStatusPrefix), 100'000, &more);
-  if (!statuses.ok()) return;
-  const std::vector<uint64_t> members =
-      options_.members ? options_.members() : options_.initial_members;
-  // The counts of the members that reported lately (a down member's
-  // replicas may still look active to a quiesced leader).
+  Result<std::vector<NodeReport>> nodes = Nodes();
+  if (!nodes.ok()) return;
+  // The counts of the other members that are up (reported lately: a down
+  // member's replicas may still look active to a quiesced leader).
   std::map<uint64_t, uint64_t> leaders;
-  const uint64_t wall = Now(host_->clock());
-  const uint64_t fresh = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(3 * options_.status_interval).count());
-  for (const RangeValue& kv : *statuses) {
-    serverpb::NodeStatus st;
-    if (!st.ParseFromString(kv.value) || st.node_id() == node_id_) continue;
-    if (std::find(members.begin(), members.end(), st.node_id()) == members.end()) continue;
-    if (wall > kv.timestamp.wall_nanos && wall - kv.timestamp.wall_nanos >= fresh) continue;
-    leaders[st.node_id()] = st.leaders();
+  for (const NodeReport& n : *nodes) {
+    if (n.node_id != node_id_ && n.state == NodeReport::State::kUp) {
+      leaders[n.node_id] = n.status->leaders();
+    }
   }
   size_t handed = 0;
   for (const Range& r : led) {
