@@ -1,6 +1,6 @@
 // The native KV service (proto/conclave/kvpb/kv.proto): Put, Get, Delete,
 // DeleteRange and Scan on the ranges of the native keyspace this member
-// holds, Ranges, Split, MoveReplica and Nodes.
+// holds, Ranges, Split, MoveReplica, Nodes and DrainNode.
 //
 // Writes and point reads use gRPC's callback API: a request holds no thread
 // while its range's log or read round works. A scan or a range delete may
@@ -222,6 +222,7 @@ class NativeKvService final : public kvpb::KV::CallbackService {
             info->set_state("unreported");
             break;
         }
+        info->set_draining(n.draining);
         if (!n.status.has_value()) continue;
         info->set_ranges(n.status->ranges());
         info->set_leaders(n.status->leaders());
@@ -230,6 +231,21 @@ class NativeKvService final : public kvpb::KV::CallbackService {
         info->set_report_age_seconds(std::chrono::duration<double>(n.age).count());
       }
       reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* DrainNode(grpc::CallbackServerContext* context,
+                                      const kvpb::DrainNodeRequest* req,
+                                      kvpb::DrainNodeResponse*) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    if (req->node_id() == 0) {
+      reactor->Finish(ToGrpc(Status::InvalidArgument("conclave: no node to drain")));
+      return reactor;
+    }
+    // A write to the meta range (or through a member holding it).
+    pool_.Post([this, req, reactor] {
+      reactor->Finish(ToGrpc(keyspace_->Drain(req->node_id(), req->cancel())));
     });
     return reactor;
   }

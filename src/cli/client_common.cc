@@ -389,6 +389,17 @@ std::string FieldValueJson(const gp::Message& m, const gp::FieldDescriptor* f, i
       const std::string s = rep ? r->GetRepeatedString(m, f, index) : r->GetString(m, f);
       return f->type() == T::TYPE_BYTES ? "\"" + Base64(s) + "\"" : JsonString(s);
     }
+    case T::CPPTYPE_DOUBLE:
+    case T::CPPTYPE_FLOAT: {
+      // The shortest text that reads back as the same value; JSON has no
+      // NaN or infinity.
+      if (f->cpp_type() == T::CPPTYPE_FLOAT) {
+        const float v = rep ? r->GetRepeatedFloat(m, f, index) : r->GetFloat(m, f);
+        return std::isfinite(v) ? fmt::format("{}", v) : "null";
+      }
+      const double v = rep ? r->GetRepeatedDouble(m, f, index) : r->GetDouble(m, f);
+      return std::isfinite(v) ? fmt::format("{}", v) : "null";
+    }
     case T::CPPTYPE_MESSAGE:
       return ToJson(rep ? r->GetRepeatedMessage(m, f, index) : r->GetMessage(m, f));
     default:

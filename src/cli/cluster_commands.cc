@@ -263,7 +263,8 @@ int NodeList(Env& env) {
   for (const kvpb::NodeInfo& n : r->nodes()) {
     const bool reported = n.state() != "unreported";
     rows.push_back(
-        {fmt::format("{:x}", n.node_id()), n.state(), reported ? std::to_string(n.ranges()) : "-",
+        {fmt::format("{:x}", n.node_id()), n.draining() ? n.state() + ",draining" : n.state(),
+         reported ? std::to_string(n.ranges()) : "-",
          reported ? std::to_string(n.leaders()) : "-", reported ? HumanBytes(n.bytes()) : "-",
          reported ? fmt::format("{:.0f}", n.requests_per_second()) : "-",
          reported ? fmt::format("{:.1f}s ago", n.report_age_seconds()) : "never"});
@@ -273,12 +274,80 @@ int NodeList(Env& env) {
   return 0;
 }
 
+// Drains a node (or ends its drain) and, unless told not to wait, follows
+// its reports until it holds no replica, with its progress on stderr.
+int NodeDrain(Env& env, const std::string& node_text, bool cancel, bool wait,
+              int64_t timeout_seconds) {
+  auto node = ParseNodeArg(node_text);
+  if (!node.ok()) return Fail(kExitBadArgs, node.status().message());
+  int code = 0;
+  auto c = env.Connect(&code);
+  if (c == nullptr) return code;
+  if (Status s = c->NativeDrainNode(*node, cancel); !s.ok()) return FailCall(s);
+  auto finish = [&](const kvpb::NodeInfo* info, std::string_view what) {
+    if (env.format() == OutputFormat::kJson) {
+      kvpb::NodeInfo out;
+      if (info != nullptr) out = *info;
+      out.set_node_id(*node);
+      out.set_draining(!cancel);
+      std::printf("%s\n", ToJson(out).c_str());
+    } else {
+      fmt::print("node {:x}: {}\n", *node, what);
+    }
+    return 0;
+  };
+  if (cancel) return finish(nullptr, "drain cancelled; it takes replicas again");
+  if (!wait) return finish(nullptr, "draining");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+  std::string shown;
+  for (;;) {
+    auto r = c->NativeNodes();
+    if (r.ok()) {
+      for (const kvpb::NodeInfo& n : r->nodes()) {
+        if (n.node_id() != *node) continue;
+        if (n.state() != "unreported" && n.ranges() == 0) {
+          return finish(&n, "drained: it holds no replica");
+        }
+        std::string progress = fmt::format("node {:x} ({}): {} replicas, {} leaders left",
+                                           *node, n.state(), n.ranges(), n.leaders());
+        if (progress != shown) fmt::print(stderr, "{}\n", progress);
+        shown = std::move(progress);
+      }
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Fail(kExitError,
+                  fmt::format("node {:x} still holds replicas after {} s ({}); it stays draining. "
+                              "Each range needs its replicas on different members: are there "
+                              "enough others? `conclave range list --cluster` shows where they are",
+                              *node, timeout_seconds, shown.empty() ? "no report" : shown));
+    }
+    if (WaitInterrupted(std::chrono::seconds(1))) return kExitInterrupted;
+  }
+}
+
 void AddNode(CLI::App& app, CommandList* commands) {
   CLI::App* node = app.add_subcommand("node", "the members as the native keyspace sees them");
   node->require_subcommand(1);
   CLI::App* list = node->add_subcommand(
       "list", "each member's state, replicas, leaders, bytes and load, as last reported");
   commands->push_back({list, [](Env& env) { return NodeList(env); }});
+  struct DrainFlags {
+    std::string node;
+    bool cancel = false;
+    bool no_wait = false;
+    int64_t timeout = 600;
+  };
+  auto df = std::make_shared<DrainFlags>();
+  CLI::App* drain = node->add_subcommand(
+      "drain", "move every replica and leadership off node NODE before it is removed");
+  drain->add_option("node", df->node, "the node (hex id, as member list prints it)")->required();
+  drain->add_flag("--cancel", df->cancel, "end the drain: the node takes replicas again");
+  drain->add_flag("--no-wait", df->no_wait, "return once the drain is recorded");
+  drain->add_option("--wait-timeout", df->timeout, "seconds to wait for the drain to finish")
+      ->check(CLI::Range(int64_t{1}, int64_t{7 * 24 * 3600}));
+  commands->push_back({drain, [df](Env& env) {
+                         return NodeDrain(env, df->node, df->cancel, !df->no_wait, df->timeout);
+                       }});
 }
 
 void AddRange(CLI::App& app, CommandList* commands) {

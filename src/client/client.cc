@@ -558,6 +558,21 @@ Result<kvpb::NodesResponse> Client::NativeNodes() {
       options_.call_timeout);
 }
 
+Status Client::NativeDrainNode(uint64_t node, bool cancel) {
+  kvpb::DrainNodeRequest request;
+  request.set_node_id(node);
+  request.set_cancel(cancel);
+  // Recording the drain again changes nothing: safe to resend.
+  return impl_
+      ->Unary<kvpb::DrainNodeResponse>(
+          Retry::kIdempotent,
+          [&](Endpoint& e, Ctx* c, kvpb::DrainNodeResponse* r) {
+            return e.native->DrainNode(c, request, r);
+          },
+          options_.call_timeout)
+      .status();
+}
+
 Result<kvpb::SplitResponse> Client::NativeSplit(std::string key) {
   kvpb::SplitRequest request;
   request.set_key(std::move(key));

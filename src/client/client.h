@@ -175,6 +175,9 @@ class Client {
   Result<kvpb::SplitResponse> NativeSplit(std::string key);
   // The members, each with what it last reported to the meta range.
   Result<kvpb::NodesResponse> NativeNodes();
+  // Starts draining node `node` (its replicas move to the other members),
+  // or with `cancel` ends the drain; progress shows in NativeNodes.
+  Status NativeDrainNode(uint64_t node, bool cancel);
   // Moves range `range_id`'s replica from node `from` to node `to`; waits
   // (up to `timeout`) while the new replica catches up.
   Result<kvpb::MoveReplicaResponse> NativeMoveReplica(uint64_t range_id, uint64_t from, uint64_t to,

@@ -192,6 +192,10 @@ std::string HttpStatusServer::MetricsText() const {
     families.push_back(Family("conclave_native_leaders_moved_total",
                               "Range leaderships this member handed to a member leading fewer",
                               MetricType::Counter, static_cast<double>(splits.leaders_moved)));
+    families.push_back(Family("conclave_native_replicas_drained_total",
+                              "Replicas the placement driver here moved or removed off draining "
+                              "members",
+                              MetricType::Counter, static_cast<double>(splits.drained)));
   }
   return prometheus::TextSerializer().Serialize(families);
 }

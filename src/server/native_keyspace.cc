@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <future>
+#include <iterator>
 #include <thread>
 #include <utility>
 
@@ -85,6 +86,10 @@ uint64_t Now(const Clock& clock) {
 
 std::string NodeStatusKey(uint64_t node_id) {
   return fmt::format("{}{:016x}", kNodeStatusPrefix, node_id);
+}
+
+std::string DrainKey(uint64_t node_id) {
+  return fmt::format("{}{:016x}", kDrainPrefix, node_id);
 }
 
 std::string RangeMapKey(std::string_view end_key) {
@@ -486,21 +491,35 @@ Result<std::vector<RangeValue>> NativeKeyspace::MetaScan(const std::string& star
   return out;
 }
 
-Status NativeKeyspace::MetaPut(kvpb::PutRequest put) {
-  if (Result<Range> meta = Find(put.key()); meta.ok()) {
-    serverpb::RangeCommand c;
-    *c.mutable_put() = std::move(put);
-    return ProposeAndWait(*meta, std::move(c)).status();
-  }
-  return AskMetaHolder<kvpb::PutResponse>([&](uint64_t member) -> Result<kvpb::PutResponse> {
-           auto outcome = std::make_shared<std::promise<Result<kvpb::PutResponse>>>();
-           std::future<Result<kvpb::PutResponse>> done = outcome->get_future();
-           forwarder_->Put(member, put, [outcome](Result<kvpb::PutResponse> r) {
-             outcome->set_value(std::move(r));
-           });
+template <typename Response>
+Status NativeKeyspace::MetaWrite(
+    serverpb::RangeCommand c,
+    const std::function<void(uint64_t member, std::function<void(Result<Response>)>)>& send) {
+  const std::string& key = c.has_put() ? c.put().key() : c.delete_().key();
+  if (Result<Range> meta = Find(key); meta.ok()) return ProposeAndWait(*meta, std::move(c)).status();
+  return AskMetaHolder<Response>([&](uint64_t member) -> Result<Response> {
+           auto outcome = std::make_shared<std::promise<Result<Response>>>();
+           std::future<Result<Response>> done = outcome->get_future();
+           send(member, [outcome](Result<Response> r) { outcome->set_value(std::move(r)); });
            return done.get();  // bounded by the forwarder's deadline
          })
       .status();
+}
+
+Status NativeKeyspace::MetaPut(kvpb::PutRequest put) {
+  serverpb::RangeCommand c;
+  *c.mutable_put() = put;
+  return MetaWrite<kvpb::PutResponse>(std::move(c), [&](uint64_t member, auto done) {
+    forwarder_->Put(member, put, std::move(done));
+  });
+}
+
+Status NativeKeyspace::MetaDelete(kvpb::DeleteRequest del) {
+  serverpb::RangeCommand c;
+  *c.mutable_delete_() = del;
+  return MetaWrite<kvpb::DeleteResponse>(std::move(c), [&](uint64_t member, auto done) {
+    forwarder_->Delete(member, del, std::move(done));
+  });
 }
 
 template <typename Response>
@@ -962,6 +981,11 @@ Result<keys::RangeDescriptor> NativeKeyspace::MoveReplica(keys::RangeId id, uint
   if (options_.node_known && !options_.node_known(to)) {
     return Status::NotFound(fmt::format("conclave: node {:x} is not a member", to));
   }
+  return Relocate(id, from, to);
+}
+
+Result<keys::RangeDescriptor> NativeKeyspace::Relocate(keys::RangeId id, uint64_t from,
+                                                       uint64_t to) {
   ASSIGN_OR_RETURN(Range r, FindById(id));
   // Leader balancing leaves the range alone meanwhile.
   {
@@ -1008,12 +1032,28 @@ Result<keys::RangeDescriptor> NativeKeyspace::MoveReplica(keys::RangeId id, uint
     return Status::FailedPrecondition(
         fmt::format("conclave: range {} has no replica on node {:x}", id, from));
   }
+  const raft::NodeId old_id = old->replica_id;
+  const raft::NodeId self_id = d.ReplicaOn(node_id_)->replica_id;
+  if (to == 0) {
+    if (old_id == self_id) {
+      return Status::FailedPrecondition(
+          fmt::format("conclave: range {}: a node does not remove its own replica", id));
+    }
+    const auto voters = std::count_if(d.replicas.begin(), d.replicas.end(), [](const auto& rd) {
+      return rd.type == keys::ReplicaType::kVoter;
+    });
+    if (old->type == keys::ReplicaType::kVoter && voters - 1 < options_.replicas_per_range) {
+      return Status::FailedPrecondition(fmt::format(
+          "conclave: range {} would keep fewer than {} voters", id, options_.replicas_per_range));
+    }
+    LOG_INFO("range {}: removing replica {} on node {:x}", id, old_id, from);
+    RETURN_IF_ERROR(ChangeReplicasRetrying(r, raft::ConfChangeType::kRemoveNode, old_id, 0));
+    return r.sm->descriptor();
+  }
   if (d.HasNode(to)) {
     return Status::AlreadyExists(
         fmt::format("conclave: range {} already has a replica on node {:x}", id, to));
   }
-  const raft::NodeId old_id = old->replica_id;
-  const raft::NodeId self_id = d.ReplicaOn(node_id_)->replica_id;
   const raft::NodeId new_id = d.next_replica_id;
   LOG_INFO("range {}: moving replica {} from node {:x} to node {:x} as replica {}", id, old_id,
            from, to, new_id);
@@ -1203,18 +1243,71 @@ void NativeKeyspace::PlaceLoop() {
   }
 }
 
-Result<std::vector<NativeKeyspace::NodeReport>> NativeKeyspace::Nodes() {
-  bool more = false;
-  ASSIGN_OR_RETURN(
-      std::vector<RangeValue> statuses,
-      MetaScan(std::string(kNodeStatusPrefix), PrefixEnd(kNodeStatusPrefix), 100'000, &more));
+std::set<uint64_t> NativeKeyspace::DrainingIn(const std::vector<RangeValue>& meta_keys) {
+  std::set<uint64_t> out;
+  for (const RangeValue& kv : meta_keys) {
+    if (!kv.key.starts_with(kDrainPrefix)) continue;
+    const std::string_view hex = std::string_view(kv.key).substr(kDrainPrefix.size());
+    uint64_t id = 0;
+    if (std::from_chars(hex.data(), hex.data() + hex.size(), id, 16).ec == std::errc()) {
+      out.insert(id);
+    }
+  }
+  return out;
+}
+
+Status NativeKeyspace::Drain(uint64_t node, bool cancel) {
+  if (cancel) {
+    // Also for a node removed since: its record goes.
+    LOG_INFO("placement: node {:x} is no longer drained", node);
+    kvpb::DeleteRequest del;
+    del.set_key(DrainKey(node));
+    return MetaDelete(std::move(del));
+  }
   const std::vector<uint64_t> members =
       options_.members ? options_.members() : options_.initial_members;
+  if (std::find(members.begin(), members.end(), node) == members.end()) {
+    return Status::NotFound(fmt::format("conclave: node {:x} is not a member", node));
+  }
+  // A drain that could never finish is refused: the others must be able
+  // to hold every range's replicas.
+  bool more = false;
+  ASSIGN_OR_RETURN(std::vector<RangeValue> records,
+                   MetaScan(std::string(kDrainPrefix), PrefixEnd(kDrainPrefix), 100'000, &more));
+  std::set<uint64_t> draining = DrainingIn(records);
+  draining.insert(node);
+  const auto staying = std::count_if(members.begin(), members.end(),
+                                     [&](uint64_t m) { return !draining.contains(m); });
+  if (staying < options_.replicas_per_range) {
+    return Status::FailedPrecondition(fmt::format(
+        "conclave: draining node {:x} would leave {} members not draining, fewer than the {} "
+        "replicas each range needs; add a member first",
+        node, staying, options_.replicas_per_range));
+  }
+  LOG_INFO("placement: node {:x} is to be drained", node);
+  kvpb::PutRequest put;
+  put.set_key(DrainKey(node));
+  put.set_value("draining");
+  return MetaPut(std::move(put));
+}
+
+Result<std::vector<NativeKeyspace::NodeReport>> NativeKeyspace::Nodes() {
+  bool more = false;
+  // The drain records and the statuses, in one read.
+  ASSIGN_OR_RETURN(
+      std::vector<RangeValue> meta_keys,
+      MetaScan(std::string(kDrainPrefix), PrefixEnd(kNodeStatusPrefix), 100'000, &more));
+  const std::vector<uint64_t> members =
+      options_.members ? options_.members() : options_.initial_members;
+  const std::set<uint64_t> draining = DrainingIn(meta_keys);
   std::map<uint64_t, NodeReport> out;
-  for (uint64_t m : members)
+  for (uint64_t m : members) {
     out[m].node_id = m;
+    out[m].draining = draining.contains(m);
+  }
   const uint64_t now = Now(host_->clock());
-  for (const RangeValue& kv : statuses) {
+  for (const RangeValue& kv : meta_keys) {
+    if (!kv.key.starts_with(kNodeStatusPrefix)) continue;
     serverpb::NodeStatus st;
     if (!st.ParseFromString(kv.value)) continue;
     auto it = out.find(st.node_id());
@@ -1254,19 +1347,28 @@ void NativeKeyspace::BalanceLeaders() {
   std::vector<Range> led;
   uint64_t mine = 0;
   for (const Range& r : All()) {
-    if (!r.replica->is_leader()) continue;
-    ++mine;  // the meta range counts, as in the statuses, but stays
-    if (r.sm->descriptor().range_id != kMetaRangeId) led.push_back(r);
+    if (r.replica->is_leader()) ++mine;
   }
-  if (led.empty()) return;
+  if (mine == 0) return;
   Result<std::vector<NodeReport>> nodes = Nodes();
   if (!nodes.ok()) return;
   // The counts of the other members that are up (reported lately: a down
-  // member's replicas may still look active to a quiesced leader).
+  // member's replicas may still look active to a quiesced leader) and not
+  // draining. A draining member hands over every leadership it has.
   std::map<uint64_t, uint64_t> leaders;
+  bool shedding = false;
   for (const NodeReport& n : *nodes) {
-    if (n.node_id != node_id_ && n.state == NodeReport::State::kUp) {
+    if (n.node_id == node_id_) {
+      shedding = n.draining;
+    } else if (n.state == NodeReport::State::kUp && !n.draining) {
       leaders[n.node_id] = n.status->leaders();
+    }
+  }
+  for (const Range& r : All()) {
+    // The meta range counts, as in the statuses, but stays unless this
+    // member is draining.
+    if (r.replica->is_leader() && (shedding || r.sm->descriptor().range_id != kMetaRangeId)) {
+      led.push_back(r);
     }
   }
   size_t handed = 0;
@@ -1286,7 +1388,7 @@ void NativeKeyspace::BalanceLeaders() {
       auto p = progress.find(rd.replica_id);
       // A voter that is up and holds the log (a down member's is neither).
       if (count == leaders.end() || p == progress.end() || !p->second.recent_active ||
-          p->second.match < applied || count->second + 2 > mine) {
+          p->second.match < applied || (!shedding && count->second + 2 > mine)) {
         continue;
       }
       if (best == nullptr || count->second < leaders[best->node_id]) best = &rd;
@@ -1306,8 +1408,8 @@ void NativeKeyspace::BalanceLeaders() {
     if (handed >= kLeaderHandoversPerLook) break;
   }
   if (handed == 0) return;
-  LOG_INFO("placement: node {:x} handed {} leaderships to members leading fewer; it leads {}",
-           node_id_, handed, mine);
+  LOG_INFO("placement: node {:x} handed {} leaderships to members leading fewer{}; it leads {}",
+           node_id_, handed, shedding ? " (draining)" : "", mine);
   leaders_rest_until_ = now + 2 * options_.status_interval;
 }
 
@@ -1316,10 +1418,12 @@ void NativeKeyspace::PlaceOnce() {
   if (!meta.ok() || !meta->replica->ReadBarrier().ok()) return;
   const Duration now = host_->clock().Monotonic();
   bool more = false;
-  Result<std::vector<RangeValue>> statuses =
-      meta->sm->Scan(std::string(kNodeStatusPrefix), PrefixEnd(kNodeStatusPrefix), 100'000, &more);
-  if (!statuses.ok()) return;
-  for (const RangeValue& kv : *statuses) {
+  Result<std::vector<RangeValue>> meta_keys =
+      meta->sm->Scan(std::string(kDrainPrefix), PrefixEnd(kNodeStatusPrefix), 100'000, &more);
+  if (!meta_keys.ok()) return;
+  const std::set<uint64_t> draining = DrainingIn(*meta_keys);
+  for (const RangeValue& kv : *meta_keys) {
+    if (!kv.key.starts_with(kNodeStatusPrefix)) continue;
     serverpb::NodeStatus st;
     if (!st.ParseFromString(kv.value)) continue;
     auto [it, added] = seen_.try_emplace(st.node_id(), st.sequence(), now);
@@ -1337,6 +1441,10 @@ void NativeKeyspace::PlaceOnce() {
   }
   Result<std::vector<keys::RangeDescriptor>> map = RangeMap();
   if (!map.ok() || live.empty()) return;
+  // Where replicas may go: live members not being drained.
+  std::set<uint64_t> targets;
+  std::set_difference(live.begin(), live.end(), draining.begin(), draining.end(),
+                      std::inserter(targets, targets.end()));
   // A move's new descriptor reaches the map when the range's leader writes
   // it: until then the map is not the cluster, and the driver waits (for
   // a while: the leader may be unable to write).
@@ -1347,7 +1455,7 @@ void NativeKeyspace::PlaceOnce() {
   std::erase_if(awaited_, [&](const auto& kv) { return now > kv.second.second; });
   if (!awaited_.empty()) return;
   std::map<uint64_t, size_t> count;
-  for (uint64_t m : live)
+  for (uint64_t m : targets)
     count[m] = 0;
   for (const keys::RangeDescriptor& d : *map) {
     for (const keys::ReplicaDescriptor& r : d.replicas) {
@@ -1362,27 +1470,29 @@ void NativeKeyspace::PlaceOnce() {
     }
     return best;
   };
-  // Replicas on members down too long, or on nodes no longer members,
-  // are made again elsewhere.
-  if (options_.replica_down_time.count() > 0) {
-    for (const keys::RangeDescriptor& d : *map) {
-      for (const keys::ReplicaDescriptor& r : d.replicas) {
-        if (live.contains(r.node_id)) continue;
-        const uint64_t to = emptiest(d);
-        if (to == 0) continue;
-        LOG_INFO("placement: range {}: node {:x} is down; its replica goes to node {:x}",
-                 d.range_id, r.node_id, to);
-        uint64_t generation = 0;
-        if (Status s = MoveVia(d, r.node_id, to, live, &generation); s.ok()) {
-          ++rereplicated_;
-          awaited_[d.range_id] = {generation, now + kMapCatchUp};
-          return;  // one move per look
-        } else {
-          LOG_INFO("placement: range {}: not moved: {}", d.range_id, s.ToString());
-        }
+  // Replicas on members down too long, on nodes no longer members, or on
+  // draining members are made again elsewhere.
+  for (const keys::RangeDescriptor& d : *map) {
+    for (const keys::ReplicaDescriptor& r : d.replicas) {
+      const bool down = !live.contains(r.node_id);
+      if (!down && !draining.contains(r.node_id)) continue;
+      if (down && options_.replica_down_time.count() == 0) continue;
+      const uint64_t to = emptiest(d);
+      if (to == 0) continue;
+      LOG_INFO("placement: range {}: node {:x} is {}; its replica goes to node {:x}", d.range_id,
+               r.node_id, down ? "down" : "draining", to);
+      uint64_t generation = 0;
+      if (Status s = MoveVia(d, r.node_id, to, live, draining, &generation); s.ok()) {
+        ++(down ? rereplicated_ : drained_);
+        awaited_[d.range_id] = {generation, now + kMapCatchUp};
+        return;  // one move per look
+      } else {
+        LOG_INFO("placement: range {}: not moved: {}", d.range_id, s.ToString());
       }
+      if (Stopping()) return;
     }
   }
+  if (PlaceMeta(*meta, live, draining)) return;
   // Even out the members' replica counts, one replica at a time.
   auto [most, least] = std::minmax_element(
       count.begin(), count.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
@@ -1392,7 +1502,7 @@ void NativeKeyspace::PlaceOnce() {
     LOG_INFO("placement: range {}: node {:x} holds {} replicas, node {:x} {}; moving one",
              d.range_id, most->first, most->second, least->first, least->second);
     uint64_t generation = 0;
-    if (Status s = MoveVia(d, most->first, least->first, live, &generation); s.ok()) {
+    if (Status s = MoveVia(d, most->first, least->first, live, draining, &generation); s.ok()) {
       ++rebalanced_;
       awaited_[d.range_id] = {generation, now + kMapCatchUp};
       return;  // one move per look
@@ -1404,16 +1514,61 @@ void NativeKeyspace::PlaceOnce() {
   }
 }
 
+bool NativeKeyspace::PlaceMeta(const Range& meta, const std::set<uint64_t>& live,
+                               const std::set<uint64_t>& draining) {
+  const keys::RangeDescriptor d = meta.sm->descriptor();
+  // Voters on live members: a removal must leave enough of them.
+  const auto live_voters = static_cast<int>(
+      std::count_if(d.replicas.begin(), d.replicas.end(), [&](const auto& r) {
+        return r.type == keys::ReplicaType::kVoter && live.contains(r.node_id);
+      }));
+  for (const keys::ReplicaDescriptor& r : d.replicas) {
+    if (!live.contains(r.node_id) || !draining.contains(r.node_id)) continue;
+    uint64_t to = 0;
+    for (uint64_t m : live) {
+      if (!draining.contains(m) && !d.HasNode(m)) {
+        to = m;
+        break;
+      }
+    }
+    // With no member to take it, the replica only goes while enough live
+    // voters stay (and not from here: this node leads the range, and hands
+    // the leadership over first).
+    if (to == 0 && (r.node_id == node_id_ || (r.type == keys::ReplicaType::kVoter &&
+                                              live_voters - 1 < options_.replicas_per_range))) {
+      continue;
+    }
+    LOG_INFO("placement: the meta range's replica on draining node {:x} {}", r.node_id,
+             to == 0 ? std::string("is removed") : fmt::format("goes to node {:x}", to));
+    uint64_t generation = 0;
+    const Status s = to != 0 ? MoveVia(d, r.node_id, to, live, draining, &generation)
+                             : Relocate(kMetaRangeId, r.node_id, 0).status();
+    if (s.ok()) {
+      ++drained_;
+      return true;
+    }
+    LOG_INFO("placement: the meta range: not changed: {}", s.ToString());
+    return false;
+  }
+  return false;
+}
+
 Status NativeKeyspace::MoveVia(const keys::RangeDescriptor& d, uint64_t from, uint64_t to,
-                               const std::set<uint64_t>& live, uint64_t* generation) {
-  // This member if it holds a voter that stays, else a live one that does,
-  // else the one that goes (a range with a single voter), if it lives.
+                               const std::set<uint64_t>& live, const std::set<uint64_t>& draining,
+                               uint64_t* generation) {
+  // This member if it holds a voter that stays, else a live one that does
+  // (one not draining first: the coordinator takes the range's
+  // leadership), else the one that goes (a range with a single voter), if
+  // it lives.
   uint64_t coordinator = 0;
+  auto rank = [&](uint64_t node) {
+    return draining.contains(node) ? 0 : (node == node_id_ ? 2 : 1);
+  };
   for (const keys::ReplicaDescriptor& r : d.replicas) {
     if (r.type != keys::ReplicaType::kVoter || r.node_id == from || !live.contains(r.node_id)) {
       continue;
     }
-    if (coordinator == 0 || r.node_id == node_id_) coordinator = r.node_id;
+    if (coordinator == 0 || rank(r.node_id) > rank(coordinator)) coordinator = r.node_id;
   }
   if (coordinator == 0 && live.contains(from)) coordinator = from;
   if (coordinator == 0) {
@@ -1526,7 +1681,8 @@ void NativeKeyspace::Join() {
 NativeKeyspace::SplitStats NativeKeyspace::split_stats() const {
   return SplitStats{splits_by_size_.load(), splits_by_load_.load(),   splits_failed_.load(),
                     replicas_moved_.load(), replicas_removed_.load(), forwarded_.load(),
-                    rereplicated_.load(),   rebalanced_.load(),       leaders_moved_.load()};
+                    rereplicated_.load(),   rebalanced_.load(),       leaders_moved_.load(),
+                    drained_.load()};
 }
 
 void NativeKeyspace::SplitLoop() {

@@ -38,12 +38,18 @@
 // voter of the range) to the live member without one that holds the
 // fewest; otherwise, when the members' replica counts differ by more than
 // one, a replica moves from the fullest to the emptiest. One move per look
-// (every placement_interval). Leaders are balanced by every node on its
-// own: one that leads at least two ranges more than a member holding a
-// caught-up voter of one of them hands that range's leadership over, and
-// goes on with the counts as they will be (up to 32 ranges a look), then
-// waits two status intervals for the reported counts to catch up. Merging
-// ranges comes next.
+// (every placement_interval). A draining member (Drain; recorded in the
+// meta range) is treated like a down one, except that it still serves: its
+// replicas move to the others, the meta range's too (or, when every other
+// member holds one, it is only removed, down to replicas_per_range), and the
+// driver and the balancers give it no replica and no leadership; it hands
+// every leadership it has to the others itself (elections and splits may
+// still give it some, which it sheds again). Leaders are balanced by every
+// node on its own: one that leads at least two ranges more than a member
+// holding a caught-up voter of one of them hands that range's leadership
+// over, and goes on with the counts as they will be (up to 32 ranges a
+// look), then waits two status intervals for the reported counts to catch
+// up. Merging ranges comes next.
 //
 // Routing. The meta range holds the range map: a record per user range,
 // under kRangeMapPrefix + its end key, holding its descriptor. A new
@@ -148,6 +154,10 @@ std::string RangeMapKey(std::string_view end_key);
 // Where node `node_id` reports its status (serverpb.NodeStatus).
 inline constexpr std::string_view kNodeStatusPrefix = "\xff\xffmeta/node/";
 std::string NodeStatusKey(uint64_t node_id);
+// A member being drained has a record under this prefix (see Drain). The
+// meta keys from here to the node statuses' end are read together.
+inline constexpr std::string_view kDrainPrefix = "\xff\xffmeta/drain/";
+std::string DrainKey(uint64_t node_id);
 
 struct NativeKeyspaceOptions {
   // A new cluster: divide the keyspace into this many ranges (0: none).
@@ -297,8 +307,15 @@ class NativeKeyspace {
     std::optional<serverpb::NodeStatus> status;  // none: never reported
     Duration age{0};  // since the report was written, by this node's clock
     enum class State { kUp, kLate, kDown, kUnreported } state = State::kUnreported;
+    bool draining = false;
   };
   Result<std::vector<NodeReport>> Nodes();
+
+  // Starts draining member `node` (records it in the meta range; see the
+  // file comment), or with `cancel` ends its drain (any node's record).
+  // kNotFound for a node that is not a member; kFailedPrecondition when
+  // fewer than replicas_per_range members would be left not draining.
+  Status Drain(uint64_t node, bool cancel);
 
   // Starts the threads that split ranges by size and load and keep the
   // range map up to date; Stop ends them (call it before the host stops,
@@ -318,6 +335,7 @@ class NativeKeyspace {
     uint64_t rereplicated = 0;      // placement: replicas re-created off down nodes
     uint64_t rebalanced = 0;        // placement: replicas moved to even out the nodes
     uint64_t leaders_moved = 0;     // leaderships handed off to even out the nodes
+    uint64_t drained = 0;           // placement: replicas moved or removed off draining nodes
   };
   SplitStats split_stats() const;
 
@@ -340,6 +358,18 @@ class NativeKeyspace {
   // Deletes the copies of ranges that the range map has, at a later
   // generation, without this node (reporter thread).
   void CollectStale();
+  // MoveReplica's work; `to` 0: only removes the replica on `from` (not
+  // this node's).
+  Result<keys::RangeDescriptor> Relocate(keys::RangeId id, uint64_t from, uint64_t to);
+  // The meta range's replicas on draining members go to members without
+  // one or, when there is none, are removed while replicas_per_range live
+  // voters stay. Whether it changed one. (Not off down members: the meta
+  // range is not in the range map, so a member that missed its replica's
+  // removal would never learn of it.)
+  bool PlaceMeta(const Range& meta, const std::set<uint64_t>& live,
+                 const std::set<uint64_t>& draining);
+  // The draining members, from the meta keys [kDrainPrefix, node statuses' end).
+  static std::set<uint64_t> DrainingIn(const std::vector<RangeValue>& meta_keys);
   // One configuration change of `r` (on its leader), waited for here.
   Status ChangeReplicas(const Range& r, raft::ConfChangeType type, raft::NodeId replica,
                         uint64_t node);
@@ -389,13 +419,21 @@ class NativeKeyspace {
   // replica on `from` to `to`.
   // *generation: the range's generation after the move.
   Status MoveVia(const keys::RangeDescriptor& d, uint64_t from, uint64_t to,
-                 const std::set<uint64_t>& live, uint64_t* generation);
+                 const std::set<uint64_t>& live, const std::set<uint64_t>& draining,
+                 uint64_t* generation);
   bool Stopping();
   // The meta range's keys, read linearizably here or, when this node holds
   // no replica of it, through a member that does (and written likewise).
   Result<std::vector<RangeValue>> MetaScan(const std::string& start, const std::string& end,
                                            size_t limit, bool* more);
   Status MetaPut(kvpb::PutRequest put);
+  Status MetaDelete(kvpb::DeleteRequest del);
+  // A write to the meta range proposed here, or `send` to members in turn
+  // (AskMetaHolder) when this node holds no replica of it.
+  template <typename Response>
+  Status MetaWrite(serverpb::RangeCommand c,
+                   const std::function<void(uint64_t member,
+                                            std::function<void(Result<Response>)>)>& send);
   // `call` on each other member in turn (the last that answered first),
   // until one that holds the meta range answers.
   template <typename Response>
@@ -467,6 +505,7 @@ class NativeKeyspace {
   std::atomic<uint64_t> rereplicated_{0};
   std::atomic<uint64_t> rebalanced_{0};
   std::atomic<uint64_t> leaders_moved_{0};
+  std::atomic<uint64_t> drained_{0};
   // Forwarding work that waits on the meta range (last: its threads stop
   // first).
   WorkerPool route_pool_{2, "kv-route"};

@@ -620,6 +620,23 @@ class NativeKvCliTest(ClusterTestCase):
         # 4 ranges and the meta range (and any split off since), on every member.
         counts = [int(n["ranges"]) for n in nodes]
         self.assertGreaterEqual(counts[0], 5)
+        # Fractions are JSON numbers; a zero is left out, as etcdctl does.
+        for n in nodes:
+            self.assertIsInstance(n.get("report_age_seconds", 0.0), (int, float))
+        self.assertTrue(any(isinstance(n.get("report_age_seconds"), float) for n in nodes))
+        # A drain: bad ids refused; with three members and ranges of three
+        # replicas, no member can be drained; a cancel is always taken.
+        res = self.run_cli("node", "drain", "zz")
+        self.assertEqual(res.returncode, EXIT_BAD_ARGS, res.stderr)
+        res = self.run_cli("node", "drain", "dead")
+        self.assertEqual(res.returncode, 1)
+        self.assertIn("is not a member", res.stderr)
+        node = "%x" % int(nodes[0]["node_id"])
+        res = self.run_cli("node", "drain", node)
+        self.assertEqual(res.returncode, 1)
+        self.assertIn("add a member first", res.stderr)
+        self.assertIn("cancelled", self.ok("node", "drain", "dead", "--cancel"))
+        self.assertNotIn("draining", self.ok("node", "list"))
         table = self.ok("node", "list", "-w", "table")
         for column in ("NODE", "STATE", "REPLICAS", "LEADERS", "REPORTED"):
             self.assertIn(column, table)

@@ -21,11 +21,12 @@ RangeInfo = collections.namedtuple(
     ["range_id", "start", "end", "leader_node", "applied_index", "quiesced", "generation",
      "bytes", "requests_per_second", "replicas"])
 # A member as the native keyspace sees it (NodeInfo in kv.proto): state is
-# "up", "late", "down" or "unreported"; the rest is its last status report.
+# "up", "late", "down" or "unreported"; draining: drain_node was asked for it;
+# the rest is its last status report.
 NodeInfo = collections.namedtuple(
     "NodeInfo",
     ["node_id", "state", "ranges", "leaders", "bytes", "requests_per_second",
-     "report_age_seconds"])
+     "report_age_seconds", "draining"])
 # A replica of a range: the node it lives on, its id in the range's group,
 # and whether it is a learner (receives the log, does not vote yet).
 Replica = collections.namedtuple("Replica", ["node_id", "replica_id", "learner"])
@@ -285,7 +286,17 @@ class Client:
         """The members, as NodeInfo, with what each last reported to the meta range."""
         resp = self._call("Nodes", kv_pb2.NodesRequest(), kv_pb2.NodesResponse, idempotent=True)
         return [NodeInfo(n.node_id, n.state, n.ranges, n.leaders, n.bytes,
-                         n.requests_per_second, n.report_age_seconds) for n in resp.nodes]
+                         n.requests_per_second, n.report_age_seconds, n.draining)
+                for n in resp.nodes]
+
+    def drain_node(self, node_id, cancel=False):
+        """Starts draining member `node_id` (an int): the placement driver moves every
+        replica and leadership it holds to the other members and gives it none, until
+        drain_node(node_id, cancel=True). Returns at once; nodes() shows the progress.
+        Raises ConclaveError with NOT_FOUND for a node that is not a member.
+        """
+        self._call("DrainNode", kv_pb2.DrainNodeRequest(node_id=node_id, cancel=cancel),
+                   kv_pb2.DrainNodeResponse, idempotent=True)
 
     def split(self, key):
         """Splits the range holding `key` at `key`; returns the (left, right) RangeInfo.
