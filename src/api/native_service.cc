@@ -166,6 +166,14 @@ class NativeKvService final : public kvpb::KV::CallbackService {
     // A counter update in the meta range, then the split: on the pool.
     pool_.Post([this, req, resp, reactor] {
       auto halves = keyspace_->Split(req->key());
+      if (!halves.ok() && route_ == server::Route::kAny &&
+          halves.status().reason() == ErrorReason::kGroupNotFound) {
+        // No replica of the key's range here: a member holding one splits it.
+        auto forwarded = keyspace_->ForwardSplit(req->key());
+        if (!forwarded.ok()) return reactor->Finish(ToGrpc(forwarded.status()));
+        *resp = std::move(*forwarded);
+        return reactor->Finish(grpc::Status::OK);
+      }
       if (!halves.ok()) return reactor->Finish(ToGrpc(halves.status()));
       auto describe = [&](const keys::RangeDescriptor& d, kvpb::RangeInfo* out) {
         Result<server::NativeKeyspace::Range> r = keyspace_->Find(d.start_key);

@@ -299,12 +299,18 @@ Status SetLogLevel(ServerConfig& c, const Given& g) {
 }
 
 Status SetTestBug(ServerConfig& c, const Given& g) {
-  if (g.value == "none") {
-    c.test_bug = TestBug::kNone;
-  } else if (g.value == "local-reads") {
-    c.test_bug = TestBug::kLocalReads;
-  } else {
-    return Bad(g.label, fmt::format("\"{}\" is not none or local-reads", g.value));
+  c.test_bugs.clear();
+  if (g.value == "none") return Status::Ok();
+  for (std::string_view name : Split(g.value, ',')) {
+    if (name == "local-reads") {
+      c.test_bugs.insert(TestBug::kLocalReads);
+    } else if (name == "scan-skips-boundary") {
+      c.test_bugs.insert(TestBug::kScanSkipsBoundary);
+    } else {
+      return Bad(g.label, fmt::format("\"{}\" is not a planted bug (want none, or a comma-separated "
+                                      "list of local-reads and scan-skips-boundary)",
+                                      name));
+    }
   }
   return Status::Ok();
 }

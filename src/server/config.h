@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -31,8 +32,10 @@ enum class AutoCompactionMode { kPeriodic, kRevision };
 
 // Deliberate bugs for proving the fault-injection harness can fail.
 enum class TestBug {
-  kNone,
   kLocalReads,  // "local-reads": linearizable reads skip the ReadIndex round
+  // "scan-skips-boundary": a native scan that goes on into the next range
+  // starts just past its start key (skipping the key there, if any)
+  kScanSkipsBoundary,
 };
 
 struct ServerConfig {
@@ -89,9 +92,10 @@ struct ServerConfig {
   int64_t range_split_qps = 3'000;
   int64_t range_load_window_s = 10;
 
-  // Test-only (--unsafe-test-bug): a deliberately broken behaviour that the
-  // fault-injection harness must catch. Never set in production.
-  TestBug test_bug = TestBug::kNone;
+  // Test-only (--unsafe-test-bug, a comma-separated list): deliberately
+  // broken behaviours that the fault-injection harness must catch. Never set
+  // in production.
+  std::set<TestBug> test_bugs;
 };
 
 // Limits enforced by ParseServerConfig.

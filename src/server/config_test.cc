@@ -185,10 +185,17 @@ TEST(ParseServerConfigTest, CommandLineSyntaxErrors) {
 }
 
 TEST(ParseServerConfigTest, TestBugSwitch) {
-  EXPECT_EQ(ParseOk({}).test_bug, TestBug::kNone);
-  EXPECT_EQ(ParseOk({"--unsafe-test-bug=local-reads"}).test_bug, TestBug::kLocalReads);
-  EXPECT_EQ(ParseError({"--unsafe-test-bug=stale"}),
-            "--unsafe-test-bug: \"stale\" is not none or local-reads");
+  using Bugs = std::set<TestBug>;
+  EXPECT_EQ(ParseOk({}).test_bugs, Bugs{});
+  EXPECT_EQ(ParseOk({"--unsafe-test-bug=none"}).test_bugs, Bugs{});
+  EXPECT_EQ(ParseOk({"--unsafe-test-bug=local-reads"}).test_bugs, Bugs{TestBug::kLocalReads});
+  EXPECT_EQ(ParseOk({"--unsafe-test-bug=scan-skips-boundary,local-reads"}).test_bugs,
+            (Bugs{TestBug::kLocalReads, TestBug::kScanSkipsBoundary}));
+  EXPECT_EQ(ParseError({"--unsafe-test-bug=local-reads,stale"}),
+            "--unsafe-test-bug: \"stale\" is not a planted bug (want none, or a comma-separated "
+            "list of local-reads and scan-skips-boundary)");
+  EXPECT_NE(ParseError({"--unsafe-test-bug=local-reads,none"}), "");
+  EXPECT_NE(ParseError({"--unsafe-test-bug=local-reads,"}), "");
 }
 
 TEST(ParseServerConfigTest, NumbersMustBeNumbers) {

@@ -827,6 +827,7 @@ Result<ScanPage> NativeKeyspace::Scan(const std::string& start, const std::strin
       }
       if (last) break;
       cursor = part_end;
+      if (options_.test_bug_scan_skips_boundary) cursor += '\0';
       continue;
     }
     ASSIGN_OR_RETURN(Range r, std::move(found));
@@ -859,6 +860,7 @@ Result<ScanPage> NativeKeyspace::Scan(const std::string& start, const std::strin
     }
     if (last) break;
     cursor = used.end_key;
+    if (options_.test_bug_scan_skips_boundary) cursor += '\0';
   }
   return page;
 }
@@ -938,6 +940,16 @@ Result<std::pair<keys::RangeDescriptor, keys::RangeDescriptor>> NativeKeyspace::
       return w.status();
     }
   }
+}
+
+Result<kvpb::SplitResponse> NativeKeyspace::ForwardSplit(const std::string& key) {
+  if (forwarder_ == nullptr) return NoRange(key);
+  kvpb::SplitRequest req;
+  req.set_key(key);
+  std::string part_end;
+  return ForwardSpan<kvpb::SplitResponse>(
+      key, /*idempotent=*/false, &part_end,
+      [&](uint64_t node, const std::string&) { return forwarder_->Split(node, req); }, "");
 }
 
 // ---- replica moves ----

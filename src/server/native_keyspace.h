@@ -143,6 +143,7 @@ class RangeForwarder {
   virtual Result<kvpb::ScanResponse> Scan(uint64_t node, const kvpb::ScanRequest& req) = 0;
   virtual Result<kvpb::DeleteRangeResponse> DeleteRange(uint64_t node,
                                                         const kvpb::DeleteRangeRequest& req) = 0;
+  virtual Result<kvpb::SplitResponse> Split(uint64_t node, const kvpb::SplitRequest& req) = 0;
   // Asks `node` to coordinate a replica move (it holds a voter of the
   // range); the deadline allows for the new replica's catch-up.
   virtual void MoveReplica(uint64_t node, const kvpb::MoveReplicaRequest& req,
@@ -193,6 +194,9 @@ struct NativeKeyspaceOptions {
   uint64_t split_qps = kDefaultSplitQps;
   // How often ranges are checked for a split, and the load's window.
   Duration load_window = std::chrono::seconds(10);
+  // Test only (--unsafe-test-bug=scan-skips-boundary): a scan going on into
+  // the next range starts just past its start key (skipping the key there).
+  bool test_bug_scan_skips_boundary = false;
 };
 
 // A range's load as this node sees it: the requests it served here, and a
@@ -291,6 +295,9 @@ class NativeKeyspace {
   // Splits the range holding `key` at `key` (see the file comment); blocks
   // until this node applied the split. Returns the left and right ranges.
   Result<std::pair<keys::RangeDescriptor, keys::RangeDescriptor>> Split(const std::string& key);
+  // Split, asked of a node holding the key's range (when this one holds
+  // none: Split's kNotFound with reason kGroupNotFound).
+  Result<kvpb::SplitResponse> ForwardSplit(const std::string& key);
 
   // Moves range `id`'s replica from node `from` to node `to` (see the file
   // comment); blocks until the old replica is removed. Coordinated here:

@@ -213,8 +213,8 @@ Status Server::Start() {
   // keeps 5,000; a small --snapshot-count keeps proportionally fewer.
   replica_options.snapshot_catchup_entries = std::min<uint64_t>(5'000, config_.snapshot_count);
   replica_options.request_timeout = request_timeout;
-  replica_options.test_bug_local_reads = config_.test_bug == TestBug::kLocalReads;
-  if (config_.test_bug != TestBug::kNone)
+  replica_options.test_bug_local_reads = config_.test_bugs.contains(TestBug::kLocalReads);
+  if (!config_.test_bugs.empty())
     LOG_WARN("--unsafe-test-bug is set: this member is deliberately broken (tests only)");
   ASSIGN_OR_RETURN(std::shared_ptr<Replica> replica,
                    st.host->AddReplica(replica_options, std::move(sm)));
@@ -232,6 +232,8 @@ Status Server::Start() {
   native_options.replica.quiesce = true;
   native_options.replica.vote_at_once_at_term_one = true;
   native_options.replica.test_bug_local_reads = false;
+  native_options.test_bug_scan_skips_boundary =
+      config_.test_bugs.contains(TestBug::kScanSkipsBoundary);
   // A range's log is compacted sooner than the etcd group's: many ranges
   // share the node's memory.
   native_options.replica.snapshot_count = std::min<uint64_t>(config_.snapshot_count, 10'000);

@@ -803,6 +803,13 @@ Result<kvpb::ScanResponse> Transport::Scan(uint64_t node, const kvpb::ScanReques
       });
 }
 
+Result<kvpb::SplitResponse> Transport::Split(uint64_t node, const kvpb::SplitRequest& req) {
+  return CallNativeBlocking<kvpb::SplitResponse>(
+      node, [&](kvpb::KV::Stub* stub, grpc::ClientContext* ctx, kvpb::SplitResponse* resp) {
+        return stub->Split(ctx, req, resp);
+      });
+}
+
 Result<kvpb::DeleteRangeResponse> Transport::DeleteRange(uint64_t node,
                                                          const kvpb::DeleteRangeRequest& req) {
   return CallNativeBlocking<kvpb::DeleteRangeResponse>(

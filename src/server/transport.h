@@ -138,6 +138,7 @@ class Transport final : public MessageSender, public LeaderCalls, public RangeFo
   void Get(uint64_t node, const kvpb::GetRequest& req,
            std::function<void(Result<kvpb::GetResponse>)> done) override;
   Result<kvpb::ScanResponse> Scan(uint64_t node, const kvpb::ScanRequest& req) override;
+  Result<kvpb::SplitResponse> Split(uint64_t node, const kvpb::SplitRequest& req) override;
   Result<kvpb::DeleteRangeResponse> DeleteRange(uint64_t node,
                                                 const kvpb::DeleteRangeRequest& req) override;
   void MoveReplica(uint64_t node, const kvpb::MoveReplicaRequest& req,

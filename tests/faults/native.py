@@ -48,6 +48,9 @@ class NativeStub:
         self.Scan = call("Scan", kv_pb2.ScanRequest, kv_pb2.ScanResponse)
         self.Split = call("Split", kv_pb2.SplitRequest, kv_pb2.SplitResponse)
         self.Ranges = call("Ranges", kv_pb2.RangesRequest, kv_pb2.RangesResponse)
+        self.MoveReplica = call("MoveReplica", kv_pb2.MoveReplicaRequest,
+                                kv_pb2.MoveReplicaResponse)
+        self.DrainNode = call("DrainNode", kv_pb2.DrainNodeRequest, kv_pb2.DrainNodeResponse)
 
 
 def write_status(e):
@@ -77,11 +80,20 @@ def register_key(k):
     return bytes([(k * 21 + 7) % 255]) + b"/nreg/k%02d" % k
 
 
-def split_key(rng):
+def split_key(rng, stub=None):
     """Where the split fault cuts: among the register keys, or inside the
-    set workload's span."""
+    set workload's span, at a key written there when `stub` can read some
+    (so that the new boundary is a key scans must return once)."""
     if rng.random() < 0.5:
         return bytes([rng.randrange(255)]) + b"/nreg/k%02d" % rng.randrange(100)
+    if stub is not None:
+        try:
+            resp = stub.Scan(kv_pb2.ScanRequest(start=SET_PREFIX + b"c0.%d" % rng.randrange(10),
+                                                end=SET_END, limit=100), timeout=2)
+            if resp.kvs:
+                return rng.choice(resp.kvs).key
+        except grpc.RpcError:
+            pass
     return SET_PREFIX + b"c%d.%d" % (rng.randrange(2), rng.randrange(2000))
 
 

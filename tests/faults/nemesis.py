@@ -10,8 +10,10 @@ removed ones), so the checkers read a whole cluster.
 Faults: kill (-9, restart later), pause (SIGSTOP/SIGCONT), partition (random
 halves, isolated leader, bridge, one way), netem (delay, jitter and loss),
 membership (remove and re-add; replace a wiped member), disk-full (fill the
-member's small tmpfs), leader-transfer storm, split storm (Conclave's native
-ranges split at random keys; not for etcd).
+member's small tmpfs), leader-transfer storm, and for Conclave's native
+ranges (not for etcd): split storm (ranges split at random keys), replica
+moves (a range's replica from one member to another), drain (a member's
+replicas and leaderships moved off it, until the drain is cancelled).
 """
 
 import os
@@ -30,9 +32,9 @@ REFUSALS = ("unhealthy cluster", "not enough started members", "member not found
             "failed to connect")
 
 ALL_FAULTS = ("kill", "pause", "partition", "netem", "membership", "disk-full", "leader-transfer",
-              "split")
+              "split", "move", "drain")
 # Faults that only Conclave has a target for.
-CONCLAVE_FAULTS = ("split",)
+CONCLAVE_FAULTS = ("split", "move", "drain")
 
 
 class Fault:
@@ -281,7 +283,7 @@ class SplitStorm(Fault):
             if not via:
                 break
             i = self.h.rng.choice(via)
-            key = native.split_key(self.h.rng)
+            key = native.split_key(self.h.rng, native.NativeStub(self.c.channel(i)))
             try:
                 resp = native.NativeStub(self.c.channel(i)).Split(
                     native.kv_pb2.SplitRequest(key=key), timeout=5)
@@ -294,8 +296,116 @@ class SplitStorm(Fault):
         pass
 
 
+class ReplicaMoves(Fault):
+    """One to three native replica moves in a row: a random range's replica
+    from a member holding it to a running one that does not, asked of a member
+    holding a voter of the range (one that keeps its replica, when there is
+    one), which coordinates the move: learner, snapshot, promotion, removal."""
+    name = "move"
+
+    def begin(self):
+        done = []
+        attempted = False
+        # Bounded as a whole: the scheduler waits for begin().
+        deadline = time.monotonic() + 30
+        for _ in range(self.h.rng.randint(1, 3)):
+            live = [i for i in self.c.running() if not self.c.members[i].paused]
+            index = self.c.member_ids()  # node id -> member index
+            if not live or not index or time.monotonic() > deadline:
+                break
+            via = self.h.rng.choice(live)
+            try:
+                ranges = native.NativeStub(self.c.channel(via)).Ranges(
+                    native.kv_pb2.RangesRequest(cluster=True), timeout=5).ranges
+            except grpc.RpcError as e:
+                done.append("no range map via n%d (%s)" % (via + 1, e.code().name))
+                continue
+            choices = []
+            for r in ranges:
+                holders = [p.node_id for p in r.replicas]
+                voters = [p.node_id for p in r.replicas if not p.learner and p.node_id in index]
+                targets = [n for n, i in index.items() if n not in holders and i in live]
+                if voters and targets and not any(p.learner for p in r.replicas):
+                    choices.append((r.range_id, holders, voters, targets))
+            if not choices:
+                break  # three members, say: nowhere to move a replica
+            range_id, holders, voters, targets = self.h.rng.choice(choices)
+            src = self.h.rng.choice(holders)
+            dst = self.h.rng.choice(targets)
+            stay = [v for v in voters if v != src and index[v] in live]
+            if not stay and src not in index:
+                continue
+            coord = index[self.h.rng.choice(stay)] if stay else index[src]
+            attempted = True
+            try:
+                native.NativeStub(self.c.channel(coord)).MoveReplica(
+                    native.kv_pb2.MoveReplicaRequest(range_id=range_id, from_node=src,
+                                                     to_node=dst), timeout=15)
+                done.append("range %d n%s->n%d (via n%d)" % (
+                    range_id, index[src] + 1 if src in index else "?", index[dst] + 1,
+                    coord + 1))
+            except grpc.RpcError as e:
+                done.append("range %d to n%d failed via n%d (%s)" % (
+                    range_id, index[dst] + 1, coord + 1, e.code().name))
+        # Nothing tried: not a fault (another is begun instead).
+        return "replica moves: %s" % "; ".join(done) if attempted else None
+
+    def end(self):
+        pass
+
+
+class Drain(Fault):
+    """Drains a running member: the placement driver moves its native replicas
+    and leaderships to the others while it keeps serving; the drain is
+    cancelled at the end, and the member receives replicas again."""
+    name = "drain"
+
+    def begin(self):
+        if self.h.active_named("drain"):
+            return None
+        live = [i for i in self.c.running() if not self.c.members[i].paused]
+        ids = {i: mid for mid, i in self.c.member_ids().items()}
+        candidates = [i for i in live if i in ids]
+        if not candidates:
+            return None
+        self.target = self.h.rng.choice(candidates)
+        self.node = ids[self.target]
+        via = self.h.rng.choice(live)
+        try:
+            native.NativeStub(self.c.channel(via)).DrainNode(
+                native.kv_pb2.DrainNodeRequest(node_id=self.node), timeout=5)
+            return "drain n%d (via n%d)" % (self.target + 1, via + 1)
+        except grpc.RpcError as e:
+            self.node = None
+            return "drain n%d refused via n%d (%s: %s)" % (self.target + 1, via + 1,
+                                                           e.code().name, e.details())
+
+    def end(self):
+        if self.node is None:
+            return
+        if not cancel_drain(self.c, self.node):
+            # Healing retries it once the network is whole.
+            self.h.pending_undrain.add(self.node)
+            self.h.note("drain of n%d: no member took the cancel yet" % (self.target + 1))
+
+
+def cancel_drain(c, node):
+    """Ends `node`'s drain through the first running member that answers
+    (cancelling is idempotent); whether one did."""
+    for i in c.running():
+        if c.members[i].paused:
+            continue
+        try:
+            native.NativeStub(c.channel(i)).DrainNode(
+                native.kv_pb2.DrainNodeRequest(node_id=node, cancel=True), timeout=5)
+            return True
+        except grpc.RpcError:
+            continue
+    return False
+
+
 FAULT_CLASSES = {c.name: c for c in (Kill, Pause, Partition, Netem, Membership, DiskFull,
-                                     LeaderTransfer, SplitStorm)}
+                                     LeaderTransfer, SplitStorm, ReplicaMoves, Drain)}
 
 
 def _groups(groups):
@@ -313,6 +423,7 @@ class Scheduler:
         self.timeline = []  # {"t", "event": begin|end|note, "fault", "text"}
         self.counts = {}
         self.pending_readd = set()
+        self.pending_undrain = set()  # node ids whose drain is still to cancel
         self.log = log or (lambda text: None)
         self.lock = threading.Lock()
 
@@ -493,7 +604,10 @@ class Scheduler:
             for m in self.cluster.members:
                 if m.proc is None and not m.removed:
                     self.cluster.spawn(m.index)
-            if not self.pending_readd and not self.cluster.exited():
+            for node in list(self.pending_undrain):
+                if cancel_drain(self.cluster, node):
+                    self.pending_undrain.discard(node)
+            if not self.pending_readd and not self.pending_undrain and not self.cluster.exited():
                 break
             time.sleep(1)
         missing = sorted(self.pending_readd | {i for i, _ in self.cluster.exited()})

@@ -1,6 +1,6 @@
 """One fault-injection run: cluster, workloads, faults, checks, report.
 
-    run.py --binary build/release/conclave --duration 120 [--nodes 3|5]
+    run.py --binary build/release/conclave --duration 120 [--nodes 3|4|5]
            [--faults kill,pause,...|all] [--seed N] [--report DIR]
            [--expect-violations] [--server-flag=--unsafe-test-bug=local-reads]
 
@@ -52,7 +52,7 @@ LEASE_SLACK_S += 3
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--binary", required=True, help="conclave, or etcd for the reference run")
-    p.add_argument("--nodes", type=int, default=3, choices=(3, 5))
+    p.add_argument("--nodes", type=int, default=3, choices=(3, 4, 5))
     p.add_argument("--duration", type=float, default=60, help="seconds of faults")
     p.add_argument("--faults", default="all", help="comma list of %s, or all"
                    % ",".join(nemesis.ALL_FAULTS))
@@ -64,6 +64,9 @@ def parse_args(argv):
     p.add_argument("--loopback", action="store_true", help="do not use network namespaces")
     p.add_argument("--expect-violations", action="store_true",
                    help="succeed only if the checkers report a violation (broken builds)")
+    p.add_argument("--expect-violation-in", action="append", default=[], metavar="CHECKER",
+                   help="with --expect-violations: this checker must be among those reporting "
+                        "one (repeatable; e.g. register, \"native set\")")
     p.add_argument("--server-flag", action="append", default=[],
                    help="extra server flag (repeatable)")
     p.add_argument("--quiet", action="store_true")
@@ -75,6 +78,8 @@ def parse_args(argv):
         unknown = [f for f in args.faults if f not in nemesis.ALL_FAULTS]
         if unknown:
             p.error("unknown faults: %s" % ", ".join(unknown))
+    if args.expect_violation_in and not args.expect_violations:
+        p.error("--expect-violation-in goes with --expect-violations")
     lo, hi = (float(x) for x in args.interval.split(","))
     args.interval = (lo, hi)
     if args.seed is None:
@@ -160,11 +165,14 @@ def run(args):
         if not args.quiet:
             print(line, flush=True)
 
-    # Conclave also serves its native, sharded keyspace: a few ranges to
-    # start with, its workloads, and the split fault. etcd has none of it.
+    # Conclave also serves its native, sharded keyspace: a few ranges of
+    # three replicas to start with, its workloads, and the split, move and
+    # drain faults (the last two need a fourth member to move a replica to).
+    # etcd has none of it. The placement driver looks every second.
     conclave = not fault_cluster.itest.is_etcd(args.binary)
     if conclave:
-        args.server_flag = args.server_flag + ["--initial-range-count=%d" % native.RANGE_COUNT]
+        args.server_flag = args.server_flag + [
+            "--initial-range-count=%d" % native.RANGE_COUNT, "--range-placement-interval=1"]
     else:
         args.faults = [f for f in args.faults if f not in nemesis.CONCLAVE_FAULTS]
     tag = "%05d%d" % (os.getpid() % 100000, args.seed % 10)
@@ -325,8 +333,15 @@ def run(args):
                 linearizability.render_violation(nregs.history.ops, v)
                 for v in results["native register"]["violations"][:3]]
         found = violations > 0
+        unknown = [k for k in args.expect_violation_in if k not in results]
+        missing = [k for k in args.expect_violation_in if not report["violations"].get(k)]
+        if unknown:
+            report["error"] = "--expect-violation-in names no checker of this run: %s" % (
+                ", ".join(unknown))
+            return report, 2
+        report["expected_violations_missing"] = missing
         # A check that ran out of search budget proves nothing either way.
-        ok = found if args.expect_violations else not found and not inconclusive
+        ok = found and not missing if args.expect_violations else not found and not inconclusive
         with open(os.path.join(workdir, "history.json"), "w") as f:
             json.dump({"register": reg_ops, "set": sets.history.ops,
                        "lock": locks.history.ops, "watch": watches.events,
@@ -399,7 +414,10 @@ def main(argv=None):
         with open(os.path.join(args.report, "report.txt"), "w") as f:
             f.write(text + "\n")
     if args.expect_violations:
-        print("expected violations: %s" % ("found" if code == 0 else "NOT found"))
+        missing = report.get("expected_violations_missing") or []
+        print("expected violations: %s%s" % (
+            "found" if code == 0 else "NOT found",
+            " (none from: %s)" % ", ".join(missing) if missing else ""))
     return code
 
 

@@ -538,6 +538,12 @@ class RoutingTest(cluster.ClusterTestCase):
             self.assertEqual(clients[lacking].delete_range(b"\x10", b"\x30"),
                              len([k for k in keys if b"\x10" <= k < b"\x30"]))
             self.assertEqual(clients[holder].scan(b"\x10", b"\x30"), [])
+            # A split asked of a member without the range: one holding it splits.
+            left2, right2 = clients[lacking].split(b"\x18")
+            self.assertEqual((left2.range_id, left2.end, right2.start), (16, b"\x18", b"\x18"))
+            with self.assertRaises(conclave.ConclaveError) as e:
+                clients[lacking].split(b"\x18")
+            self.assertEqual(e.exception.code, grpc.StatusCode.ALREADY_EXISTS)
         finally:
             for c in clients:
                 c.close()
