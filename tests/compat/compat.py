@@ -478,8 +478,8 @@ class Recorder:
         base = os.path.join(self.cluster.workdir, "bg-%d-%d" % (os.getpid(), time.monotonic_ns()))
         cmd = self._ctl_cmd(args, member, timeout_s)
         with open(base + ".out", "w") as out, open(base + ".err", "w") as err:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                    env=_ctl_env(), preexec_fn=cluster.die_with_parent)
+            proc = subprocess.Popen(cluster.dies_with_parent(cmd), stdout=out, stderr=err,
+                                    stdin=subprocess.DEVNULL, env=_ctl_env())
         b = Background(self, title or self._title(args, member), proc, base + ".out",
                        base + ".err")
         self._backgrounds.append(b)

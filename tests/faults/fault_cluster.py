@@ -11,7 +11,6 @@ removed and added again is a new member (new id, empty data dir) at the same
 address. Every wait is bounded.
 """
 
-import ctypes
 import json
 import os
 import signal
@@ -37,16 +36,12 @@ SNAPSHOT_COUNT = 5000
 
 # Resolved once here: looking a symbol up in the child, between fork and
 # exec, could deadlock on a lock another thread held at the fork.
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent():
-    """Runs in the child before exec: SIGKILL when the harness dies.
-
-    The signal follows the thread that started the child, so every member and
-    proxy is started from the run's main thread."""
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def _dies_with_parent(cmd):
+    """`cmd`, SIGKILLed when the harness dies (itest.dies_with_parent: no
+    Python code between fork and exec). The signal follows the thread that
+    started the child, so every member and proxy is started from the run's
+    main thread."""
+    return itest.dies_with_parent(cmd)
 
 
 def python_for_proxy():
@@ -135,8 +130,8 @@ class FaultCluster:
                          str(m.ep.peer_port), "127.0.0.1", str(m.ep.member_peer_port),
                          m.control_path])
         with open(m.log_path + ".proxy", "ab") as log:
-            m.proxy = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            m.proxy = subprocess.Popen(_dies_with_parent(cmd), stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def spawn(self, i):
         m = self.members[i]
@@ -146,9 +141,8 @@ class FaultCluster:
                 log.write(("=== %.3f start: %s\n" % (time.monotonic(), " ".join(self._command(m))))
                           .encode())
                 log.flush()
-                m.proc = subprocess.Popen(self._command(m), stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL,
-                                          preexec_fn=_die_with_parent)
+                m.proc = subprocess.Popen(_dies_with_parent(self._command(m)), stdout=log,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             m.paused = False
 
     def start(self, timeout_s=60):

@@ -13,7 +13,6 @@ CONCLAVE_KEEP_TEST_DIRS is set. Not thread-safe: one test thread drives it.
 Every wait here has a deadline; nothing loops without a bound.
 """
 
-import ctypes
 import faulthandler
 import http.client
 import json
@@ -69,18 +68,19 @@ if _STACKS_AFTER_S > 0:
     faulthandler.dump_traceback_later(_STACKS_AFTER_S, repeat=True)
 
 
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
-def die_with_parent():
-    """Runs in the child before exec: SIGKILL it when the test runner dies.
+def dies_with_parent(cmd):
+    """`cmd`, SIGKILLed when the test runner dies.
 
     ctest kills a test that overruns its timeout, and a runner killed by a
     signal runs no teardown; without this its members would outlive it and
-    keep their ports.
+    keep their ports. setpriv (util-linux) sets the parent-death signal and
+    execs the command, so the process keeps its pid. Not a preexec_fn: Python
+    code between fork and exec in a process with other threads (gRPC's) can
+    deadlock the child before it execs, and Popen then waits forever.
     """
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    return ["setpriv", "--pdeathsig", "KILL", "--"] + list(cmd)
 
 
 def binary_from_env():
@@ -384,8 +384,8 @@ class Cluster:
         with open(m.log_path, "ab") as log:
             log.write(("=== start: %s\n" % " ".join(self._command(m))).encode())
             log.flush()
-            m.proc = subprocess.Popen(self._command(m), stdout=log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+            m.proc = subprocess.Popen(dies_with_parent(self._command(m)), stdout=log,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def start(self):
         """Starts every member and waits until all report healthy."""

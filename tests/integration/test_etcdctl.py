@@ -186,9 +186,9 @@ class EtcdctlTest(cluster.ClusterTestCase):
         out_path = os.path.join(self.cluster.workdir, "watch-%d.out" % time.monotonic_ns())
         cmd = ["etcdctl", "--endpoints=" + self.cluster.members[0].client_url, "watch"] + args
         with open(out_path, "w") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=dict(os.environ, ETCDCTL_API="3"),
-                                    preexec_fn=cluster.die_with_parent)
+            proc = subprocess.Popen(cluster.dies_with_parent(cmd), stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=dict(os.environ, ETCDCTL_API="3"))
         return proc, out_path
 
     def run_watch(self, args, done, timeout_s=15):

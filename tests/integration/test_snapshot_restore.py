@@ -110,9 +110,8 @@ class SnapshotRestoreTest(unittest.TestCase):
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", "solo=" + peer, "--initial-cluster-token", "itest"]
         with open(os.path.join(cwd, "solo.log"), "wb") as log:
-            proc = subprocess.Popen(serve, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL,
-                                    preexec_fn=cluster.die_with_parent)
+            proc = subprocess.Popen(cluster.dies_with_parent(serve), cwd=cwd, stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             c = etcd3.client(host="127.0.0.1", port=client_port, timeout=5)
 
