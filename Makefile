@@ -73,10 +73,11 @@ SEED ?= 0
 sim: build
 	./build/release/conclave sim --seed $(SEED) --seeds $(SEEDS)
 
-# The fault-injection harness for DURATION seconds on NODES members, every
+# The fault-injection harness for DURATION seconds on NODES members (four:
+# replica moves and drains need a member outside a range's three), every
 # fault overlapping (tests/faults, docs/FAULTS.md): make soak DURATION=3600
 DURATION ?= 3600
-NODES ?= 3
+NODES ?= 4
 soak: build
 	./scripts/soak.sh $(DURATION) $(NODES)
 

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-3600}
-nodes=${2:-3}
+nodes=${2:-4}
 shift $(( $# > 2 ? 2 : $# ))
 # The harness needs python3 with etcd3 and grpc (Debian's python3-etcd3).
 python=python3
