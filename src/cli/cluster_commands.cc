@@ -264,8 +264,8 @@ int NodeList(Env& env) {
     const bool reported = n.state() != "unreported";
     rows.push_back(
         {fmt::format("{:x}", n.node_id()), n.draining() ? n.state() + ",draining" : n.state(),
-         reported ? std::to_string(n.ranges()) : "-",
-         reported ? std::to_string(n.leaders()) : "-", reported ? HumanBytes(n.bytes()) : "-",
+         reported ? std::to_string(n.ranges()) : "-", reported ? std::to_string(n.leaders()) : "-",
+         reported ? HumanBytes(n.bytes()) : "-",
          reported ? fmt::format("{:.0f}", n.requests_per_second()) : "-",
          reported ? fmt::format("{:.1f}s ago", n.report_age_seconds()) : "never"});
   }
@@ -308,8 +308,8 @@ int NodeDrain(Env& env, const std::string& node_text, bool cancel, bool wait,
         if (n.state() != "unreported" && n.ranges() == 0) {
           return finish(&n, "drained: it holds no replica");
         }
-        std::string progress = fmt::format("node {:x} ({}): {} replicas, {} leaders left",
-                                           *node, n.state(), n.ranges(), n.leaders());
+        std::string progress = fmt::format("node {:x} ({}): {} replicas, {} leaders left", *node,
+                                           n.state(), n.ranges(), n.leaders());
         if (progress != shown) fmt::print(stderr, "{}\n", progress);
         shown = std::move(progress);
       }

@@ -307,9 +307,10 @@ Status SetTestBug(ServerConfig& c, const Given& g) {
     } else if (name == "scan-skips-boundary") {
       c.test_bugs.insert(TestBug::kScanSkipsBoundary);
     } else {
-      return Bad(g.label, fmt::format("\"{}\" is not a planted bug (want none, or a comma-separated "
-                                      "list of local-reads and scan-skips-boundary)",
-                                      name));
+      return Bad(g.label,
+                 fmt::format("\"{}\" is not a planted bug (want none, or a comma-separated "
+                             "list of local-reads and scan-skips-boundary)",
+                             name));
     }
   }
   return Status::Ok();

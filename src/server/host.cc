@@ -591,8 +591,8 @@ void Host::CheckLiveness() {
   bool scan = tick - liveness_scan_tick_ >= every;
   if (!scan) {
     for (uint64_t node : followed_nodes_) {
-      if (node != options_.node_id && silent(node)) {
-        scan = true;  // some quiesced followers may need waking now
+      if (silent(node)) {  // never this node: the scan leaves it out
+        scan = true;       // some quiesced followers may need waking now
         break;
       }
     }

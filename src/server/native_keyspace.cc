@@ -496,7 +496,8 @@ Status NativeKeyspace::MetaWrite(
     serverpb::RangeCommand c,
     const std::function<void(uint64_t member, std::function<void(Result<Response>)>)>& send) {
   const std::string& key = c.has_put() ? c.put().key() : c.delete_().key();
-  if (Result<Range> meta = Find(key); meta.ok()) return ProposeAndWait(*meta, std::move(c)).status();
+  if (Result<Range> meta = Find(key); meta.ok())
+    return ProposeAndWait(*meta, std::move(c)).status();
   return AskMetaHolder<Response>([&](uint64_t member) -> Result<Response> {
            auto outcome = std::make_shared<std::promise<Result<Response>>>();
            std::future<Result<Response>> done = outcome->get_future();
@@ -1255,6 +1256,10 @@ void NativeKeyspace::PlaceLoop() {
   }
 }
 
+std::vector<uint64_t> NativeKeyspace::Members() const {
+  return options_.members ? options_.members() : options_.initial_members;
+}
+
 std::set<uint64_t> NativeKeyspace::DrainingIn(const std::vector<RangeValue>& meta_keys) {
   std::set<uint64_t> out;
   for (const RangeValue& kv : meta_keys) {
@@ -1276,8 +1281,7 @@ Status NativeKeyspace::Drain(uint64_t node, bool cancel) {
     del.set_key(DrainKey(node));
     return MetaDelete(std::move(del));
   }
-  const std::vector<uint64_t> members =
-      options_.members ? options_.members() : options_.initial_members;
+  const std::vector<uint64_t> members = Members();
   if (std::find(members.begin(), members.end(), node) == members.end()) {
     return Status::NotFound(fmt::format("conclave: node {:x} is not a member", node));
   }
@@ -1309,8 +1313,7 @@ Result<std::vector<NativeKeyspace::NodeReport>> NativeKeyspace::Nodes() {
   ASSIGN_OR_RETURN(
       std::vector<RangeValue> meta_keys,
       MetaScan(std::string(kDrainPrefix), PrefixEnd(kNodeStatusPrefix), 100'000, &more));
-  const std::vector<uint64_t> members =
-      options_.members ? options_.members() : options_.initial_members;
+  const std::vector<uint64_t> members = Members();
   const std::set<uint64_t> draining = DrainingIn(meta_keys);
   std::map<uint64_t, NodeReport> out;
   for (uint64_t m : members) {
@@ -1357,11 +1360,11 @@ void NativeKeyspace::BalanceLeaders() {
   const Duration now = host_->clock().Monotonic();
   if (now < leaders_rest_until_) return;
   std::vector<Range> led;
-  uint64_t mine = 0;
   for (const Range& r : All()) {
-    if (r.replica->is_leader()) ++mine;
+    if (r.replica->is_leader()) led.push_back(r);
   }
-  if (mine == 0) return;
+  if (led.empty()) return;
+  uint64_t mine = led.size();
   Result<std::vector<NodeReport>> nodes = Nodes();
   if (!nodes.ok()) return;
   // The counts of the other members that are up (reported lately: a down
@@ -1376,12 +1379,10 @@ void NativeKeyspace::BalanceLeaders() {
       leaders[n.node_id] = n.status->leaders();
     }
   }
-  for (const Range& r : All()) {
-    // The meta range counts, as in the statuses, but stays unless this
-    // member is draining.
-    if (r.replica->is_leader() && (shedding || r.sm->descriptor().range_id != kMetaRangeId)) {
-      led.push_back(r);
-    }
+  // The meta range counts, as in the statuses, but stays unless this
+  // member is draining.
+  if (!shedding) {
+    std::erase_if(led, [](const Range& r) { return r.sm->descriptor().range_id == kMetaRangeId; });
   }
   size_t handed = 0;
   for (const Range& r : led) {
@@ -1441,8 +1442,7 @@ void NativeKeyspace::PlaceOnce() {
     auto [it, added] = seen_.try_emplace(st.node_id(), st.sequence(), now);
     if (!added && it->second.first != st.sequence()) it->second = {st.sequence(), now};
   }
-  const std::vector<uint64_t> members =
-      options_.members ? options_.members() : options_.initial_members;
+  const std::vector<uint64_t> members = Members();
   std::set<uint64_t> live;
   for (uint64_t m : members) {
     // A member never heard from counts from the driver's first look.
@@ -1504,7 +1504,7 @@ void NativeKeyspace::PlaceOnce() {
       if (Stopping()) return;
     }
   }
-  if (PlaceMeta(*meta, live, draining)) return;
+  if (PlaceMeta(*meta, live, draining, targets)) return;
   // Even out the members' replica counts, one replica at a time.
   auto [most, least] = std::minmax_element(
       count.begin(), count.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
@@ -1527,22 +1527,19 @@ void NativeKeyspace::PlaceOnce() {
 }
 
 bool NativeKeyspace::PlaceMeta(const Range& meta, const std::set<uint64_t>& live,
-                               const std::set<uint64_t>& draining) {
+                               const std::set<uint64_t>& draining,
+                               const std::set<uint64_t>& targets) {
   const keys::RangeDescriptor d = meta.sm->descriptor();
   // Voters on live members: a removal must leave enough of them.
-  const auto live_voters = static_cast<int>(
-      std::count_if(d.replicas.begin(), d.replicas.end(), [&](const auto& r) {
+  const auto live_voters =
+      static_cast<int>(std::count_if(d.replicas.begin(), d.replicas.end(), [&](const auto& r) {
         return r.type == keys::ReplicaType::kVoter && live.contains(r.node_id);
       }));
   for (const keys::ReplicaDescriptor& r : d.replicas) {
     if (!live.contains(r.node_id) || !draining.contains(r.node_id)) continue;
-    uint64_t to = 0;
-    for (uint64_t m : live) {
-      if (!draining.contains(m) && !d.HasNode(m)) {
-        to = m;
-        break;
-      }
-    }
+    const auto free =
+        std::find_if(targets.begin(), targets.end(), [&](uint64_t m) { return !d.HasNode(m); });
+    const uint64_t to = free == targets.end() ? 0 : *free;
     // With no member to take it, the replica only goes while enough live
     // voters stay (and not from here: this node leads the range, and hands
     // the leadership over first).

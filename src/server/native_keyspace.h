@@ -373,8 +373,11 @@ class NativeKeyspace {
   // voters stay. Whether it changed one. (Not off down members: the meta
   // range is not in the range map, so a member that missed its replica's
   // removal would never learn of it.)
+  // `targets`: the live members not draining, where a replica may go.
   bool PlaceMeta(const Range& meta, const std::set<uint64_t>& live,
-                 const std::set<uint64_t>& draining);
+                 const std::set<uint64_t>& draining, const std::set<uint64_t>& targets);
+  // The cluster's voting members now (options_.members, else the initial ones).
+  std::vector<uint64_t> Members() const;
   // The draining members, from the meta keys [kDrainPrefix, node statuses' end).
   static std::set<uint64_t> DrainingIn(const std::vector<RangeValue>& meta_keys);
   // One configuration change of `r` (on its leader), waited for here.
@@ -438,9 +441,9 @@ class NativeKeyspace {
   // A write to the meta range proposed here, or `send` to members in turn
   // (AskMetaHolder) when this node holds no replica of it.
   template <typename Response>
-  Status MetaWrite(serverpb::RangeCommand c,
-                   const std::function<void(uint64_t member,
-                                            std::function<void(Result<Response>)>)>& send);
+  Status MetaWrite(
+      serverpb::RangeCommand c,
+      const std::function<void(uint64_t member, std::function<void(Result<Response>)>)>& send);
   // `call` on each other member in turn (the last that answered first),
   // until one that holds the meta range answers.
   template <typename Response>

@@ -34,16 +34,6 @@ RPC_TIMEOUT_S = 3
 SNAPSHOT_COUNT = 5000
 
 
-# Resolved once here: looking a symbol up in the child, between fork and
-# exec, could deadlock on a lock another thread held at the fork.
-def _dies_with_parent(cmd):
-    """`cmd`, SIGKILLed when the harness dies (itest.dies_with_parent: no
-    Python code between fork and exec). The signal follows the thread that
-    started the child, so every member and proxy is started from the run's
-    main thread."""
-    return itest.dies_with_parent(cmd)
-
-
 def python_for_proxy():
     return sys.executable or "/usr/bin/python3"
 
@@ -130,9 +120,11 @@ class FaultCluster:
                          str(m.ep.peer_port), "127.0.0.1", str(m.ep.member_peer_port),
                          m.control_path])
         with open(m.log_path + ".proxy", "ab") as log:
-            m.proxy = subprocess.Popen(_dies_with_parent(cmd), stdout=log,
+            m.proxy = subprocess.Popen(itest.dies_with_parent(cmd), stdout=log,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
+    # The parent-death signal follows the thread that starts a child: every
+    # member and proxy is started from the run's main thread.
     def spawn(self, i):
         m = self.members[i]
         with self.lock:
@@ -141,7 +133,7 @@ class FaultCluster:
                 log.write(("=== %.3f start: %s\n" % (time.monotonic(), " ".join(self._command(m))))
                           .encode())
                 log.flush()
-                m.proc = subprocess.Popen(_dies_with_parent(self._command(m)), stdout=log,
+                m.proc = subprocess.Popen(itest.dies_with_parent(self._command(m)), stdout=log,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             m.paused = False
 

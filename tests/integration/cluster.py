@@ -68,8 +68,6 @@ if _STACKS_AFTER_S > 0:
     faulthandler.dump_traceback_later(_STACKS_AFTER_S, repeat=True)
 
 
-
-
 def dies_with_parent(cmd):
     """`cmd`, SIGKILLed when the test runner dies.
 

@@ -769,6 +769,7 @@ class DrainTest(cluster.ClusterTestCase):
         others = [self.cluster.members[index[n]] for n in sorted(index) if n != drained]
         c = ready_client(others)
         writer = conclave.Client(endpoints(others))
+        info = lambda: next(n for n in c.nodes() if n.node_id == drained)  # noqa: E731
         acked = {}
         stop = threading.Event()
 
@@ -786,9 +787,8 @@ class DrainTest(cluster.ClusterTestCase):
             with self.assertRaises(conclave.ConclaveError) as e:
                 c.drain_node(0xdead)
             self.assertEqual(e.exception.code, grpc.StatusCode.NOT_FOUND)
-            mine = [n for n in c.nodes() if n.node_id == drained][0]
-            self.assertFalse(mine.draining)
-            cluster.wait_until(lambda: [n for n in c.nodes() if n.node_id == drained][0].ranges,
+            self.assertFalse(info().draining)
+            cluster.wait_until(lambda: info().ranges,
                                30, what="the member's first report")
             t = threading.Thread(target=write)
             t.start()
@@ -804,7 +804,7 @@ class DrainTest(cluster.ClusterTestCase):
             self.assertIn("replicas", out.stderr)  # progress lines
             self.assertIn('"draining":true', out.stdout)
             self.assertGreater(len(acked), 0)
-            mine = [n for n in c.nodes() if n.node_id == drained][0]
+            mine = info()
             self.assertTrue(mine.draining)
             self.assertEqual(mine.ranges, 0)
             # A second drain would leave two members for ranges of three.
