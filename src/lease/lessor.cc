@@ -172,9 +172,12 @@ std::vector<Checkpoint> Lessor::Checkpoints(size_t limit, bool all) {
 
 Result<int64_t> Lessor::Renew(LeaseId id) {
   std::lock_guard<std::mutex> lock(mu_);
+  // Only the primary renews; asked first, so that a follower that has not
+  // applied the lease's grant yet sends the renewal on rather than calling
+  // a live lease unknown (its client would end the session).
+  if (!primary_) return errors::NotLeader();
   auto it = leases_.find(id);
   if (it == leases_.end()) return errors::LeaseNotFound();
-  if (!primary_) return errors::NotLeader();
   Lease& lease = it->second;
   const Duration now = Now();
   // etcd refuses to renew a lease whose deadline passed: its revocation is
@@ -191,7 +194,8 @@ Result<int64_t> Lessor::Renew(LeaseId id) {
 Result<TimeToLiveResult> Lessor::TimeToLive(LeaseId id, bool with_keys) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = leases_.find(id);
-  if (it == leases_.end()) return errors::LeaseNotFound();
+  // A follower may not have applied the grant yet: the primary knows.
+  if (it == leases_.end()) return primary_ ? errors::LeaseNotFound() : errors::NotLeader();
   const Lease& lease = it->second;
   TimeToLiveResult out{.id = id, .granted_ttl_seconds = lease.ttl_seconds};
   if (primary_) {

@@ -192,6 +192,14 @@ TEST_F(LessorTest, RenewMovesDeadlineAndAsksForCheckpoint) {
   EXPECT_THAT(lessor_.ExpiredLeases(0), ElementsAre(1));
 }
 
+TEST_F(LessorTest, AFollowerSendsOnWhatItDoesNotKnowYet) {
+  // The grant applied on the leader, not here yet: a renewal or a TTL
+  // question goes to the leader, which knows the lease.
+  for (const Status& s : {lessor_.Renew(7).status(), lessor_.TimeToLive(7, false).status()}) {
+    EXPECT_EQ(s.message(), errors::kNotLeader);
+  }
+}
+
 TEST_F(LessorTest, UnknownLeaseErrors) {
   lessor_.Promote();
   for (const Status& s : {lessor_.Renew(42).status(), lessor_.Revoke(42).status(),
