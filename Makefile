@@ -8,7 +8,7 @@ CMAKE ?= cmake
 FUZZ_TARGETS := wal_record_fuzz snapshot_chunk_fuzz conf_change_fuzz mvcc_keys_fuzz keys_fuzz \
   proposal_fuzz
 
-.PHONY: all deps build debug fuzz-build test run bench bench-compare ab-compare sim soak groups-check \
+.PHONY: all deps build debug fuzz-build test test-web run bench bench-compare ab-compare sim soak groups-check \
   python-client fmt lint clean
 
 all: build
@@ -45,6 +45,13 @@ fuzz-build: deps $(FUZZ_DIR)/CMakeCache.txt
 # line is ctest's summary.
 test: debug fuzz-build
 	cd $(DEBUG_DIR) && ctest -j $(JOBS) --output-on-failure --timeout 900
+
+# The ranges web page on the metrics port in a real browser: headless
+# Chromium (installed on first use) loads it from a cluster and the test reads
+# what it shows (tests/web).
+test-web: debug
+	@./scripts/install-deps.sh --web
+	cd tests/web && CONCLAVE_BIN=$(CURDIR)/$(DEBUG_DIR)/conclave python3 -m unittest -v test_ranges_page
 
 run: build
 	@./scripts/run.sh

@@ -18,6 +18,10 @@ PACKAGES=(
   # fault injection and cluster tests
   iproute2 iptables procps psmisc
 )
+# make test-web: a real browser for the web page's test.
+if [ "${1:-}" = "--web" ]; then
+  PACKAGES+=(chromium)
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

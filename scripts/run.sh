@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make run`: starts a local three-member Conclave cluster on loopback and
-# keeps it in the foreground; Ctrl-C stops all three.
+# `make run`: starts a local three-member Conclave cluster on loopback, with
+# the native keyspace in four ranges, and keeps it in the foreground; Ctrl-C
+# stops all three.
 #
 # Data lives under $CONCLAVE_RUN_DIR (default: ./run-data); a second run
 # reuses it, so the cluster restarts with its data. Remove the directory for
@@ -39,7 +40,7 @@ for i in 0 1 2; do
     --initial-advertise-peer-urls "http://127.0.0.1:${peer_ports[$i]}" \
     --listen-metrics-urls "http://127.0.0.1:${metrics_ports[$i]}" \
     --initial-cluster "$cluster" --initial-cluster-token conclave-run \
-    --initial-cluster-state new "$@" >"$DIR/${names[$i]}.log" 2>&1 &
+    --initial-cluster-state new --initial-range-count 4 "$@" >"$DIR/${names[$i]}.log" 2>&1 &
   pids+=($!)
 done
 
@@ -48,9 +49,11 @@ cat <<MSG
 Conclave: a 3-member cluster is running (logs and data in $DIR).
   client endpoints: $endpoints
   metrics/health:   http://127.0.0.1:${metrics_ports[0]}/metrics  http://127.0.0.1:${metrics_ports[0]}/health
+  ranges page:      http://127.0.0.1:${metrics_ports[0]}/ranges
   try:              $BIN --endpoints=$endpoints put greeting hello
                     $BIN --endpoints=$endpoints get greeting
                     $BIN --endpoints=$endpoints lock mylock -- echo "holding mylock"
+                    $BIN --endpoints=$endpoints kv put k1 v1; $BIN --endpoints=$endpoints range list
                     (etcdctl works too: ETCDCTL_API=3 etcdctl --endpoints=$endpoints get greeting)
   Ctrl-C stops all three.
 MSG

@@ -1,6 +1,6 @@
 // The native KV service (proto/conclave/kvpb/kv.proto): Put, Get, Delete,
 // DeleteRange and Scan on the ranges of the native keyspace this member
-// holds, Ranges, Split, MoveReplica, Nodes and DrainNode.
+// holds, Ranges, Split, Merge, MoveReplica, Nodes and DrainNode.
 //
 // Writes and point reads use gRPC's callback API: a request holds no thread
 // while its range's log or read round works. A scan or a range delete may
@@ -134,7 +134,7 @@ class NativeKvService final : public kvpb::KV::CallbackService {
     resp->set_node_id(keyspace_->node_id());
     if (!req->cluster()) {
       for (const server::NativeKeyspace::Range& r : keyspace_->All())
-        Describe(r, r.sm->descriptor(), resp->add_ranges());
+        server::NativeKeyspace::Describe(r.sm->descriptor(), &r, resp->add_ranges());
       reactor->Finish(grpc::Status::OK);
       return reactor;
     }
@@ -145,9 +145,9 @@ class NativeKvService final : public kvpb::KV::CallbackService {
       for (const keys::RangeDescriptor& d : *map) {
         Result<server::NativeKeyspace::Range> r = keyspace_->FindById(d.range_id);
         if (r.ok()) {
-          Describe(*r, d, resp->add_ranges());
+          server::NativeKeyspace::Describe(d, &*r, resp->add_ranges());
         } else {
-          DescribeRemote(d, resp->add_ranges());
+          server::NativeKeyspace::Describe(d, nullptr, resp->add_ranges());
         }
       }
       reactor->Finish(grpc::Status::OK);
@@ -177,11 +177,42 @@ class NativeKvService final : public kvpb::KV::CallbackService {
       if (!halves.ok()) return reactor->Finish(ToGrpc(halves.status()));
       auto describe = [&](const keys::RangeDescriptor& d, kvpb::RangeInfo* out) {
         Result<server::NativeKeyspace::Range> r = keyspace_->Find(d.start_key);
-        if (r.ok()) return Describe(*r, d, out);
-        DescribeRemote(d, out);
+        if (r.ok()) return server::NativeKeyspace::Describe(d, &*r, out);
+        server::NativeKeyspace::Describe(d, nullptr, out);
       };
       describe(halves->first, resp->mutable_left());
       describe(halves->second, resp->mutable_right());
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Merge(grpc::CallbackServerContext* context,
+                                  const kvpb::MergeRequest* req,
+                                  kvpb::MergeResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    if (Status refused = Check(req->key(), *req); !refused.ok()) {
+      reactor->Finish(ToGrpc(refused));
+      return reactor;
+    }
+    // It may move replicas first (snapshots), through other members' move
+    // threads: on a thread of its own.
+    merges_.Post([this, req, resp, reactor] {
+      auto merged = keyspace_->Merge(req->key());
+      if (!merged.ok() && route_ == server::Route::kAny &&
+          merged.status().reason() == ErrorReason::kGroupNotFound) {
+        auto forwarded = keyspace_->ForwardMerge(req->key());
+        if (!forwarded.ok()) return reactor->Finish(ToGrpc(forwarded.status()));
+        *resp = std::move(*forwarded);
+        return reactor->Finish(grpc::Status::OK);
+      }
+      if (!merged.ok()) return reactor->Finish(ToGrpc(merged.status()));
+      Result<server::NativeKeyspace::Range> r = keyspace_->FindById(merged->range_id);
+      if (r.ok()) {
+        server::NativeKeyspace::Describe(*merged, &*r, resp->mutable_range());
+      } else {
+        server::NativeKeyspace::Describe(*merged, nullptr, resp->mutable_range());
+      }
       reactor->Finish(grpc::Status::OK);
     });
     return reactor;
@@ -196,9 +227,10 @@ class NativeKvService final : public kvpb::KV::CallbackService {
       if (!d.ok()) return reactor->Finish(ToGrpc(d.status()));
       Result<server::NativeKeyspace::Range> r = keyspace_->FindById(d->range_id);
       if (r.ok()) {
-        Describe(*r, *d, resp->mutable_range());
+        server::NativeKeyspace::Describe(*d, &*r, resp->mutable_range());
       } else {
-        DescribeRemote(*d, resp->mutable_range());  // this node's replica was the one moved
+        server::NativeKeyspace::Describe(
+            *d, nullptr, resp->mutable_range());  // this node's replica was the one moved
       }
       reactor->Finish(grpc::Status::OK);
     });
@@ -212,32 +244,8 @@ class NativeKvService final : public kvpb::KV::CallbackService {
     pool_.Post([this, resp, reactor] {
       auto nodes = keyspace_->Nodes();
       if (!nodes.ok()) return reactor->Finish(ToGrpc(nodes.status()));
-      using State = server::NativeKeyspace::NodeReport::State;
-      for (const server::NativeKeyspace::NodeReport& n : *nodes) {
-        kvpb::NodeInfo* info = resp->add_nodes();
-        info->set_node_id(n.node_id);
-        switch (n.state) {
-          case State::kUp:
-            info->set_state("up");
-            break;
-          case State::kLate:
-            info->set_state("late");
-            break;
-          case State::kDown:
-            info->set_state("down");
-            break;
-          case State::kUnreported:
-            info->set_state("unreported");
-            break;
-        }
-        info->set_draining(n.draining);
-        if (!n.status.has_value()) continue;
-        info->set_ranges(n.status->ranges());
-        info->set_leaders(n.status->leaders());
-        info->set_bytes(n.status->bytes());
-        info->set_requests_per_second(n.status->requests_per_second());
-        info->set_report_age_seconds(std::chrono::duration<double>(n.age).count());
-      }
+      for (const server::NativeKeyspace::NodeReport& n : *nodes)
+        server::NativeKeyspace::Describe(n, resp->add_nodes());
       reactor->Finish(grpc::Status::OK);
     });
     return reactor;
@@ -284,30 +292,6 @@ class NativeKvService final : public kvpb::KV::CallbackService {
   }
 
   // What the descriptor alone says of a range.
-  static void DescribeRemote(const keys::RangeDescriptor& d, kvpb::RangeInfo* info) {
-    info->set_range_id(d.range_id);
-    info->set_start(d.start_key);
-    info->set_end(d.end_key);
-    info->set_generation(d.generation);
-    for (const keys::ReplicaDescriptor& rd : d.replicas) {
-      kvpb::Replica* out = info->add_replicas();
-      out->set_node_id(rd.node_id);
-      out->set_replica_id(rd.replica_id);
-      out->set_learner(rd.type == keys::ReplicaType::kLearner);
-    }
-  }
-
-  static void Describe(const server::NativeKeyspace::Range& r, const keys::RangeDescriptor& d,
-                       kvpb::RangeInfo* info) {
-    const server::ReplicaStats st = r.replica->stats();
-    DescribeRemote(d, info);
-    info->set_leader_node(st.leader == 0 ? 0 : r.replica->NodeOf(st.leader));
-    info->set_applied_index(st.applied_index);
-    info->set_quiesced(st.quiesced);
-    info->set_bytes(r.sm->DataBytes());
-    info->set_requests_per_second(r.load->requests_per_second());
-  }
-
   // Tells a routing client where the key's range is led: "<range id>
   // <generation> <leader node, hex>" when this node holds a replica of it
   // (leader 0: none known), "forwarded" when it does not. Clients that
@@ -362,6 +346,7 @@ class NativeKvService final : public kvpb::KV::CallbackService {
   // Scans and range deletes, which wait on several ranges in turn.
   WorkerPool pool_{2, "kv-spans"};
   WorkerPool moves_{1, "kv-moves"};
+  WorkerPool merges_{1, "kv-merges"};
 };
 
 }  // namespace

@@ -66,6 +66,8 @@ std::string_view ErrorReasonName(ErrorReason reason) {
       return "member-removed";
     case ErrorReason::kGroupNotFound:
       return "group-not-found";
+    case ErrorReason::kRangeFrozen:
+      return "range-frozen";
   }
   return "unknown-reason";
 }

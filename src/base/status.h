@@ -66,6 +66,9 @@ enum class ErrorReason : uint16_t {
   kMemberRemoved,
   // The addressed group has no replica here.
   kGroupNotFound,
+  // The range is frozen for a merge: the request waits for the merge to
+  // finish (or be called off) and goes to the range that then holds its key.
+  kRangeFrozen,
 };
 
 std::string_view ErrorReasonName(ErrorReason reason);

@@ -229,6 +229,31 @@ int RangeSplit(Env& env, const std::string& key) {
   return 0;
 }
 
+// Merges the range holding `key` with the range to its right and shows the
+// merged range.
+int RangeMerge(Env& env, const std::string& key) {
+  int code = 0;
+  auto c = env.Connect(&code);
+  if (c == nullptr) return code;
+  // The right range's replicas may move onto the left one's nodes first.
+  auto r = c->NativeMerge(key, std::chrono::minutes(2));
+  if (!r.ok()) return FailCall(r.status());
+  switch (env.format()) {
+    case OutputFormat::kJson:
+      std::printf("%s\n", ToJson(*r).c_str());
+      break;
+    case OutputFormat::kTable:
+      std::fputs(FormatTable(kRangeColumns, {RangeRow(r->range())}).c_str(), stdout);
+      break;
+    case OutputFormat::kSimple:
+      fmt::print("merged into range {}: now [{}, {})\n", r->range().range_id(),
+                 r->range().start().empty() ? "(start)" : KeyText(r->range().start()),
+                 KeyText(r->range().end()));
+      break;
+  }
+  return 0;
+}
+
 // The native ranges the endpoint holds a replica of, and how each is doing
 // there: its leader, how far it has applied, whether it sleeps (quiesced).
 // `cluster`: every range of the cluster, from the range map.
@@ -361,6 +386,11 @@ void AddRange(CLI::App& app, CommandList* commands) {
   CLI::App* split = range->add_subcommand("split", "split the range holding KEY at KEY");
   split->add_option("key", *split_key, "the first key of the new range")->required();
   commands->push_back({split, [split_key](Env& env) { return RangeSplit(env, *split_key); }});
+  auto merge_key = std::make_shared<std::string>();
+  CLI::App* merge =
+      range->add_subcommand("merge", "merge the range holding KEY with the range to its right");
+  merge->add_option("key", *merge_key, "a key of the left range")->required();
+  commands->push_back({merge, [merge_key](Env& env) { return RangeMerge(env, *merge_key); }});
   struct MoveFlags {
     uint64_t range_id = 0;
     std::string from;

@@ -582,6 +582,16 @@ Result<kvpb::SplitResponse> Client::NativeSplit(std::string key) {
       options_.call_timeout);
 }
 
+Result<kvpb::MergeResponse> Client::NativeMerge(std::string key,
+                                                std::chrono::milliseconds timeout) {
+  kvpb::MergeRequest request;
+  request.set_key(std::move(key));
+  return impl_->Unary<kvpb::MergeResponse>(
+      Retry::kOnlyIfNotSent,
+      [&](Endpoint& e, Ctx* c, kvpb::MergeResponse* r) { return e.native->Merge(c, request, r); },
+      timeout);
+}
+
 Result<kvpb::MoveReplicaResponse> Client::NativeMoveReplica(uint64_t range_id, uint64_t from,
                                                             uint64_t to,
                                                             std::chrono::milliseconds timeout) {

@@ -173,6 +173,9 @@ class Client {
   Result<kvpb::RangesResponse> NativeRanges(bool cluster = false);
   // Splits the range holding `key` at `key`.
   Result<kvpb::SplitResponse> NativeSplit(std::string key);
+  // Merges the range holding `key` with the range to its right (moving the
+  // right one's replicas onto the left one's nodes first, within `timeout`).
+  Result<kvpb::MergeResponse> NativeMerge(std::string key, std::chrono::milliseconds timeout);
   // The members, each with what it last reported to the meta range.
   Result<kvpb::NodesResponse> NativeNodes();
   // Starts draining node `node` (its replicas move to the other members),

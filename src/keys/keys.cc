@@ -714,6 +714,11 @@ std::string EncodeRangeDescriptor(const RangeDescriptor& d) {
     PutBigEndian64(&s, r.replica_id);
     s.push_back(static_cast<char>(r.type));
   }
+  if (d.sticky || d.frozen_into != 0 || d.merging_from != 0) {
+    s.push_back(static_cast<char>(d.sticky ? 1 : 0));
+    PutBigEndian64(&s, d.frozen_into);
+    PutBigEndian64(&s, d.merging_from);
+  }
   return s;
 }
 
@@ -739,6 +744,19 @@ Result<RangeDescriptor> DecodeRangeDescriptor(std::string_view bytes) {
     RETURN_IF_ERROR(ReadU8(kWhat, "replica type", &d, &type));
     r.type = static_cast<ReplicaType>(type);
     out.replicas.push_back(r);
+  }
+  if (d.remaining() > 0) {
+    uint8_t flags = 0;
+    RETURN_IF_ERROR(ReadU8(kWhat, "flags", &d, &flags));
+    if (flags > 1) {
+      return Status::Corruption(fmt::format("keys: {}: unknown flags {:#x}", kWhat, flags));
+    }
+    out.sticky = flags == 1;
+    RETURN_IF_ERROR(ReadU64(kWhat, "frozen into", &d, &out.frozen_into));
+    RETURN_IF_ERROR(ReadU64(kWhat, "merging from", &d, &out.merging_from));
+    if (!out.sticky && out.frozen_into == 0 && out.merging_from == 0) {
+      return Status::Corruption(fmt::format("keys: {}: an empty trailer", kWhat));
+    }
   }
   RETURN_IF_ERROR(ExpectEnd(kWhat, d));
   RETURN_IF_ERROR(ValidateRangeDescriptor(out));

@@ -288,6 +288,7 @@ struct ReplicaDescriptor {
 // A range: the user keys [start_key, end_key) and where its replicas are.
 //   05 <range id:8> <start: varint len, bytes> <end: varint len, bytes> <generation:8>
 //      <next replica id:8> <replica count: varint> { <node id:8> <replica id:8> <type:1> }
+//      [ <flags:1> <frozen into:8> <merging from:8> ]   (only when one is set; flags bit 0: sticky)
 // Valid: range id not 0; start < end unless end is empty (to the end of the
 // keyspace); replica and node ids not 0, each at most once, every replica
 // id below next_replica_id (replica ids are never reused).
@@ -298,6 +299,15 @@ struct RangeDescriptor {
   uint64_t generation = 0;  // +1 on every split, merge and replica change
   uint64_t next_replica_id = 1;
   std::vector<ReplicaDescriptor> replicas;
+  // The range's start was chosen by hand (a split asked for, or a new
+  // cluster's initial ranges): automatic merges leave it alone.
+  bool sticky = false;
+  // Not 0: the range is frozen for a merge into its left neighbour, this
+  // range; it serves nothing until the merge completes or is called off.
+  RangeId frozen_into = 0;
+  // Not 0: the range is about to take in its right neighbour, this range
+  // (prepared for the merge); it is not frozen or split meanwhile.
+  RangeId merging_from = 0;
 
   bool ContainsKey(std::string_view user_key) const;
   // The replica on `node_id`, if the range has one there.

@@ -91,6 +91,15 @@ struct ServerConfig {
   int64_t range_split_bytes = int64_t{64} << 20;
   int64_t range_split_qps = 3'000;
   int64_t range_load_window_s = 10;
+  // Conclave's own: a native range merges with its right-hand neighbour
+  // when their data together is below this many bytes and their load below
+  // a quarter of range_split_qps (0: never by itself).
+  int64_t range_merge_bytes = int64_t{16} << 20;
+  // Conclave's own: snapshots sent to other members (new replicas, lagging
+  // ones), all together, at most this many bytes per second (0: no limit),
+  // so that rebalancing and re-replication leave the disk and the network to
+  // foreground traffic.
+  int64_t snapshot_send_bytes_per_second = int64_t{32} << 20;
 
   // Test-only (--unsafe-test-bug, a comma-separated list): deliberately
   // broken behaviours that the fault-injection harness must catch. Never set

@@ -231,8 +231,12 @@ TEST(ParseServerConfigTest, RangeSplitting) {
   EXPECT_EQ(d.range_split_bytes, 64 << 20);
   EXPECT_EQ(d.range_split_qps, 3000);
   EXPECT_EQ(d.range_load_window_s, 10);
-  ServerConfig c =
-      ParseOk({"--range-split-bytes=0", "--range-split-qps=50", "--range-load-window=2"});
+  EXPECT_EQ(d.range_merge_bytes, 16 << 20);
+  EXPECT_EQ(d.snapshot_send_bytes_per_second, 32 << 20);
+  EXPECT_EQ(ParseOk({"--snapshot-send-bytes-per-second=0"}).snapshot_send_bytes_per_second, 0);
+  ServerConfig c = ParseOk({"--range-split-bytes=0", "--range-split-qps=50",
+                            "--range-load-window=2", "--range-merge-bytes=0"});
+  EXPECT_EQ(c.range_merge_bytes, 0);
   EXPECT_EQ(c.range_split_bytes, 0);
   EXPECT_EQ(c.range_split_qps, 50);
   EXPECT_EQ(c.range_load_window_s, 2);

@@ -5,9 +5,13 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
 #include <utility>
 
 #include "base/logging.h"
+#include "server/ranges_page.h"
 
 namespace conclave::server {
 
@@ -29,11 +33,12 @@ prometheus::MetricFamily Family(std::string name, std::string help, prometheus::
   return f;
 }
 
-int Reply(mg_connection* conn, int code, const char* type, const std::string& body) {
+int Reply(mg_connection* conn, int code, const char* type, std::string_view body) {
   mg_printf(conn,
             "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-            "Connection: close\r\n\r\n",
-            code, code == 200 ? "OK" : "Service Unavailable", type, body.size());
+            "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+            code, code == 200 ? "OK" : (code == 404 ? "Not Found" : "Service Unavailable"), type,
+            body.size());
   mg_write(conn, body.data(), body.size());
   return code;
 }
@@ -48,6 +53,25 @@ int HandleHealth(mg_connection* conn, void* data) {
   const bool ok = self->Healthy();
   return Reply(conn, ok ? 200 : 503, "application/json",
                ok ? R"({"health":"true"})" : R"({"health":"false"})");
+}
+
+int HandleRangesPage(mg_connection* conn, void* data) {
+  auto* self = static_cast<HttpStatusServer*>(data);
+  if (!self->HasRanges()) return Reply(conn, 404, "text/plain", "no native keyspace here\n");
+  return Reply(conn, 200, "text/html; charset=utf-8", kRangesPage);
+}
+
+int HandleRangesJson(mg_connection* conn, void* data) {
+  auto* self = static_cast<HttpStatusServer*>(data);
+  Result<std::string> json = self->RangesJson();
+  if (!json.ok()) {
+    const int code = json.status().code() == StatusCode::kNotFound ? 404 : 503;
+    std::string why = json.status().ToString();
+    std::replace_if(
+        why.begin(), why.end(), [](char c) { return c == '"' || c == '\\'; }, '\'');
+    return Reply(conn, code, "application/json", fmt::format(R"({{"error":"{}"}})", why));
+  }
+  return Reply(conn, 200, "application/json", *json);
 }
 
 }  // namespace
@@ -67,7 +91,9 @@ Status HttpStatusServer::Start(const std::vector<std::string>& urls) {
     if (!ports.empty()) ports += ",";
     ports += target;
   }
-  const char* options[] = {"listening_ports", ports.c_str(), "num_threads", "2", nullptr};
+  // Four threads: a page's data may take a moment to gather, and /metrics
+  // and /health answer meanwhile.
+  const char* options[] = {"listening_ports", ports.c_str(), "num_threads", "4", nullptr};
   mg_callbacks callbacks{};
   ctx_ = mg_start(&callbacks, nullptr, options);
   if (ctx_ == nullptr) {
@@ -81,7 +107,9 @@ Status HttpStatusServer::Start(const std::vector<std::string>& urls) {
   }
   mg_set_request_handler(ctx_, "/metrics$", HandleMetrics, this);
   mg_set_request_handler(ctx_, "/health$", HandleHealth, this);
-  LOG_INFO("serving /metrics and /health on {}", ports);
+  mg_set_request_handler(ctx_, "/ranges$", HandleRangesPage, this);
+  mg_set_request_handler(ctx_, "/ranges.json$", HandleRangesJson, this);
+  LOG_INFO("serving /metrics, /health and /ranges on {}", ports);
   return Status::Ok();
 }
 
@@ -92,6 +120,24 @@ void HttpStatusServer::Stop() {
 
 bool HttpStatusServer::Healthy() const {
   return etcd_->leader() != 0;
+}
+
+Result<std::string> HttpStatusServer::RangesJson() {
+  if (native_ == nullptr) return Status::NotFound("no native keyspace here");
+  std::lock_guard<std::mutex> lock(view_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (!view_json_.empty() && now - view_at_ < std::chrono::seconds(2)) return view_json_;
+  // The first ranges only: the page is for people.
+  constexpr size_t kMaxRanges = 1000;
+  ASSIGN_OR_RETURN(serverpb::ClusterView view, native_->View(kMaxRanges));
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  std::string out;
+  auto s = google::protobuf::util::MessageToJsonString(view, &out, options);
+  if (!s.ok()) return Status::Internal(std::string(s.message()));
+  view_json_ = out;
+  view_at_ = now;
+  return out;
 }
 
 std::string HttpStatusServer::MetricsText() const {
@@ -148,6 +194,13 @@ std::string HttpStatusServer::MetricsText() const {
                             MetricType::Gauge, static_cast<double>(etcd_->CompactRevision())));
   families.push_back(Family("conclave_network_messages_sent_total", "Raft messages sent to peers",
                             MetricType::Counter, static_cast<double>(transport_->messages_sent())));
+  families.push_back(Family("conclave_snapshot_sent_bytes_total",
+                            "Snapshot bytes sent to other members", MetricType::Counter,
+                            static_cast<double>(transport_->snapshot_bytes_sent())));
+  families.push_back(
+      Family("conclave_snapshot_throttled_seconds_total",
+             "Time snapshot sends waited for --snapshot-send-bytes-per-second", MetricType::Counter,
+             std::chrono::duration<double>(transport_->snapshot_throttled()).count()));
   families.push_back(Family("conclave_network_messages_dropped_total",
                             "Raft messages dropped (peer unreachable or queue full)",
                             MetricType::Counter,
@@ -196,6 +249,12 @@ std::string HttpStatusServer::MetricsText() const {
                               "Replicas the placement driver here moved or removed off draining "
                               "members",
                               MetricType::Counter, static_cast<double>(splits.drained)));
+    families.push_back(Family("conclave_native_ranges_merged_total",
+                              "Range merges this member coordinated", MetricType::Counter,
+                              static_cast<double>(splits.merged)));
+    families.push_back(Family("conclave_native_merges_failed_total",
+                              "Range merges this member gave up and called off",
+                              MetricType::Counter, static_cast<double>(splits.merges_failed)));
   }
   return prometheus::TextSerializer().Serialize(families);
 }

@@ -44,6 +44,41 @@ constexpr int kRouteAttempts = 8;
 constexpr Duration kCollectInterval = std::chrono::seconds(10);
 // How long the placement driver waits for a moved range's record.
 constexpr Duration kMapCatchUp = std::chrono::seconds(30);
+// A range frozen this long for a merge lost its coordinator: its leader's
+// node settles the merge.
+constexpr Duration kMergeAbandoned = std::chrono::seconds(20);
+// How often a request waits for a frozen range (each wait ends when the
+// range thaws or is merged away, or after about a second).
+constexpr int kFrozenWaits = 30;
+// After a split or merge that could not be made (one huge or hot key, a
+// range that keeps changing), the range is left alone this many windows.
+constexpr int kRestWindows = 6;
+
+bool IsFrozen(const Status& s) {
+  return s.reason() == ErrorReason::kRangeFrozen;
+}
+
+std::set<uint64_t> NodesOf(const keys::RangeDescriptor& d) {
+  std::set<uint64_t> nodes;
+  for (const keys::ReplicaDescriptor& r : d.replicas)
+    nodes.insert(r.node_id);
+  return nodes;
+}
+
+// Whether `a` holds every key of `b`.
+bool Covers(const keys::RangeDescriptor& a, const keys::RangeDescriptor& b) {
+  return a.start_key <= b.start_key &&
+         (a.end_key.empty() || (!b.end_key.empty() && b.end_key <= a.end_key));
+}
+
+// Deletes a copy of `d` (its records, and its data unless `keep` covers
+// it). A frozen range's data is kept whole: a merge may yet give it to its
+// left neighbour here.
+std::vector<std::pair<std::string, std::string>> KeepFrozen(
+    const keys::RangeDescriptor& d, std::vector<std::pair<std::string, std::string>> keep) {
+  if (d.frozen_into != 0) keep.emplace_back(d.start_key, d.end_key);
+  return keep;
+}
 
 // A read that raced with the removal of this node's replica: what it read
 // may be partly deleted.
@@ -122,7 +157,13 @@ RangeLoad::Window RangeLoad::Roll(Duration now) {
   samples_.clear();
   count_ = 0;
   last_rate_ = w.requests_per_second;
+  ++windows_;
   return w;
+}
+
+int RangeLoad::windows() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return windows_;
 }
 
 double RangeLoad::requests_per_second() const {
@@ -165,6 +206,7 @@ std::vector<keys::RangeDescriptor> InitialRanges(int64_t count, std::vector<uint
     d.start_key = std::move(start);
     d.end_key = std::move(end);
     d.generation = 1;
+    d.sticky = id != kMetaRangeId;  // the ranges asked for stay apart
     for (size_t k = 0; k < how_many; ++k)
       d.replicas.push_back({members[(first + k) % n], k + 1, keys::ReplicaType::kVoter});
     std::sort(d.replicas.begin(), d.replicas.end(),
@@ -204,7 +246,7 @@ Result<std::unique_ptr<NativeKeyspace>> NativeKeyspace::Open(Host* host, uint64_
       // Its removal applied here but the node stopped before deleting its
       // copy: delete it now.
       LOG_INFO("range {}: its replica left this node; deleting what is left of it", d.range_id);
-      RETURN_IF_ERROR(RangeStateMachine::Destroy(host->engine(), d));
+      RETURN_IF_ERROR(RangeStateMachine::Destroy(host->engine(), d, KeepFrozen(d, {})));
       continue;
     }
     std::map<std::string, std::string> initial;
@@ -280,6 +322,11 @@ void NativeKeyspace::SetHandlers(RangeStateMachine* sm) {
     return AddRange(right, /*create=*/false, left != nullptr && left->is_leader());
   });
   sm->SetInstallHandler([this, sm] { Reindex(sm); });
+  sm->SetMergeHandler([this](const keys::RangeDescriptor& right) { return OnMerged(right); },
+                      [this](const keys::RangeDescriptor& d) {
+                        OnFrozenChanged(d);
+                        return Status::Ok();
+                      });
   sm->SetReplicasHandler(
       [this, sm](const keys::RangeDescriptor& after) { return OnReplicasChanged(sm, after); });
 }
@@ -305,7 +352,8 @@ Status NativeKeyspace::Discard(RangeStateMachine* sm, const keys::RangeDescripto
       keep.emplace_back(d.start_key, d.end_key);
     }
   }
-  RETURN_IF_ERROR(RangeStateMachine::Destroy(host_->engine(), after, keep));
+  RETURN_IF_ERROR(RangeStateMachine::Destroy(host_->engine(), after, KeepFrozen(after, keep)));
+  Thaw(after.range_id);
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = by_start_.begin(); it != by_start_.end();) {
@@ -323,6 +371,24 @@ Status NativeKeyspace::Discard(RangeStateMachine* sm, const keys::RangeDescripto
 
 void NativeKeyspace::Reindex(RangeStateMachine* sm) {
   const keys::RangeDescriptor d = sm->descriptor();
+  // Ranges this one took in by a merge this node missed: older views of
+  // keys the snapshot brought.
+  std::vector<RangeStateMachine*> merged;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = by_start_.begin(); it != by_start_.end();) {
+      const keys::RangeDescriptor other = it->second.sm->descriptor();
+      if (it->second.sm != sm && other.range_id != d.range_id && d.ContainsKey(other.start_key) &&
+          other.generation < d.generation) {
+        merged.push_back(it->second.sm);
+        it = by_start_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (RangeStateMachine* gone : merged)
+    DropMerged(gone);
   std::lock_guard<std::mutex> lock(mu_);
   std::optional<Range> range;
   if (auto it = waiting_.find(d.range_id); it != waiting_.end()) {
@@ -422,7 +488,7 @@ size_t NativeKeyspace::size() const {
 }
 
 void NativeKeyspace::Write(std::string key, serverpb::RangeCommand command, WriteDone done,
-                           int attempt, Route route) {
+                           int attempt, Route route, int waits) {
   Result<Range> r = Find(key);
   if (!r.ok()) {
     if (route == Route::kAny && forwarder_ != nullptr &&
@@ -431,23 +497,41 @@ void NativeKeyspace::Write(std::string key, serverpb::RangeCommand command, Writ
     }
     return done(r.status(), 0);
   }
-  if (attempt == 0) r->load->Record(key);
-  const keys::RangeId id = r->sm->descriptor().range_id;
+  if (attempt == 0 && waits == 0) r->load->Record(key);
+  const keys::RangeDescriptor d = r->sm->descriptor();
+  const keys::RangeId id = d.range_id;
+  // A frozen range: try again once its merge settled.
+  auto wait = [this, id, attempt, route, waits](std::string key, serverpb::RangeCommand command,
+                                                WriteDone done, Status frozen) {
+    if (waits >= kFrozenWaits) return done(std::move(frozen), id);
+    Park(id, [this, key = std::move(key), command = std::move(command), done = std::move(done),
+              attempt, route, waits]() mutable {
+      Write(std::move(key), std::move(command), std::move(done), attempt, route, waits + 1);
+    });
+  };
+  if (d.frozen_into != 0)
+    return wait(std::move(key), std::move(command), std::move(done), Frozen(d));
   command.set_wall_nanos(Now(host_->clock()));
   std::string bytes = command.SerializeAsString();
-  r->replica->ProposeAsync(std::move(bytes), [this, done = std::move(done), id,
-                                              key = std::move(key), command = std::move(command),
-                                              attempt](Result<std::any> applied) mutable {
-    if (!applied.ok()) return done(applied.status(), id);
-    const auto* w = std::any_cast<RangeWriteResult>(&applied.value());
-    if (w == nullptr) return done(Status::Internal("range: no result"), id);
-    if (Moved(w->status) && attempt + 1 < kRouteAttempts) {
-      // The range split first and refused it: follow the key.
-      return Write(std::move(key), std::move(command), std::move(done), attempt + 1, Route::kLocal);
-    }
-    if (!w->status.ok()) return done(w->status, id);
-    done(*w, id);
-  });
+  r->replica->ProposeAsync(
+      std::move(bytes),
+      [this, done = std::move(done), id, key = std::move(key), command = std::move(command),
+       attempt, waits, wait](Result<std::any> applied) mutable {
+        if (!applied.ok()) return done(applied.status(), id);
+        const auto* w = std::any_cast<RangeWriteResult>(&applied.value());
+        if (w == nullptr) return done(Status::Internal("range: no result"), id);
+        if (Moved(w->status) && attempt + 1 < kRouteAttempts) {
+          // The range split first and refused it: follow the key.
+          return Write(std::move(key), std::move(command), std::move(done), attempt + 1,
+                       Route::kLocal, waits);
+        }
+        // It froze for a merge first: wait for the merge to settle.
+        if (IsFrozen(w->status)) {
+          return wait(std::move(key), std::move(command), std::move(done), w->status);
+        }
+        if (!w->status.ok()) return done(w->status, id);
+        done(*w, id);
+      });
 }
 
 void NativeKeyspace::Put(kvpb::PutRequest request, WriteDone done, Route route) {
@@ -708,6 +792,7 @@ Result<uint64_t> NativeKeyspace::DeleteRange(const std::string& start, const std
                                              Route route) {
   uint64_t deleted = 0;
   std::string cursor = start;
+  int waits = 0;
   for (int moved = 0;;) {
     Result<Range> found = Find(cursor);
     if (!found.ok() && route == Route::kAny && forwarder_ != nullptr &&
@@ -734,7 +819,12 @@ Result<uint64_t> NativeKeyspace::DeleteRange(const std::string& start, const std
     serverpb::RangeCommand c;
     c.mutable_delete_range()->set_start(cursor);
     c.mutable_delete_range()->set_end(end);  // the range clips it as it applies
-    ASSIGN_OR_RETURN(RangeWriteResult w, ProposeAndWait(r, std::move(c)));
+    Result<RangeWriteResult> proposed = ProposeAndWait(r, std::move(c));
+    if (!proposed.ok() && IsFrozen(proposed.status()) && ++waits < kFrozenWaits) {
+      AwaitThaw(r.sm->descriptor().range_id);
+      continue;
+    }
+    ASSIGN_OR_RETURN(RangeWriteResult w, std::move(proposed));
     deleted += w.deleted;
     const std::string& covered = w.covered_end;
     if (!covered.empty() && covered <= cursor) {
@@ -775,28 +865,35 @@ void NativeKeyspace::Get(std::string key, ReadDone done, Route route) {
   GetAttempt(std::move(key), done, 0);
 }
 
-void NativeKeyspace::GetAttempt(std::string key, ReadDone done, int attempt) {
+void NativeKeyspace::GetAttempt(std::string key, ReadDone done, int attempt, int waits) {
   Result<Range> r = Find(key);
   if (!r.ok()) return done(r.status(), 0);
-  if (attempt == 0) r->load->Record(key);
+  if (attempt == 0 && waits == 0) r->load->Record(key);
   RangeStateMachine* sm = r->sm;
   const keys::RangeId id = sm->descriptor().range_id;
-  r->replica->ReadBarrierAsync(
-      [this, sm, id, attempt, key = std::move(key), done = std::move(done)](Status s) mutable {
-        if (!s.ok()) return done(s, id);
-        Result<std::optional<RangeValue>> v = sm->Get(key);
-        if (!v.ok() && Moved(v.status()) && attempt + 1 < kRouteAttempts) {
-          return GetAttempt(std::move(key), std::move(done), attempt + 1);
-        }
-        if (sm->removed()) return done(LeftHere(id), id);
-        done(std::move(v), id);
-      });
+  r->replica->ReadBarrierAsync([this, sm, id, attempt, waits, key = std::move(key),
+                                done = std::move(done)](Status s) mutable {
+    if (!s.ok()) return done(s, id);
+    Result<std::optional<RangeValue>> v = sm->Get(key);
+    if (!v.ok() && Moved(v.status()) && attempt + 1 < kRouteAttempts) {
+      return GetAttempt(std::move(key), std::move(done), attempt + 1, waits);
+    }
+    if (!v.ok() && IsFrozen(v.status()) && waits < kFrozenWaits) {
+      return Park(id,
+                  [this, key = std::move(key), done = std::move(done), attempt, waits]() mutable {
+                    GetAttempt(std::move(key), std::move(done), attempt, waits + 1);
+                  });
+    }
+    if (sm->removed()) return done(LeftHere(id), id);
+    done(std::move(v), id);
+  });
 }
 
 Result<ScanPage> NativeKeyspace::Scan(const std::string& start, const std::string& end,
                                       size_t limit, Route route) {
   ScanPage page;
   std::string cursor = start;
+  int waits = 0;
   for (int moved = 0;;) {
     Result<Range> found = Find(cursor);
     if (!found.ok() && route == Route::kAny && forwarder_ != nullptr &&
@@ -833,11 +930,21 @@ Result<ScanPage> NativeKeyspace::Scan(const std::string& start, const std::strin
     }
     ASSIGN_OR_RETURN(Range r, std::move(found));
     r.load->Record(cursor);
-    RETURN_IF_ERROR(r.replica->ReadBarrier());
+    if (Status s = r.replica->ReadBarrier(); !s.ok()) {
+      // This node's replica left (moved, or merged away) during the read
+      // round: the range is elsewhere now, or wider here.
+      if (r.sm->removed() && ++moved < kRouteAttempts) continue;
+      return s;
+    }
     bool more = false;
     keys::RangeDescriptor used;
-    ASSIGN_OR_RETURN(std::vector<RangeValue> kvs,
-                     r.sm->Scan(cursor, end, limit - page.kvs.size(), &more, &used));
+    Result<std::vector<RangeValue>> scanned =
+        r.sm->Scan(cursor, end, limit - page.kvs.size(), &more, &used);
+    if (!scanned.ok() && IsFrozen(scanned.status()) && ++waits < kFrozenWaits) {
+      AwaitThaw(used.range_id);
+      continue;
+    }
+    ASSIGN_OR_RETURN(std::vector<RangeValue> kvs, std::move(scanned));
     if (r.sm->removed()) return LeftHere(used.range_id);
     if (!used.ContainsKey(cursor)) {
       // A split moved the cursor's keys to a new range since Find.
@@ -903,7 +1010,7 @@ Result<keys::RangeId> NativeKeyspace::AllocateRangeId() {
 }
 
 Result<RangeWriteResult> NativeKeyspace::SplitOnce(const Range& r, const std::string& key,
-                                                   uint64_t generation) {
+                                                   uint64_t generation, bool sticky) {
   ASSIGN_OR_RETURN(keys::RangeId id, AllocateRangeId());
   // A split onto a range that exists would overwrite it: refuse rather
   // than trust the counter. (Checked here, not as the split applies: a
@@ -918,7 +1025,15 @@ Result<RangeWriteResult> NativeKeyspace::SplitOnce(const Range& r, const std::st
   c.mutable_split()->set_split_key(key);
   c.mutable_split()->set_new_range_id(id);
   c.mutable_split()->set_generation(generation);
-  return ProposeAndWait(r, std::move(c));
+  c.mutable_split()->set_sticky(sticky);
+  ASSIGN_OR_RETURN(RangeWriteResult w, ProposeAndWait(r, std::move(c)));
+  serverpb::RangeEvent e;
+  e.set_kind("split");
+  e.set_range_id(w.split->first.range_id);
+  e.set_other_range_id(w.split->second.range_id);
+  e.set_key(key);
+  RecordEvent(std::move(e));
+  return w;
 }
 
 Result<std::pair<keys::RangeDescriptor, keys::RangeDescriptor>> NativeKeyspace::Split(
@@ -933,7 +1048,7 @@ Result<std::pair<keys::RangeDescriptor, keys::RangeDescriptor>> NativeKeyspace::
       return Status::AlreadyExists(
           fmt::format("conclave: key \"{}\" already starts range {}", key, d.range_id));
     }
-    Result<RangeWriteResult> w = SplitOnce(r, key, d.generation);
+    Result<RangeWriteResult> w = SplitOnce(r, key, d.generation, /*sticky=*/true);
     if (w.ok()) return *w->split;
     // The range changed between reading its descriptor and the split
     // applying (another split, say): look again.
@@ -951,6 +1066,382 @@ Result<kvpb::SplitResponse> NativeKeyspace::ForwardSplit(const std::string& key)
   return ForwardSpan<kvpb::SplitResponse>(
       key, /*idempotent=*/false, &part_end,
       [&](uint64_t node, const std::string&) { return forwarder_->Split(node, req); }, "");
+}
+
+// ---- merges ----
+
+Status NativeKeyspace::OnMerged(const keys::RangeDescriptor& right) {
+  std::optional<Range> gone;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = by_start_.begin(); it != by_start_.end(); ++it) {
+      if (it->second.sm->descriptor().range_id == right.range_id) {
+        gone = it->second;
+        by_start_.erase(it);
+        break;
+      }
+    }
+    if (auto it = waiting_.find(right.range_id); it != waiting_.end()) {
+      if (!gone) gone = it->second;
+      waiting_.erase(it);
+    }
+  }
+  // The merge's batch deleted its records and wrote its tombstone. Synced
+  // before the replica (and what the log holds of it) goes: the log no
+  // longer replays what the right range applied.
+  RETURN_IF_ERROR(host_->engine()->Sync());
+  if (gone) gone->sm->MarkRemoved();
+  if (std::shared_ptr<Replica> replica = host_->FindReplica(right.range_id)) {
+    if (auto* sm = dynamic_cast<RangeStateMachine*>(replica->state_machine())) sm->MarkRemoved();
+    host_->RemoveReplica(right.range_id);
+  }
+  LOG_INFO("range {}: merged into its left neighbour; this node's replica of it is gone",
+           right.range_id);
+  Thaw(right.range_id);
+  ReportSoon();
+  return Status::Ok();
+}
+
+void NativeKeyspace::OnFrozenChanged(const keys::RangeDescriptor& d) {
+  if (d.frozen_into == 0) Thaw(d.range_id);
+  ReportSoon();
+}
+
+void NativeKeyspace::DropMerged(RangeStateMachine* sm) {
+  const keys::RangeDescriptor d = sm->descriptor();
+  sm->MarkRemoved();
+  // Records and tombstone only: the keys are the wider range's now.
+  if (Status s = RangeStateMachine::Destroy(host_->engine(), d, {{d.start_key, d.end_key}});
+      !s.ok()) {
+    LOG_ERROR("range {}: dropping a range merged away: {}", d.range_id, s.ToString());
+  }
+  if (host_->FindReplica(d.range_id) != nullptr) host_->RemoveReplica(d.range_id);
+  LOG_INFO("range {}: a snapshot showed it merged into its left neighbour; replica dropped",
+           d.range_id);
+  Thaw(d.range_id);
+}
+
+void NativeKeyspace::Park(keys::RangeId id, std::function<void()> retry) {
+  {
+    std::lock_guard<std::mutex> lock(thaw_mu_);
+    parked_[id].emplace_back(host_->clock().Monotonic(), std::move(retry));
+  }
+  // It may have thawed between the refusal and now.
+  Result<Range> r = FindById(id);
+  if (!r.ok() || r->sm->descriptor().frozen_into == 0) Thaw(id);
+}
+
+void NativeKeyspace::Thaw(keys::RangeId id) {
+  std::vector<std::pair<Duration, std::function<void()>>> ready;
+  {
+    std::lock_guard<std::mutex> lock(thaw_mu_);
+    ++thaws_;
+    if (auto it = parked_.find(id); it != parked_.end()) {
+      ready = std::move(it->second);
+      parked_.erase(it);
+    }
+  }
+  thaw_cv_.notify_all();
+  for (auto& [since, retry] : ready)
+    route_pool_.Post(std::move(retry));
+}
+
+void NativeKeyspace::AwaitThaw(keys::RangeId id) {
+  std::unique_lock<std::mutex> lock(thaw_mu_);
+  const uint64_t seen = thaws_;
+  lock.unlock();
+  Result<Range> r = FindById(id);
+  if (!r.ok() || r->sm->descriptor().frozen_into == 0) return;
+  lock.lock();
+  thaw_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return thaws_ != seen; });
+}
+
+void NativeKeyspace::ReleaseParked() {
+  const Duration now = host_->clock().Monotonic();
+  std::vector<std::function<void()>> ready;
+  {
+    std::lock_guard<std::mutex> lock(thaw_mu_);
+    for (auto it = parked_.begin(); it != parked_.end();) {
+      auto& waiting = it->second;
+      for (auto w = waiting.begin(); w != waiting.end();) {
+        if (now - w->first < std::chrono::seconds(1)) {
+          ++w;
+          continue;
+        }
+        ready.push_back(std::move(w->second));
+        w = waiting.erase(w);
+      }
+      it = waiting.empty() ? parked_.erase(it) : std::next(it);
+    }
+  }
+  for (std::function<void()>& retry : ready)
+    route_pool_.Post(std::move(retry));
+}
+
+Status NativeKeyspace::Colocate(const keys::RangeDescriptor& l, keys::RangeDescriptor* r) {
+  const std::set<uint64_t> left = NodesOf(l);
+  const std::set<uint64_t> right = NodesOf(*r);
+  if (left.size() != right.size()) {
+    return Status::FailedPrecondition(fmt::format(
+        "conclave: ranges {} and {} have {} and {} replicas; a merge needs as many on each",
+        l.range_id, r->range_id, left.size(), right.size()));
+  }
+  std::vector<uint64_t> from;
+  std::vector<uint64_t> to;
+  std::set_difference(right.begin(), right.end(), left.begin(), left.end(),
+                      std::back_inserter(from));
+  std::set_difference(left.begin(), left.end(), right.begin(), right.end(), std::back_inserter(to));
+  // This node first: it coordinates the later moves itself.
+  std::stable_partition(to.begin(), to.end(), [&](uint64_t n) { return n == node_id_; });
+  std::set<uint64_t> live;
+  for (uint64_t m : Members())
+    live.insert(m);
+  for (size_t i = 0; i < from.size(); ++i) {
+    LOG_INFO("range {}: moving its replica from node {:x} to node {:x} to merge it into range {}",
+             r->range_id, from[i], to[i], l.range_id);
+    uint64_t generation = 0;
+    RETURN_IF_ERROR(MoveVia(*r, from[i], to[i], live, {}, &generation));
+    // As it is now (here, once this node holds it).
+    if (Result<Range> here = FindById(r->range_id); here.ok()) {
+      RETURN_IF_ERROR(here->replica->ReadBarrier());
+      *r = here->sm->descriptor();
+    } else {
+      for (keys::ReplicaDescriptor& rd : r->replicas) {
+        if (rd.node_id == from[i]) rd.node_id = to[i];
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Result<keys::RangeDescriptor> NativeKeyspace::Merge(const std::string& key) {
+  if (key >= kSystemKeyStart) {
+    return Status::InvalidArgument("conclave: the system keys are not merged");
+  }
+  ASSIGN_OR_RETURN(Range left, Find(key));
+  keys::RangeDescriptor l = left.sm->descriptor();
+  if (l.frozen_into != 0) return Frozen(l);
+  if (l.end_key.empty() || l.end_key >= kSystemKeyStart) {
+    return Status::FailedPrecondition(fmt::format(
+        "conclave: range {} is the last user range: no range is to its right", l.range_id));
+  }
+  // The right-hand neighbour, wherever it is.
+  keys::RangeDescriptor r;
+  if (Result<Range> here = Find(l.end_key); here.ok()) {
+    r = here->sm->descriptor();
+  } else {
+    ASSIGN_OR_RETURN(r, Locate(l.end_key, /*fresh=*/true));
+  }
+  auto changed = [&] {
+    return Status::Unavailable(
+        fmt::format("conclave: range {} or its right neighbour changed; try again", l.range_id));
+  };
+  if (r.start_key != l.end_key) return changed();
+  RETURN_IF_ERROR(Colocate(l, &r));
+  ASSIGN_OR_RETURN(Range right, FindById(r.range_id));
+  // Both as their logs have them now.
+  RETURN_IF_ERROR(right.replica->ReadBarrier());
+  RETURN_IF_ERROR(left.replica->ReadBarrier());
+  r = right.sm->descriptor();
+  l = left.sm->descriptor();
+  if (r.frozen_into != 0) return Frozen(r);
+  if (l.merging_from != 0 || r.merging_from != 0) {
+    return Status::Unavailable(fmt::format(
+        "conclave: range {} or its right neighbour is in another merge; try again", l.range_id));
+  }
+  if (r.start_key != l.end_key || NodesOf(r) != NodesOf(l)) return changed();
+
+  serverpb::RangeCommand prepare;
+  prepare.mutable_prepare_merge()->set_right_range_id(r.range_id);
+  prepare.mutable_prepare_merge()->set_generation(l.generation);
+  ASSIGN_OR_RETURN(RangeWriteResult prepared, ProposeAndWait(left, std::move(prepare)));
+  l = *prepared.descriptor;
+
+  serverpb::RangeCommand freeze;
+  freeze.mutable_freeze()->set_left_range_id(l.range_id);
+  freeze.mutable_freeze()->set_generation(r.generation);
+  Result<keys::RangeDescriptor> merged = Status::Unavailable("not frozen");
+  if (Result<RangeWriteResult> frozen = ProposeAndWait(right, std::move(freeze)); frozen.ok()) {
+    const uint64_t freeze_index = right.replica->applied_index();
+    LOG_INFO("range {}: frozen at index {} to merge into range {}", r.range_id, freeze_index,
+             l.range_id);
+    merged = FinishMerge(left, l, right, *frozen->descriptor, freeze_index);
+  } else {
+    merged = frozen.status();
+  }
+  Result<bool> after_all = CallOffMerge(l.range_id, r.range_id, r.start_key);
+  if (after_all.ok() && *after_all) merged = left.sm->descriptor();
+  if (merged.ok()) {
+    ++merged_;
+    serverpb::RangeEvent e;
+    e.set_kind("merge");
+    e.set_range_id(l.range_id);
+    e.set_other_range_id(r.range_id);
+    e.set_key(r.start_key);
+    RecordEvent(std::move(e));
+    return merged;
+  }
+  ++merges_failed_;
+  LOG_WARN("range {}: merging range {} in failed: {}; {}", l.range_id, r.range_id,
+           merged.status().ToString(),
+           after_all.ok() ? "called off" : "left frozen: " + after_all.status().ToString());
+  return merged.status();
+}
+
+Result<keys::RangeDescriptor> NativeKeyspace::FinishMerge(const Range& left,
+                                                          const keys::RangeDescriptor& l,
+                                                          const Range& right,
+                                                          const keys::RangeDescriptor& frozen,
+                                                          uint64_t freeze_index) {
+  // Every node of the left range holds the right one's data, complete,
+  // before any of them takes it in: each has applied the freeze.
+  for (uint64_t node : NodesOf(l)) {
+    if (node == node_id_) continue;
+    if (forwarder_ == nullptr) return Status::Unavailable("no forwarder");
+    // Asked once: the right range's requests wait meanwhile, so a node that
+    // does not answer soon calls the merge off.
+    if (Stopping()) return Stopped();
+    Result<serverpb::RangeAppliedResponse> applied =
+        forwarder_->RangeApplied(node, frozen.range_id);
+    // At the freeze's generation: no replica change after it.
+    if (!applied.ok() || applied->applied_index() < freeze_index ||
+        applied->generation() != frozen.generation) {
+      return Status::Unavailable(fmt::format(
+          "conclave: node {:x} has not applied range {}'s freeze (index {}, generation {}): {}",
+          node, frozen.range_id, freeze_index, frozen.generation,
+          applied.ok() ? fmt::format("it is at {}, generation {}", applied->applied_index(),
+                                     applied->generation())
+                       : applied.status().ToString()));
+    }
+  }
+  if (right.sm->descriptor().generation != frozen.generation) {
+    return Status::Unavailable(
+        fmt::format("conclave: range {} changed after its freeze", frozen.range_id));
+  }
+  // A frozen range's applied state no longer changes.
+  const keys::AppliedState a = right.sm->applied_state();
+  serverpb::RangeCommand c;
+  serverpb::MergeCommand* m = c.mutable_merge();
+  m->set_right(keys::EncodeRangeDescriptor(frozen));
+  m->set_generation(l.generation);
+  m->set_right_closed_wall_nanos(a.closed_timestamp.wall_nanos);
+  m->set_right_closed_logical(a.closed_timestamp.logical);
+  m->set_right_bytes(a.data_bytes);
+  RETURN_IF_ERROR(ProposeAndWait(left, std::move(c)).status());
+  return left.sm->descriptor();
+}
+
+Result<bool> NativeKeyspace::CallOffMerge(keys::RangeId left_id, keys::RangeId right_id,
+                                          const std::string& right_start) {
+  ASSIGN_OR_RETURN(Range left, FindById(left_id));
+  serverpb::RangeCommand fence;
+  fence.mutable_fence();
+  RETURN_IF_ERROR(ProposeAndWait(left, std::move(fence)).status());
+  // Whatever the left range's log held before the fence has applied here,
+  // a merge too; none can apply after it. The left range stays prepared
+  // (where the right one's replicas are) until the right one is thawed.
+  if (left.sm->descriptor().ContainsKey(right_start)) return true;
+  if (Result<Range> right = FindById(right_id); right.ok()) {
+    // A freeze committed but not applied here yet counts.
+    RETURN_IF_ERROR(right->replica->ReadBarrier());
+    const keys::RangeDescriptor r = right->sm->descriptor();
+    if (r.frozen_into == left_id) {
+      serverpb::RangeCommand thaw;
+      thaw.mutable_thaw()->set_left_range_id(left_id);
+      thaw.mutable_thaw()->set_generation(r.generation);
+      Result<RangeWriteResult> t = ProposeAndWait(*right, std::move(thaw));
+      // Refused: thawed already (by another node settling it).
+      if (!t.ok() && t.status().code() != StatusCode::kFailedPrecondition) return t.status();
+      LOG_INFO("range {}: merge into range {} called off", right_id, left_id);
+    }
+  }
+  serverpb::RangeCommand release;
+  release.mutable_fence()->set_release(true);
+  RETURN_IF_ERROR(ProposeAndWait(left, std::move(release)).status());
+  return false;
+}
+
+void NativeKeyspace::SettleMerges() {
+  struct Done {
+    std::atomic<bool>* flag;
+    ~Done() { flag->store(false); }
+  } done{&settling_};
+  const Duration now = host_->clock().Monotonic();
+  std::map<keys::RangeId, std::pair<uint64_t, Duration>> still;
+  for (const Range& r : All()) {
+    const keys::RangeDescriptor d = r.sm->descriptor();
+    if (d.frozen_into == 0 && d.merging_from == 0) continue;
+    // Since when it is in this state (a new generation restarts the clock).
+    auto it = merging_since_.find(d.range_id);
+    const Duration since =
+        it != merging_since_.end() && it->second.first == d.generation ? it->second.second : now;
+    still[d.range_id] = {d.generation, since};
+    // A merge normally settles in well under a second; one this old lost
+    // its coordinator.
+    if (!r.replica->is_leader() || now - since < kMergeAbandoned) continue;
+    if (auto again = settle_again_at_.find(d.range_id);
+        again != settle_again_at_.end() && now < again->second) {
+      continue;
+    }
+    const keys::RangeId other = d.frozen_into != 0 ? d.frozen_into : d.merging_from;
+    LOG_WARN("range {}: {} range {} for {} s; settling the merge", d.range_id,
+             d.frozen_into != 0 ? "frozen to merge into" : "prepared to take in", other,
+             std::chrono::duration_cast<std::chrono::seconds>(now - since).count());
+    Result<bool> merged = d.frozen_into != 0 ? CallOffMerge(d.frozen_into, d.range_id, d.start_key)
+                                             : CallOffMerge(d.range_id, d.merging_from, d.end_key);
+    if (!merged.ok()) {
+      LOG_WARN("range {}: its merge is not settled: {}", d.range_id, merged.status().ToString());
+      settle_again_at_[d.range_id] = now + std::chrono::seconds(10);
+    }
+  }
+  std::erase_if(settle_again_at_, [&](const auto& kv) { return !still.contains(kv.first); });
+  merging_since_ = std::move(still);
+}
+
+Result<kvpb::MergeResponse> NativeKeyspace::ForwardMerge(const std::string& key) {
+  if (forwarder_ == nullptr) return NoRange(key);
+  kvpb::MergeRequest req;
+  req.set_key(key);
+  std::string part_end;
+  return ForwardSpan<kvpb::MergeResponse>(
+      key, /*idempotent=*/false, &part_end,
+      [&](uint64_t node, const std::string&) { return forwarder_->Merge(node, req); }, "");
+}
+
+void NativeKeyspace::CheckMerge(const Range& r) {
+  const keys::RangeDescriptor d = r.sm->descriptor();
+  const Duration now = host_->clock().Monotonic();
+  // Two halves of a size split are never small enough to merge back.
+  uint64_t limit = options_.merge_bytes;
+  if (options_.split_bytes > 0) limit = std::min(limit, options_.split_bytes / 4);
+  if (limit == 0 || d.range_id == kMetaRangeId || !r.replica->is_leader() || d.frozen_into != 0 ||
+      d.merging_from != 0 || d.end_key.empty() || d.end_key >= kSystemKeyStart ||
+      r.load->windows() < 2) {
+    return;
+  }
+  if (auto rest = merge_rest_until_.find(d.range_id); rest != merge_rest_until_.end()) {
+    if (now < rest->second) return;
+    merge_rest_until_.erase(rest);
+  }
+  // Only with a neighbour on the same nodes (a merge that moves replicas
+  // is asked for by hand).
+  Result<Range> right = Find(d.end_key);
+  if (!right.ok()) return;
+  const keys::RangeDescriptor rd = right->sm->descriptor();
+  if (rd.start_key != d.end_key || rd.sticky || rd.frozen_into != 0 || rd.merging_from != 0 ||
+      NodesOf(rd) != NodesOf(d) || right->load->windows() < 2) {
+    return;
+  }
+  const uint64_t bytes = r.sm->DataBytes() + right->sm->DataBytes();
+  const double rate = r.load->requests_per_second() + right->load->requests_per_second();
+  if (bytes >= limit) return;
+  if (options_.split_qps > 0 && rate * 4 >= static_cast<double>(options_.split_qps)) return;
+  LOG_INFO("range {}: merging range {} in ({} bytes and {:.0f} requests/s here together)",
+           d.range_id, rd.range_id, bytes, rate);
+  if (Result<keys::RangeDescriptor> m = Merge(d.start_key); !m.ok()) {
+    LOG_INFO("range {}: merge not done: {}", d.range_id, m.status().ToString());
+    merge_rest_until_[d.range_id] = now + kRestWindows * options_.load_window;
+  }
 }
 
 // ---- replica moves ----
@@ -1025,6 +1516,17 @@ Result<keys::RangeDescriptor> NativeKeyspace::Relocate(keys::RangeId id, uint64_
     return Status::Ok();
   };
   RETURN_IF_ERROR(check_self(r.sm->descriptor()));
+  // A range in a merge stays where the merge found it.
+  auto merging = [&]() -> Status {
+    const keys::RangeDescriptor now = r.sm->descriptor();
+    if (now.frozen_into != 0) return Frozen(now);
+    if (now.merging_from != 0) {
+      return Status::Unavailable(
+          fmt::format("conclave: range {} is taking in range {}; try again", id, now.merging_from));
+    }
+    return Status::Ok();
+  };
+  RETURN_IF_ERROR(merging());
   // The leader sees the learner's progress and proposes the changes; once
   // it leads and has applied what was committed, its descriptor is the
   // range's (another coordinator's changes included).
@@ -1032,6 +1534,7 @@ Result<keys::RangeDescriptor> NativeKeyspace::Relocate(keys::RangeId id, uint64_
   RETURN_IF_ERROR(r.replica->ReadBarrier());
   keys::RangeDescriptor d = r.sm->descriptor();
   RETURN_IF_ERROR(check_self(d));
+  RETURN_IF_ERROR(merging());
   // A learner left by a move that failed part-way goes first.
   for (const keys::ReplicaDescriptor& rd : d.replicas) {
     if (rd.type != keys::ReplicaType::kLearner) continue;
@@ -1061,6 +1564,11 @@ Result<keys::RangeDescriptor> NativeKeyspace::Relocate(keys::RangeId id, uint64_
     }
     LOG_INFO("range {}: removing replica {} on node {:x}", id, old_id, from);
     RETURN_IF_ERROR(ChangeReplicasRetrying(r, raft::ConfChangeType::kRemoveNode, old_id, 0));
+    serverpb::RangeEvent e;
+    e.set_kind("move");
+    e.set_range_id(id);
+    e.set_from_node(from);
+    RecordEvent(std::move(e));
     return r.sm->descriptor();
   }
   if (d.HasNode(to)) {
@@ -1126,6 +1634,12 @@ Result<keys::RangeDescriptor> NativeKeyspace::Relocate(keys::RangeId id, uint64_
                               id, to, from, removed.message()));
   }
   ++replicas_moved_;
+  serverpb::RangeEvent e;
+  e.set_kind("move");
+  e.set_range_id(id);
+  e.set_from_node(from);
+  e.set_to_node(to);
+  RecordEvent(std::move(e));
   LOG_INFO("range {}: moved replica from node {:x} to node {:x}", id, from, to);
   return r.sm->descriptor();
 }
@@ -1144,12 +1658,36 @@ void NativeKeyspace::CollectStale() {
   Result<std::vector<keys::RangeDescriptor>> map = RangeMap();
   if (!map.ok()) return;
   std::map<keys::RangeId, keys::RangeDescriptor> recorded;
-  for (keys::RangeDescriptor& d : *map)
-    recorded[d.range_id] = std::move(d);
+  for (const keys::RangeDescriptor& d : *map)
+    recorded[d.range_id] = d;
+  auto discard = [this](const Range& r) {
+    host_->RunOnApplyThread([this, r] {
+      if (r.sm->removed()) return;
+      if (Status s = Discard(r.sm, r.sm->descriptor()); !s.ok()) {
+        LOG_ERROR("range {}: deleting a stale copy: {}", r.sm->descriptor().range_id, s.ToString());
+      }
+    });
+  };
   for (const Range& r : All()) {
     const keys::RangeDescriptor local = r.sm->descriptor();
     auto it = recorded.find(local.range_id);
-    if (it == recorded.end() || it->second.generation <= local.generation) continue;
+    if (it == recorded.end()) {
+      // Merged away while this node could not hear of it: the range whose
+      // record holds its keys now is a newer view of them.
+      auto covering = std::find_if(map->begin(), map->end(), [&](const keys::RangeDescriptor& d) {
+        return d.ContainsKey(local.start_key);
+      });
+      if (covering != map->end() && covering->generation > local.generation &&
+          Covers(*covering, local)) {
+        LOG_INFO(
+            "range {}: the range map has its keys in range {} at generation {} (here: {}); "
+            "deleting this node's copy",
+            local.range_id, covering->range_id, covering->generation, local.generation);
+        discard(r);
+      }
+      continue;
+    }
+    if (it->second.generation <= local.generation) continue;
     // Still placed here, as this very replica (not as a newer one that
     // waits for this stale copy to go).
     const keys::ReplicaDescriptor* placed = it->second.ReplicaOn(node_id_);
@@ -1161,12 +1699,7 @@ void NativeKeyspace::CollectStale() {
         "range {}: the range map has it at generation {} without this node (here: {}); "
         "deleting this node's copy",
         local.range_id, it->second.generation, local.generation);
-    host_->RunOnApplyThread([this, r] {
-      if (r.sm->removed()) return;
-      if (Status s = Discard(r.sm, r.sm->descriptor()); !s.ok()) {
-        LOG_ERROR("range {}: deleting a stale copy: {}", r.sm->descriptor().range_id, s.ToString());
-      }
-    });
+    discard(r);
   }
 }
 
@@ -1180,6 +1713,8 @@ void NativeKeyspace::ReportLoop() {
       if (stopping_) return;
       report_now_ = false;
     }
+    ReleaseParked();
+    if (!settling_.exchange(true)) settle_pool_.Post([this] { SettleMerges(); });
     const Duration now = host_->clock().Monotonic();
     if (now >= next_status) {
       next_status = now + options_.status_interval;
@@ -1236,6 +1771,158 @@ Status NativeKeyspace::ReportStatus() {
   return MetaPut(std::move(put));
 }
 
+// ---- what the web page shows ----
+
+// The events kept in the meta range.
+constexpr size_t kEventsKept = 500;
+
+void NativeKeyspace::Describe(const keys::RangeDescriptor& d, const Range* here,
+                              kvpb::RangeInfo* info) {
+  info->set_range_id(d.range_id);
+  info->set_start(d.start_key);
+  info->set_end(d.end_key);
+  info->set_generation(d.generation);
+  info->set_frozen_into(d.frozen_into);
+  info->set_sticky(d.sticky);
+  for (const keys::ReplicaDescriptor& rd : d.replicas) {
+    kvpb::Replica* out = info->add_replicas();
+    out->set_node_id(rd.node_id);
+    out->set_replica_id(rd.replica_id);
+    out->set_learner(rd.type == keys::ReplicaType::kLearner);
+  }
+  if (here == nullptr) return;
+  const ReplicaStats st = here->replica->stats();
+  info->set_leader_node(st.leader == 0 ? 0 : here->replica->NodeOf(st.leader));
+  info->set_applied_index(st.applied_index);
+  info->set_quiesced(st.quiesced);
+  info->set_bytes(here->sm->DataBytes());
+  info->set_requests_per_second(here->load->requests_per_second());
+}
+
+void NativeKeyspace::Describe(const NodeReport& n, kvpb::NodeInfo* info) {
+  info->set_node_id(n.node_id);
+  switch (n.state) {
+    case NodeReport::State::kUp:
+      info->set_state("up");
+      break;
+    case NodeReport::State::kLate:
+      info->set_state("late");
+      break;
+    case NodeReport::State::kDown:
+      info->set_state("down");
+      break;
+    case NodeReport::State::kUnreported:
+      info->set_state("unreported");
+      break;
+  }
+  info->set_draining(n.draining);
+  if (!n.status.has_value()) return;
+  info->set_ranges(n.status->ranges());
+  info->set_leaders(n.status->leaders());
+  info->set_bytes(n.status->bytes());
+  info->set_requests_per_second(n.status->requests_per_second());
+  info->set_report_age_seconds(std::chrono::duration<double>(n.age).count());
+}
+
+void NativeKeyspace::RecordEvent(serverpb::RangeEvent e) {
+  const uint64_t now = Now(host_->clock());
+  e.set_node_id(node_id_);
+  e.set_wall_nanos(now);
+  kvpb::PutRequest put;
+  put.set_key(fmt::format("{}{:016x}{:016x}", kEventPrefix, now, node_id_));
+  put.set_value(e.SerializeAsString());
+  // Off the caller's thread: the change is made already, the record is for
+  // people.
+  settle_pool_.Post([this, put = std::move(put), what = e.kind(), id = e.range_id()]() mutable {
+    if (Status s = MetaPut(std::move(put)); !s.ok()) {
+      LOG_DEBUG("range {}: {} not recorded for the timeline: {}", id, what, s.ToString());
+    }
+  });
+}
+
+void NativeKeyspace::TrimEvents() {
+  const Duration now = host_->clock().Monotonic();
+  if (now < trim_events_at_) return;
+  trim_events_at_ = now + std::chrono::seconds(30);
+  bool more = false;
+  Result<std::vector<RangeValue>> events =
+      MetaScan(std::string(kEventPrefix), PrefixEnd(kEventPrefix), 100'000, &more);
+  if (!events.ok() || events->size() <= kEventsKept) return;
+  for (size_t i = 0; i + kEventsKept < events->size(); ++i) {
+    kvpb::DeleteRequest del;
+    del.set_key((*events)[i].key);
+    if (!MetaDelete(std::move(del)).ok()) return;
+  }
+}
+
+Result<std::vector<serverpb::RangeEvent>> NativeKeyspace::RecentEvents(size_t limit) {
+  bool more = false;
+  ASSIGN_OR_RETURN(std::vector<RangeValue> kvs,
+                   MetaScan(std::string(kEventPrefix), PrefixEnd(kEventPrefix), 100'000, &more));
+  std::vector<serverpb::RangeEvent> out;
+  for (size_t i = kvs.size() > limit ? kvs.size() - limit : 0; i < kvs.size(); ++i) {
+    serverpb::RangeEvent e;
+    if (e.ParseFromString(kvs[i].value)) out.push_back(std::move(e));
+  }
+  return out;
+}
+
+Result<serverpb::ClusterView> NativeKeyspace::View(size_t max_ranges) {
+  serverpb::ClusterView view;
+  view.set_node_id(node_id_);
+  view.set_wall_nanos(Now(host_->clock()));
+  ASSIGN_OR_RETURN(std::vector<NodeReport> nodes, Nodes());
+  std::set<uint64_t> up;  // asked for their ranges below
+  for (const NodeReport& n : nodes) {
+    Describe(n, view.add_nodes());
+    if (n.state == NodeReport::State::kUp) up.insert(n.node_id);
+  }
+  ASSIGN_OR_RETURN(std::vector<keys::RangeDescriptor> map, RangeMap());
+  view.set_range_count(map.size());
+  if (map.size() > max_ranges) map.resize(max_ranges);
+  // Each range as its leader's node sees it: this node's view, then each
+  // other member's (asked once) for the ranges this node does not lead.
+  std::map<keys::RangeId, kvpb::RangeInfo> best;
+  auto offer = [&](kvpb::RangeInfo info, uint64_t seen_by) {
+    auto it = best.find(info.range_id());
+    const bool from_leader = info.leader_node() == seen_by;
+    if (it == best.end() || from_leader) best[info.range_id()] = std::move(info);
+  };
+  for (const Range& r : All()) {
+    kvpb::RangeInfo info;
+    Describe(r.sm->descriptor(), &r, &info);
+    offer(std::move(info), node_id_);
+  }
+  std::set<uint64_t> unled;  // nodes of ranges not led here
+  for (const keys::RangeDescriptor& d : map) {
+    auto it = best.find(d.range_id);
+    if (it != best.end() && it->second.leader_node() == node_id_) continue;
+    for (const keys::ReplicaDescriptor& rd : d.replicas) {
+      if (rd.node_id != node_id_ && up.contains(rd.node_id)) unled.insert(rd.node_id);
+    }
+  }
+  if (forwarder_ != nullptr) {
+    for (uint64_t node : unled) {
+      Result<kvpb::RangesResponse> theirs = forwarder_->Ranges(node);
+      if (!theirs.ok()) continue;  // down: its ranges show what the map says
+      for (kvpb::RangeInfo& info : *theirs->mutable_ranges())
+        offer(std::move(info), node);
+    }
+  }
+  for (const keys::RangeDescriptor& d : map) {
+    auto it = best.find(d.range_id);
+    if (it != best.end() && it->second.generation() >= d.generation) {
+      *view.add_ranges() = it->second;
+    } else {
+      Describe(d, nullptr, view.add_ranges());
+    }
+  }
+  ASSIGN_OR_RETURN(std::vector<serverpb::RangeEvent> events, RecentEvents(200));
+  for (serverpb::RangeEvent& e : events)
+    *view.add_events() = std::move(e);
+  return view;
+}
+
 // ---- the placement driver ----
 
 void NativeKeyspace::PlaceLoop() {
@@ -1253,6 +1940,7 @@ void NativeKeyspace::PlaceLoop() {
       continue;
     }
     PlaceOnce();
+    TrimEvents();
   }
 }
 
@@ -1634,7 +2322,7 @@ Status NativeKeyspace::Report(const Range& r) {
       // Generations only grow along a key range: the record's range, or
       // the one split off it, which has the larger generation.
       Result<keys::RangeDescriptor> recorded = keys::DecodeRangeDescriptor(current[0].value);
-      if (recorded.ok() && recorded->generation >= d.generation) return Status::Ok();
+      if (recorded.ok() && recorded->generation >= d.generation) return DropInnerRecords(d);
       put.mutable_precondition()->set_value(current[0].value);
     } else {
       put.mutable_precondition()->set_absent(true);
@@ -1642,12 +2330,30 @@ Status NativeKeyspace::Report(const Range& r) {
     put.set_key(key);
     put.set_value(keys::EncodeRangeDescriptor(d));
     Status w = MetaPut(std::move(put));
-    if (w.ok()) return w;
+    if (w.ok()) return DropInnerRecords(d);
     // Another node wrote the record meanwhile: read it again.
     if (w.code() != StatusCode::kFailedPrecondition) return w;
   }
   return Status::Unavailable(
       fmt::format("range {}: its range map record is contended", d.range_id));
+}
+
+Status NativeKeyspace::DropInnerRecords(const keys::RangeDescriptor& d) {
+  if (d.end_key.empty()) return Status::Ok();
+  // Records ending inside the range: the ranges a merge took in.
+  bool more = false;
+  ASSIGN_OR_RETURN(std::vector<RangeValue> inner,
+                   MetaScan(RangeMapKey(d.start_key) + '\0', RangeMapKey(d.end_key), 1000, &more));
+  for (const RangeValue& kv : inner) {
+    Result<keys::RangeDescriptor> old = keys::DecodeRangeDescriptor(kv.value);
+    if (old.ok() && old->generation >= d.generation) continue;
+    kvpb::DeleteRequest del;
+    del.set_key(kv.key);
+    del.mutable_precondition()->set_value(kv.value);
+    Status s = MetaDelete(std::move(del));
+    if (!s.ok() && s.code() != StatusCode::kFailedPrecondition) return s;
+  }
+  return Status::Ok();
 }
 
 // ---- the splitter ----
@@ -1668,7 +2374,7 @@ void NativeKeyspace::StartSplitting() {
       PlaceLoop();
     });
   }
-  if (options_.split_bytes == 0 && options_.split_qps == 0) return;
+  if (options_.split_bytes == 0 && options_.split_qps == 0 && options_.merge_bytes == 0) return;
   splitter_ = std::thread([this] {
     SetThreadName("range-split");
     SplitLoop();
@@ -1691,7 +2397,7 @@ NativeKeyspace::SplitStats NativeKeyspace::split_stats() const {
   return SplitStats{splits_by_size_.load(), splits_by_load_.load(),   splits_failed_.load(),
                     replicas_moved_.load(), replicas_removed_.load(), forwarded_.load(),
                     rereplicated_.load(),   rebalanced_.load(),       leaders_moved_.load(),
-                    drained_.load()};
+                    drained_.load(),        merged_.load(),           merges_failed_.load()};
 }
 
 void NativeKeyspace::SplitLoop() {
@@ -1706,6 +2412,7 @@ void NativeKeyspace::SplitLoop() {
         if (stopping_) return;
       }
       CheckRange(r);
+      CheckMerge(r);
     }
   }
 }
@@ -1715,10 +2422,7 @@ void NativeKeyspace::CheckRange(const Range& r) {
   // does not stretch the next one's window.
   const RangeLoad::Window w = r.load->Roll(host_->clock().Monotonic());
   const keys::RangeDescriptor d = r.sm->descriptor();
-  if (d.range_id == kMetaRangeId || r.load->Resting()) return;
-  // After a split that cannot be made (one huge or hot key, a range that
-  // keeps changing), leave the range alone for a while.
-  constexpr int kRestWindows = 6;
+  if (d.range_id == kMetaRangeId || d.frozen_into != 0 || r.load->Resting()) return;
   std::string key;
   const char* why = nullptr;
   if (options_.split_qps > 0 && w.requests_per_second > static_cast<double>(options_.split_qps)) {

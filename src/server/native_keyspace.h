@@ -49,7 +49,23 @@
 // holding a caught-up voter of one of them hands that range's leadership
 // over, and goes on with the counts as they will be (up to 32 ranges a
 // look), then waits two status intervals for the reported counts to catch
-// up. Merging ranges comes next.
+// up.
+//
+// Merge joins a range L with its right-hand neighbour R, in their own logs
+// (serverpb.MergeCommand): R's replicas are first moved onto L's nodes,
+// L is prepared (it is not frozen, split or moved meanwhile), R is frozen
+// (it serves nothing; requests wait), and once every node of L has applied
+// the freeze (RangeApplied), L takes R's span in; every node drops its
+// replica of R as it applies that, keeping the data, which is L's now.
+// When the merge cannot go on, L is fenced (no merge decided before can
+// apply) and R thawed; a merge left half-done for kMergeAbandoned (its
+// coordinator died) is settled that way by the node of either side's
+// leader, which holds both (neither side moves meanwhile). The
+// splitter merges a range with its neighbour when both are small and cold
+// (merge_bytes, a quarter of split_qps between them) and the neighbour's
+// start is not sticky (chosen by hand: a split asked for, a new cluster's
+// initial ranges). A node that missed a merge (it received a snapshot of
+// the wider L) drops its copy of R as the snapshot installs.
 //
 // Routing. The meta range holds the range map: a record per user range,
 // under kRangeMapPrefix + its end key, holding its descriptor. A new
@@ -144,6 +160,13 @@ class RangeForwarder {
   virtual Result<kvpb::DeleteRangeResponse> DeleteRange(uint64_t node,
                                                         const kvpb::DeleteRangeRequest& req) = 0;
   virtual Result<kvpb::SplitResponse> Split(uint64_t node, const kvpb::SplitRequest& req) = 0;
+  virtual Result<kvpb::MergeResponse> Merge(uint64_t node, const kvpb::MergeRequest& req) = 0;
+  // Has `node` finish a read round on its replica of range `id` and return
+  // the index it has applied, with the replica's generation (kNotFound: it
+  // holds none).
+  virtual Result<serverpb::RangeAppliedResponse> RangeApplied(uint64_t node, keys::RangeId id) = 0;
+  // The ranges `node` holds, as it sees them.
+  virtual Result<kvpb::RangesResponse> Ranges(uint64_t node) = 0;
   // Asks `node` to coordinate a replica move (it holds a voter of the
   // range); the deadline allows for the new replica's catch-up.
   virtual void MoveReplica(uint64_t node, const kvpb::MoveReplicaRequest& req,
@@ -159,6 +182,9 @@ std::string NodeStatusKey(uint64_t node_id);
 // meta keys from here to the node statuses' end are read together.
 inline constexpr std::string_view kDrainPrefix = "\xff\xffmeta/drain/";
 std::string DrainKey(uint64_t node_id);
+// The recent splits, merges and moves (serverpb.RangeEvent), after the
+// range map's records.
+inline constexpr std::string_view kEventPrefix = "\xff\xffmeta/timeline/";
 
 struct NativeKeyspaceOptions {
   // A new cluster: divide the keyspace into this many ranges (0: none).
@@ -192,6 +218,10 @@ struct NativeKeyspaceOptions {
   // Split a range that serves more requests per second than this here,
   // over one window, at the key that halves them (0: never).
   uint64_t split_qps = kDefaultSplitQps;
+  // Merge a range with its right-hand neighbour when their data together
+  // is below this many bytes (0: never) and their load below a quarter of
+  // split_qps.
+  uint64_t merge_bytes = kDefaultSplitBytes / 4;
   // How often ranges are checked for a split, and the load's window.
   Duration load_window = std::chrono::seconds(10);
   // Test only (--unsafe-test-bug=scan-skips-boundary): a scan going on into
@@ -218,6 +248,8 @@ class RangeLoad {
   // range is left alone for a few windows.
   bool Resting();
   void Rest(int windows);
+  // How many windows have ended (a range's load is known after one).
+  int windows() const;
 
  private:
   static constexpr size_t kSamples = 256;
@@ -228,6 +260,7 @@ class RangeLoad {
   std::vector<std::string> samples_;  // reservoir; guarded by mu_
   RealRandom random_;                 // guarded by mu_
   double last_rate_ = 0;              // guarded by mu_
+  int windows_ = 0;                   // guarded by mu_
 };
 
 // The evenly spaced ranges a new cluster starts with, `replicas` each,
@@ -298,6 +331,12 @@ class NativeKeyspace {
   // Split, asked of a node holding the key's range (when this one holds
   // none: Split's kNotFound with reason kGroupNotFound).
   Result<kvpb::SplitResponse> ForwardSplit(const std::string& key);
+  // Merges the range holding `key` with its right-hand neighbour (see the
+  // file comment); blocks until this node applied the merge. Returns the
+  // merged range.
+  Result<keys::RangeDescriptor> Merge(const std::string& key);
+  // Merge, asked of a node holding the key's range.
+  Result<kvpb::MergeResponse> ForwardMerge(const std::string& key);
 
   // Moves range `id`'s replica from node `from` to node `to` (see the file
   // comment); blocks until the old replica is removed. Coordinated here:
@@ -317,6 +356,17 @@ class NativeKeyspace {
     bool draining = false;
   };
   Result<std::vector<NodeReport>> Nodes();
+
+  // A range as kvpb.RangeInfo: its descriptor, and with `here` (this
+  // node's replica) its leader, applied index, size and load.
+  static void Describe(const keys::RangeDescriptor& d, const Range* here, kvpb::RangeInfo* info);
+  static void Describe(const NodeReport& n, kvpb::NodeInfo* info);
+  // The newest `limit` splits, merges and moves, oldest first.
+  Result<std::vector<serverpb::RangeEvent>> RecentEvents(size_t limit);
+  // The members, the first `max_ranges` ranges of the range map (each as
+  // the node of its leader sees it, asked when it is another), and the
+  // recent events: what the web page shows.
+  Result<serverpb::ClusterView> View(size_t max_ranges);
 
   // Starts draining member `node` (records it in the meta range; see the
   // file comment), or with `cancel` ends its drain (any node's record).
@@ -343,6 +393,8 @@ class NativeKeyspace {
     uint64_t rebalanced = 0;        // placement: replicas moved to even out the nodes
     uint64_t leaders_moved = 0;     // leaderships handed off to even out the nodes
     uint64_t drained = 0;           // placement: replicas moved or removed off draining nodes
+    uint64_t merged = 0;            // merges this node coordinated
+    uint64_t merges_failed = 0;     // merges it gave up (and called off)
   };
   SplitStats split_stats() const;
 
@@ -362,6 +414,39 @@ class NativeKeyspace {
   // Deletes this node's copy of `sm`'s range (as `after` describes it) and
   // takes its replica off the host (apply thread).
   Status Discard(RangeStateMachine* sm, const keys::RangeDescriptor& after);
+  // The merge handlers: `right`'s replica here goes (apply thread), and a
+  // freeze or thaw applied to `d`.
+  Status OnMerged(const keys::RangeDescriptor& right);
+  void OnFrozenChanged(const keys::RangeDescriptor& d);
+  // Drops this node's replica of `sm`'s range, which a merge took in: its
+  // records go, its data stays (apply thread).
+  void DropMerged(RangeStateMachine* sm);
+  // Requests that met frozen range `id` retry once it thaws or is merged
+  // away, or after a second at most (Park); blocking callers wait
+  // (AwaitThaw).
+  void Park(keys::RangeId id, std::function<void()> retry);
+  void Thaw(keys::RangeId id);
+  void AwaitThaw(keys::RangeId id);
+  // Releases the parked requests of ranges that took too long.
+  void ReleaseParked();
+  // The merge's steps after the freeze; on failure the caller calls it
+  // off.
+  Result<keys::RangeDescriptor> FinishMerge(const Range& left, const keys::RangeDescriptor& l,
+                                            const Range& right, const keys::RangeDescriptor& frozen,
+                                            uint64_t freeze_index);
+  // Fences left range `left_id` and, when it has not taken range
+  // `right_id` (starting at `right_start`) in, thaws that one if it is
+  // frozen into it. Whether the merge happened after all.
+  Result<bool> CallOffMerge(keys::RangeId left_id, keys::RangeId right_id,
+                            const std::string& right_start);
+  // Settles the merges this node holds a side of that have waited longer
+  // than kMergeAbandoned (their coordinator died); on settle_pool_, posted
+  // by the reporter thread.
+  void SettleMerges();
+  // Moves R's replicas onto L's nodes.
+  Status Colocate(const keys::RangeDescriptor& l, keys::RangeDescriptor* r);
+  // Checks `r` for a merge with its right-hand neighbour (splitter thread).
+  void CheckMerge(const Range& r);
   // Deletes the copies of ranges that the range map has, at a later
   // generation, without this node (reporter thread).
   void CollectStale();
@@ -391,9 +476,10 @@ class NativeKeyspace {
   // range, or the range is being placed here).
   std::shared_ptr<Replica> MakeReplica(raft::GroupId group, raft::NodeId replica_id,
                                        raft::NodeId from_replica, uint64_t from_node);
+  // `waits`: how often the request waited for a frozen range.
   void Write(std::string key, serverpb::RangeCommand command, WriteDone done, int attempt,
-             Route route);
-  void GetAttempt(std::string key, ReadDone done, int attempt);
+             Route route, int waits = 0);
+  void GetAttempt(std::string key, ReadDone done, int attempt, int waits = 0);
   // The nodes holding replicas of `d` other than this one, voters first.
   std::vector<uint64_t> Holders(const keys::RangeDescriptor& d) const;
   // Sends `call` for `key` to a node holding its range: holder `attempt`
@@ -413,6 +499,10 @@ class NativeKeyspace {
       const std::string& cursor, bool idempotent, std::string* part_end,
       const std::function<Result<Response>(uint64_t node, const std::string& end)>& call,
       const std::string& end);
+  // Records a split, merge or move in the meta range (best effort), and
+  // keeps the newest kEventsKept there (TrimEvents, placement driver).
+  void RecordEvent(serverpb::RangeEvent e);
+  void TrimEvents();
   // Writes this node's status into the meta range (through a member that
   // holds it, when this one does not).
   Status ReportStatus();
@@ -456,6 +546,9 @@ class NativeKeyspace {
   // Writes `r`'s descriptor into the range map unless the map has it (or
   // newer) already.
   Status Report(const Range& r);
+  // Deletes the range map's records that end inside `d` and are older: the
+  // ranges a merge took in.
+  Status DropInnerRecords(const keys::RangeDescriptor& d);
   void ReportLoop();
   // Wakes the reporter (a range changed here).
   void ReportSoon();
@@ -465,7 +558,8 @@ class NativeKeyspace {
   // Takes the next range id from the meta range's counter.
   Result<keys::RangeId> AllocateRangeId();
   // One split of `r` at `key`, if its descriptor is still at `generation`.
-  Result<RangeWriteResult> SplitOnce(const Range& r, const std::string& key, uint64_t generation);
+  Result<RangeWriteResult> SplitOnce(const Range& r, const std::string& key, uint64_t generation,
+                                     bool sticky = false);
   void SplitLoop();
   // Checks one range for a split by load, then by size.
   void CheckRange(const Range& r);
@@ -497,6 +591,8 @@ class NativeKeyspace {
   std::map<keys::RangeId, std::pair<uint64_t, Duration>> awaited_;
   // Placer thread only: no leadership handed off before then.
   Duration leaders_rest_until_{0};
+  // Placer thread only: when the events are trimmed next.
+  Duration trim_events_at_{0};
   // The member that last answered for the meta range.
   std::atomic<uint64_t> meta_member_{0};
   bool report_now_ = false;  // guarded by split_mu_
@@ -516,9 +612,29 @@ class NativeKeyspace {
   std::atomic<uint64_t> rebalanced_{0};
   std::atomic<uint64_t> leaders_moved_{0};
   std::atomic<uint64_t> drained_{0};
+  std::atomic<uint64_t> merged_{0};
+  std::atomic<uint64_t> merges_failed_{0};
+  // Requests waiting for frozen ranges, by range id, with when they parked.
+  std::mutex thaw_mu_;
+  std::condition_variable thaw_cv_;
+  std::map<keys::RangeId, std::vector<std::pair<Duration, std::function<void()>>>>
+      parked_;          // guarded by thaw_mu_
+  uint64_t thaws_ = 0;  // guarded by thaw_mu_
+  // settle_pool_ only: when each range was first seen frozen or prepared
+  // for a merge (by id, with that generation), and when a settle that
+  // failed is tried again.
+  std::map<keys::RangeId, std::pair<uint64_t, Duration>> merging_since_;
+  std::map<keys::RangeId, Duration> settle_again_at_;
+  std::atomic<bool> settling_{false};
+  // Splitter thread only: no automatic merge of a range before then (one
+  // failed).
+  std::map<keys::RangeId, Duration> merge_rest_until_;
   // Forwarding work that waits on the meta range (last: its threads stop
   // first).
   WorkerPool route_pool_{2, "kv-route"};
+  // Settling abandoned merges and recording events in the meta range:
+  // work that may wait seconds, off the reporter and the movers.
+  WorkerPool settle_pool_{1, "kv-settle"};
 };
 
 }  // namespace conclave::server

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <set>
 #include <utility>
 
 #include "base/coding.h"
@@ -72,6 +73,21 @@ std::string TombstoneKey(keys::RangeId range_id) {
   std::string name = "replica_tombstone/";
   PutBigEndian64(&name, range_id);
   return keys::NodeLocalKeyFor(name);
+}
+
+// The range's Raft configuration as of the batch (a change earlier in it
+// included).
+Result<keys::RaftConfig> ConfigIn(storage::EngineBatch* batch, keys::RangeId range_id) {
+  ASSIGN_OR_RETURN(std::optional<std::string> bytes, batch->Get(keys::RaftConfigKey(range_id)));
+  if (!bytes) return Status::Corruption(fmt::format("range {}: no raft configuration", range_id));
+  return keys::DecodeRaftConfig(*bytes);
+}
+
+std::set<uint64_t> NodesOf(const keys::RangeDescriptor& d) {
+  std::set<uint64_t> nodes;
+  for (const keys::ReplicaDescriptor& r : d.replicas)
+    nodes.insert(r.node_id);
+  return nodes;
 }
 
 bool HasLearner(const keys::RangeDescriptor& d) {
@@ -246,6 +262,12 @@ Status RangeStateMachine::Bootstrap(const raft::ConfState& conf_state) {
   return Status::Ok();
 }
 
+Status Frozen(const keys::RangeDescriptor& d) {
+  return Status::Unavailable(fmt::format("conclave: range {} is being merged into range {}",
+                                         d.range_id, d.frozen_into))
+      .WithReason(ErrorReason::kRangeFrozen);
+}
+
 // ---- apply ----
 
 Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
@@ -271,6 +293,9 @@ Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
     desc = descriptor_;
   }
   std::vector<keys::RangeDescriptor> created;  // by splits in this batch
+  std::vector<keys::RangeDescriptor> merged;   // taken in by merges in this batch
+  const keys::RangeId frozen_before = desc.frozen_into;
+  bool frozen_changed = false;
   Pending pending;
   bool left = false;  // this node's replica was removed earlier in the batch
   for (size_t i = 0; i < entries.size(); ++i) {
@@ -300,6 +325,8 @@ Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
       ASSIGN_OR_RETURN(RangeWriteResult r,
                        ApplyCommand(batch.get(), e.command, &desc, &applied, &pending));
       if (r.split) created.push_back(r.split->second);
+      if (r.merged) merged.push_back(*r.merged);
+      if (r.descriptor && r.descriptor->frozen_into != frozen_before) frozen_changed = true;
       (*results)[i] = std::move(r);
     }
     applied.index = e.index;
@@ -317,7 +344,13 @@ Status RangeStateMachine::Apply(std::span<const CommittedEntry> entries,
     applied_ = applied;
     descriptor_ = desc;
   }
+  // The ranges taken in go first: a removal of this node's replica later in
+  // the batch then deletes their keys with the rest of the range's.
+  for (const keys::RangeDescriptor& right : merged) {
+    if (on_merge_) RETURN_IF_ERROR(on_merge_(right));
+  }
   if (replicas_changed && on_replicas_) RETURN_IF_ERROR(on_replicas_(desc));
+  if (frozen_changed && on_frozen_) RETURN_IF_ERROR(on_frozen_(desc));
   return Status::Ok();
 }
 
@@ -389,14 +422,7 @@ Result<RangeWriteResult> RangeStateMachine::ApplySplit(storage::EngineBatch* bat
   if (c.new_range_id() == d->range_id || c.new_range_id() == 0) {
     return refuse(fmt::format("bad new range id {}", c.new_range_id()));
   }
-  // The configuration as of this entry (a change earlier in the batch
-  // included).
-  ASSIGN_OR_RETURN(std::optional<std::string> config_bytes,
-                   batch->Get(keys::RaftConfigKey(range_id_)));
-  if (!config_bytes) {
-    return Status::Corruption(fmt::format("range {}: no raft configuration", range_id_));
-  }
-  ASSIGN_OR_RETURN(keys::RaftConfig config, keys::DecodeRaftConfig(*config_bytes));
+  ASSIGN_OR_RETURN(keys::RaftConfig config, ConfigIn(batch, range_id_));
   if (!config.voters_outgoing.empty()) return refuse("a configuration change is in progress");
 
   // The right side's share of the data, counted as the batch sees it
@@ -413,6 +439,7 @@ Result<RangeWriteResult> RangeStateMachine::ApplySplit(storage::EngineBatch* bat
   keys::RangeDescriptor right = *d;
   right.range_id = c.new_range_id();
   right.start_key = key;
+  right.sticky = c.sticky();
   d->end_key = key;
   ++d->generation;
   right.generation = d->generation;
@@ -438,6 +465,102 @@ Result<RangeWriteResult> RangeStateMachine::ApplySplit(storage::EngineBatch* bat
   return r;
 }
 
+Result<RangeWriteResult> RangeStateMachine::ApplyFreeze(storage::EngineBatch* batch,
+                                                        const serverpb::FreezeCommand& c,
+                                                        keys::RangeDescriptor* d,
+                                                        const keys::AppliedState& applied) {
+  auto refuse = [&](std::string why) {
+    return RangeWriteResult{
+        Status::FailedPrecondition(fmt::format("range {}: cannot freeze: {}", d->range_id, why)),
+        applied.closed_timestamp};
+  };
+  if (c.generation() != d->generation) {
+    return refuse(fmt::format("the range changed (generation {}, the merge expected {})",
+                              d->generation, c.generation()));
+  }
+  if (c.left_range_id() == 0 || c.left_range_id() == d->range_id) {
+    return refuse(fmt::format("bad left range id {}", c.left_range_id()));
+  }
+  if (d->start_key >= kSystemKeyStart) return refuse("the system keys are not merged");
+  if (d->merging_from != 0) {
+    return refuse(fmt::format("it is taking in range {}", d->merging_from));
+  }
+  if (HasLearner(*d)) return refuse("a replica is being added");
+  ASSIGN_OR_RETURN(keys::RaftConfig config, ConfigIn(batch, range_id_));
+  if (!config.voters_outgoing.empty()) return refuse("a configuration change is in progress");
+  d->frozen_into = c.left_range_id();
+  ++d->generation;
+  batch->Put(keys::RangeDescriptorKey(range_id_), keys::EncodeRangeDescriptor(*d));
+  LOG_INFO("range {}: frozen to merge into range {} (generation {})", range_id_, d->frozen_into,
+           d->generation);
+  RangeWriteResult r{Status::Ok(), applied.closed_timestamp};
+  r.descriptor = *d;
+  return r;
+}
+
+Result<RangeWriteResult> RangeStateMachine::ApplyMerge(storage::EngineBatch* batch,
+                                                       const serverpb::MergeCommand& c,
+                                                       keys::RangeDescriptor* d,
+                                                       keys::AppliedState* applied) {
+  auto refuse = [&](std::string why) {
+    return RangeWriteResult{
+        Status::FailedPrecondition(fmt::format("range {}: cannot merge: {}", d->range_id, why)),
+        applied->closed_timestamp};
+  };
+  Result<keys::RangeDescriptor> decoded = keys::DecodeRangeDescriptor(c.right());
+  if (!decoded.ok()) return refuse(decoded.status().ToString());
+  const keys::RangeDescriptor& right = *decoded;
+  if (c.generation() != d->generation) {
+    return refuse(fmt::format("the range changed (generation {}, the merge expected {})",
+                              d->generation, c.generation()));
+  }
+  if (d->merging_from != right.range_id) {
+    return refuse(fmt::format("it is not prepared to take range {} in", right.range_id));
+  }
+  if (right.frozen_into != d->range_id) {
+    return refuse(fmt::format("range {} is not frozen into it", right.range_id));
+  }
+  if (d->end_key.empty() || right.start_key != d->end_key || right.end_key.empty() ||
+      right.end_key > kSystemKeyStart) {
+    return refuse(fmt::format("range {} [\"{}\", \"{}\") is not its right neighbour",
+                              right.range_id, right.start_key, right.end_key));
+  }
+  if (NodesOf(right) != NodesOf(*d)) return refuse("the ranges' replicas are on other nodes");
+  if (HasLearner(*d)) return refuse("a replica is being added");
+  ASSIGN_OR_RETURN(keys::RaftConfig config, ConfigIn(batch, range_id_));
+  if (!config.voters_outgoing.empty()) return refuse("a configuration change is in progress");
+
+  d->end_key = right.end_key;
+  d->merging_from = 0;
+  d->generation = std::max(d->generation, right.generation) + 1;
+  applied->data_bytes += c.right_bytes();
+  applied->closed_timestamp = std::max(
+      applied->closed_timestamp, Timestamp{c.right_closed_wall_nanos(), c.right_closed_logical()});
+  batch->Put(keys::RangeDescriptorKey(range_id_), keys::EncodeRangeDescriptor(*d));
+  // The right range's own records go; its data (and range-local keys) is
+  // this range's now. Its replicas here are refused from now on.
+  uint64_t refused = right.next_replica_id;
+  ASSIGN_OR_RETURN(std::optional<std::string> local,
+                   batch->Get(keys::RangeDescriptorKey(right.range_id)));
+  if (local) {
+    ASSIGN_OR_RETURN(keys::RangeDescriptor here, keys::DecodeRangeDescriptor(*local));
+    refused = std::max(refused, here.next_replica_id);
+  }
+  ASSIGN_OR_RETURN(std::optional<std::string> earlier, batch->Get(TombstoneKey(right.range_id)));
+  if (earlier && earlier->size() == 8)
+    refused = std::max(refused, DecodeBigEndian64(earlier->data()));
+  const keys::Span own = keys::RangeIdLocalSpan(right.range_id);
+  batch->DeleteRange(own.begin, own.end);
+  std::string tombstone;
+  PutBigEndian64(&tombstone, refused);
+  batch->Put(TombstoneKey(right.range_id), tombstone);
+  LOG_INFO("range {}: merged range {} in, now [\"{}\", \"{}\") (generation {})", range_id_,
+           right.range_id, d->start_key, d->end_key, d->generation);
+  RangeWriteResult r{Status::Ok(), applied->closed_timestamp};
+  r.merged = right;
+  return r;
+}
+
 Result<RangeWriteResult> RangeStateMachine::ApplyCommand(storage::EngineBatch* batch,
                                                          std::string_view command,
                                                          keys::RangeDescriptor* desc,
@@ -448,7 +571,67 @@ Result<RangeWriteResult> RangeStateMachine::ApplyCommand(storage::EngineBatch* b
   if (!c.ParseFromArray(command.data(), static_cast<int>(command.size()))) {
     return RangeWriteResult{Status::InvalidArgument("range: not a range command"), *closed};
   }
-  if (c.has_split()) return ApplySplit(batch, c.split(), desc, applied);
+  if (c.has_thaw()) {
+    if (desc->frozen_into == 0 || desc->frozen_into != c.thaw().left_range_id() ||
+        desc->generation != c.thaw().generation()) {
+      return RangeWriteResult{Status::FailedPrecondition(fmt::format(
+                                  "range {}: not frozen into range {} at generation {}",
+                                  desc->range_id, c.thaw().left_range_id(), c.thaw().generation())),
+                              *closed};
+    }
+    desc->frozen_into = 0;
+    ++desc->generation;
+    batch->Put(keys::RangeDescriptorKey(range_id_), keys::EncodeRangeDescriptor(*desc));
+    LOG_INFO("range {}: thawed, its merge called off (generation {})", range_id_, desc->generation);
+    RangeWriteResult r{Status::Ok(), *closed};
+    r.descriptor = *desc;
+    return r;
+  }
+  if (c.has_fence()) {
+    // Only a prepared range can take a merge in: nothing to fence otherwise.
+    if (desc->merging_from != 0) {
+      if (c.fence().release()) desc->merging_from = 0;
+      ++desc->generation;
+      batch->Put(keys::RangeDescriptorKey(range_id_), keys::EncodeRangeDescriptor(*desc));
+    }
+    RangeWriteResult r{Status::Ok(), *closed};
+    r.descriptor = *desc;
+    return r;
+  }
+  // A frozen range's data and closed timestamp are final.
+  if (desc->frozen_into != 0) return RangeWriteResult{Frozen(*desc), *closed};
+  if (c.has_prepare_merge()) {
+    const serverpb::PrepareMergeCommand& p = c.prepare_merge();
+    Status refused;
+    if (p.generation() != desc->generation) {
+      refused = Status::FailedPrecondition(fmt::format(
+          "range {}: cannot prepare a merge: the range changed (generation {}, expected {})",
+          desc->range_id, desc->generation, p.generation()));
+    } else if (desc->merging_from != 0 || p.right_range_id() == 0 ||
+               p.right_range_id() == desc->range_id) {
+      refused = Status::FailedPrecondition(
+          fmt::format("range {}: cannot prepare a merge with range {} (it is taking in range {})",
+                      desc->range_id, p.right_range_id(), desc->merging_from));
+    }
+    if (!refused.ok()) return RangeWriteResult{std::move(refused), *closed};
+    desc->merging_from = p.right_range_id();
+    ++desc->generation;
+    batch->Put(keys::RangeDescriptorKey(range_id_), keys::EncodeRangeDescriptor(*desc));
+    RangeWriteResult r{Status::Ok(), *closed};
+    r.descriptor = *desc;
+    return r;
+  }
+  if (c.has_split()) {
+    if (desc->merging_from != 0) {
+      return RangeWriteResult{
+          Status::Unavailable(fmt::format("conclave: range {} is taking in range {}; try again",
+                                          desc->range_id, desc->merging_from)),
+          *closed};
+    }
+    return ApplySplit(batch, c.split(), desc, applied);
+  }
+  if (c.has_freeze()) return ApplyFreeze(batch, c.freeze(), desc, *applied);
+  if (c.has_merge()) return ApplyMerge(batch, c.merge(), desc, applied);
   const keys::RangeDescriptor& d = *desc;
   // Versions only grow: past the range's last write, whatever the
   // proposer's clock said. One command writes at one timestamp.
@@ -588,6 +771,7 @@ Result<std::vector<std::string>> RangeStateMachine::LiveKeys(const std::string& 
 Result<std::optional<RangeValue>> RangeStateMachine::Get(std::string_view key) const {
   const keys::RangeDescriptor d = descriptor();
   if (!initialized() || !d.ContainsKey(key)) return OutsideRange(key, d);
+  if (d.frozen_into != 0) return Frozen(d);
   const keys::Span span = keys::KeyEntriesSpan(key);
   std::unique_ptr<storage::EngineIterator> it = engine_->NewIterator();
   it->Seek(span.begin);
@@ -598,6 +782,11 @@ Result<std::optional<RangeValue>> RangeStateMachine::Get(std::string_view key) c
         return false;
       }));
   return out;
+}
+
+keys::AppliedState RangeStateMachine::applied_state() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return applied_;
 }
 
 uint64_t RangeStateMachine::DataBytes() const {
@@ -645,6 +834,7 @@ Result<std::vector<RangeValue>> RangeStateMachine::Scan(std::string_view start,
   if (!initialized()) {
     return Status::OutOfRange(fmt::format("range {} has no data here yet", range_id_));
   }
+  if (d.frozen_into != 0) return Frozen(d);
   std::string from = std::max(std::string(start), d.start_key);
   std::string to(end);
   if (!d.end_key.empty() && (to.empty() || d.end_key < to)) to = d.end_key;

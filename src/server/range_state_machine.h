@@ -30,6 +30,16 @@
 // the generation the proposer saw, inside the range, with a plain (not
 // joint) configuration, and never at or past the system keys.
 //
+// A merge takes a frozen right-hand neighbour in (serverpb.MergeCommand),
+// once prepared for it (a prepared range refuses freezes and splits):
+// the descriptor widens to the neighbour's end at a generation past both,
+// the data bytes and the closed timestamp take the neighbour's in, and the
+// neighbour's range-id records are deleted and its tombstone written in the
+// same batch; the merge handler then drops the node's replica of it. A
+// frozen range refuses every write and split, and its readers, with
+// kUnavailable (reason kRangeFrozen), until a thaw; the merge is checked
+// against the generations both sides had when it was decided.
+//
 // A configuration change (a replica added as a learner, promoted, or
 // removed; serverpb.ReplicaChange names the nodes of added ones) rewrites
 // the descriptor to match the configuration Raft applied, in the same
@@ -83,7 +93,14 @@ struct RangeWriteResult {
   std::string covered_end;
   // A split: the two ranges it made.
   std::optional<std::pair<keys::RangeDescriptor, keys::RangeDescriptor>> split;
+  // A merge: the range taken in (as the command described it); a freeze, a
+  // thaw or a fence: the range's descriptor after it.
+  std::optional<keys::RangeDescriptor> merged;
+  std::optional<keys::RangeDescriptor> descriptor;
 };
+
+// What a frozen range answers (ErrorReason::kRangeFrozen).
+Status Frozen(const keys::RangeDescriptor& d);
 
 // The parts of user keys [start, end) that no span of `keep` covers (end
 // keys: empty is past every key).
@@ -99,6 +116,12 @@ using SplitHandler = std::function<Status(const keys::RangeDescriptor& right)>;
 // Called on the apply thread after a configuration change applied and the
 // new descriptor is published. An error stops the node.
 using ReplicasHandler = std::function<Status(const keys::RangeDescriptor& after)>;
+
+// Called on the apply thread after a merge applied and the wider
+// descriptor is published: the node's replica of `right` goes (its data
+// stays). Also after a freeze or a thaw (`right` is then this range). An
+// error stops the node.
+using MergeHandler = std::function<Status(const keys::RangeDescriptor& right)>;
 
 struct RangeValue {
   std::string key;
@@ -134,6 +157,10 @@ class RangeStateMachine final : public StateMachine {
   // Set before the replica starts.
   void SetSplitHandler(SplitHandler handler) { on_split_ = std::move(handler); }
   void SetReplicasHandler(ReplicasHandler handler) { on_replicas_ = std::move(handler); }
+  void SetMergeHandler(MergeHandler merged, MergeHandler frozen_changed) {
+    on_merge_ = std::move(merged);
+    on_frozen_ = std::move(frozen_changed);
+  }
   // Keys a new range starts with (Bootstrap writes them, at the smallest
   // timestamp, alike on every initial replica). Set before the replica
   // starts.
@@ -172,6 +199,8 @@ class RangeStateMachine final : public StateMachine {
   // The bytes of the range's versions (keys and values as encoded), kept
   // in its applied state.
   uint64_t DataBytes() const;
+  // What this replica has applied (index, closed timestamp, data bytes).
+  keys::AppliedState applied_state() const;
   // The user key at which the range's data is cut in halves by bytes;
   // nullopt when it holds too little to cut (one key, or none).
   Result<std::optional<std::string>> MiddleKey() const;
@@ -205,6 +234,12 @@ class RangeStateMachine final : public StateMachine {
   // A split command's result; writes both ranges' records into `batch`.
   Result<RangeWriteResult> ApplySplit(storage::EngineBatch* batch, const serverpb::SplitCommand& c,
                                       keys::RangeDescriptor* d, keys::AppliedState* applied);
+  // The commands of a merge (serverpb.MergeCommand's comment).
+  Result<RangeWriteResult> ApplyFreeze(storage::EngineBatch* batch,
+                                       const serverpb::FreezeCommand& c, keys::RangeDescriptor* d,
+                                       const keys::AppliedState& applied);
+  Result<RangeWriteResult> ApplyMerge(storage::EngineBatch* batch, const serverpb::MergeCommand& c,
+                                      keys::RangeDescriptor* d, keys::AppliedState* applied);
   // The newest version of `key` as the batch being applied sees it.
   Result<std::optional<Written>> Newest(std::string_view key, const Pending& pending) const;
   // Whether `key`'s newest version satisfies `p`.
@@ -220,6 +255,8 @@ class RangeStateMachine final : public StateMachine {
   const keys::RangeId range_id_;
   SplitHandler on_split_;
   ReplicasHandler on_replicas_;
+  MergeHandler on_merge_;
+  MergeHandler on_frozen_;
   std::function<void()> on_install_;
   std::atomic<bool> removed_{false};
   uint64_t local_node_ = 0;

@@ -531,6 +531,219 @@ TEST_F(RangeStateMachineTest, ADestroyedCopyLeavesATombstoneAndNothingElse) {
   EXPECT_EQ((*right_->Get("x"))->value, "3");
 }
 
+std::string Freeze(keys::RangeId left, uint64_t generation) {
+  serverpb::RangeCommand c;
+  c.mutable_freeze()->set_left_range_id(left);
+  c.mutable_freeze()->set_generation(generation);
+  return c.SerializeAsString();
+}
+
+std::string MergeIn(const keys::RangeDescriptor& right, uint64_t generation,
+                    const keys::AppliedState& right_state) {
+  serverpb::RangeCommand c;
+  serverpb::MergeCommand* m = c.mutable_merge();
+  m->set_right(keys::EncodeRangeDescriptor(right));
+  m->set_generation(generation);
+  m->set_right_closed_wall_nanos(right_state.closed_timestamp.wall_nanos);
+  m->set_right_closed_logical(right_state.closed_timestamp.logical);
+  m->set_right_bytes(right_state.data_bytes);
+  return c.SerializeAsString();
+}
+
+std::string Prepare(keys::RangeId right, uint64_t generation) {
+  serverpb::RangeCommand c;
+  c.mutable_prepare_merge()->set_right_range_id(right);
+  c.mutable_prepare_merge()->set_generation(generation);
+  return c.SerializeAsString();
+}
+
+std::string Thaw(keys::RangeId left, uint64_t generation) {
+  serverpb::RangeCommand c;
+  c.mutable_thaw()->set_left_range_id(left);
+  c.mutable_thaw()->set_generation(generation);
+  return c.SerializeAsString();
+}
+
+std::string Fence(bool release = false) {
+  serverpb::RangeCommand c;
+  c.mutable_fence()->set_release(release);
+  return c.SerializeAsString();
+}
+
+TEST_F(RangeStateMachineTest, AMergeTakesTheFrozenNeighbourIn) {
+  std::vector<keys::RangeDescriptor> merged;
+  left_->SetMergeHandler(
+      [&](const keys::RangeDescriptor& right) {
+        // Called once the left range holds the keys.
+        EXPECT_TRUE(left_->descriptor().ContainsKey("p"));
+        merged.push_back(right);
+        return Status::Ok();
+      },
+      [](const keys::RangeDescriptor&) { return Status::Ok(); });
+  Apply(left_.get(), {Put("a", "1", 100)});
+  auto late = Apply(right_.get(), {Put("p", "2", 5000), Put("q", "3", 5000)});
+  const uint64_t left_bytes = left_->DataBytes();
+  const uint64_t right_bytes = right_->DataBytes();
+
+  auto f =
+      Apply(right_.get(), {Freeze(left_->descriptor().range_id, right_->descriptor().generation),
+                           Put("r", "refused", 6000), Delete("p", 6000),
+                           Split("t", 40, right_->descriptor().generation + 1)});
+  ASSERT_TRUE(f[0].status.ok()) << f[0].status.ToString();
+  const keys::RangeDescriptor frozen = right_->descriptor();
+  EXPECT_EQ(frozen.frozen_into, left_->descriptor().range_id);
+  EXPECT_EQ(frozen.generation, ranges_[1].generation + 1);
+  EXPECT_EQ(*f[0].descriptor, frozen);
+  // A frozen range changes no more, and serves no reads: a merge may make
+  // the left range the keys' holder at any moment.
+  for (size_t i = 1; i < f.size(); ++i) {
+    EXPECT_EQ(f[i].status.code(), StatusCode::kUnavailable) << i;
+    EXPECT_EQ(f[i].status.reason(), ErrorReason::kRangeFrozen) << i;
+  }
+  EXPECT_EQ(right_->Get("p").status().reason(), ErrorReason::kRangeFrozen);
+  bool more = false;
+  EXPECT_EQ(right_->Scan("", "", 10, &more).status().reason(), ErrorReason::kRangeFrozen);
+  EXPECT_EQ(right_->DataBytes(), right_bytes);
+
+  // A prepared range is not split or frozen meanwhile.
+  auto p = Apply(left_.get(), {Prepare(frozen.range_id, left_->descriptor().generation),
+                               Split("c", 41, left_->descriptor().generation + 1),
+                               Freeze(99, left_->descriptor().generation + 1)});
+  ASSERT_TRUE(p[0].status.ok()) << p[0].status.ToString();
+  EXPECT_EQ(left_->descriptor().merging_from, frozen.range_id);
+  EXPECT_EQ(p[1].status.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(p[2].status.code(), StatusCode::kFailedPrecondition);
+  const uint64_t g = left_->descriptor().generation;
+  auto m = Apply(left_.get(), {MergeIn(frozen, g, right_->applied_state()), Put("s", "4", 1)});
+  ASSERT_TRUE(m[0].status.ok()) << m[0].status.ToString();
+  ASSERT_EQ(merged.size(), 1u);
+  EXPECT_EQ(merged[0], frozen);
+  const keys::RangeDescriptor after = left_->descriptor();
+  EXPECT_EQ(after.start_key, "");
+  EXPECT_EQ(after.end_key, ranges_[1].end_key);
+  EXPECT_EQ(after.generation, std::max(g, frozen.generation) + 1);
+  EXPECT_EQ(after.frozen_into, 0u);
+  EXPECT_EQ(after.merging_from, 0u);
+  // The data stayed where it was; the bytes and the closed timestamp came
+  // along, so versions written after the merge are later than the right
+  // range's.
+  EXPECT_EQ((*left_->Get("p"))->value, "2");
+  ASSERT_TRUE(m[1].status.ok());
+  EXPECT_GT(m[1].timestamp, late[1].timestamp);
+  EXPECT_EQ(left_->DataBytes(), left_bytes + right_bytes +
+                                    keys::VersionKey("s", Timestamp{}).size() +
+                                    keys::EncodeVersionValue({false, "4"}).size());
+  auto scan = left_->Scan("", "", 10, &more);
+  ASSERT_TRUE(scan.ok());
+  EXPECT_EQ(scan->size(), 4u);
+  // The right range's records went in the same batch; its tombstone refuses
+  // its replicas.
+  auto stored = RangeStateMachine::Stored(&engine_);
+  ASSERT_TRUE(stored.ok());
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_EQ((*stored)[0], after);
+  EXPECT_EQ(*RangeStateMachine::Tombstone(&engine_, frozen.range_id), frozen.next_replica_id);
+  // And it reopens as it was left.
+  auto reopened = RangeStateMachine::Open(&engine_, &fs_, after.range_id, keys::RangeDescriptor{});
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ((*reopened)->descriptor(), after);
+  EXPECT_EQ((*reopened)->DataBytes(), left_->DataBytes());
+}
+
+TEST_F(RangeStateMachineTest, MergesThatDoNotFitAreRefusedAlike) {
+  int calls = 0;
+  left_->SetMergeHandler(
+      [&](const keys::RangeDescriptor&) {
+        ++calls;
+        return Status::Ok();
+      },
+      [](const keys::RangeDescriptor&) { return Status::Ok(); });
+  const keys::RangeId left_id = left_->descriptor().range_id;
+  uint64_t g = left_->descriptor().generation;
+  // Not frozen yet.
+  auto r = Apply(left_.get(), {MergeIn(right_->descriptor(), g, right_->applied_state())});
+  EXPECT_EQ(r[0].status.code(), StatusCode::kFailedPrecondition) << r[0].status.ToString();
+  // Freezes at a stale generation or into itself are refused.
+  auto f =
+      Apply(right_.get(), {Freeze(left_id, right_->descriptor().generation + 1),
+                           Freeze(right_->descriptor().range_id, right_->descriptor().generation),
+                           Freeze(left_id, right_->descriptor().generation)});
+  EXPECT_EQ(f[0].status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(f[1].status.code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(f[2].status.ok());
+  const keys::RangeDescriptor frozen = right_->descriptor();
+  keys::RangeDescriptor elsewhere = frozen;
+  elsewhere.frozen_into = left_id + 100;
+  keys::RangeDescriptor apart = frozen;
+  apart.start_key = "n";
+  keys::RangeDescriptor other_nodes = frozen;
+  other_nodes.replicas[0].node_id = 99;
+  const keys::AppliedState a = right_->applied_state();
+  // Not prepared for it.
+  auto unprepared = Apply(left_.get(), {MergeIn(frozen, g, a)});
+  EXPECT_EQ(unprepared[0].status.code(), StatusCode::kFailedPrecondition);
+  // A prepared range refuses a second preparation.
+  auto p = Apply(left_.get(), {Prepare(frozen.range_id, g), Prepare(frozen.range_id, g + 1)});
+  ASSERT_TRUE(p[0].status.ok());
+  EXPECT_EQ(p[1].status.code(), StatusCode::kFailedPrecondition);
+  g = left_->descriptor().generation;
+  auto m = Apply(left_.get(), {MergeIn(frozen, g + 1, a),     // a stale view of the left
+                               MergeIn(elsewhere, g, a),      // frozen for another range
+                               MergeIn(apart, g, a),          // not adjacent
+                               MergeIn(other_nodes, g, a)});  // replicas elsewhere
+  for (const RangeWriteResult& w : m)
+    EXPECT_EQ(w.status.code(), StatusCode::kFailedPrecondition) << w.status.ToString();
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(left_->descriptor().end_key, ranges_[0].end_key);
+  // The meta range is never frozen.
+  auto meta = Open(&engine_, InitialRanges(1, {1, 2, 3}).back());
+  auto system = Apply(meta.get(), {Freeze(left_id, meta->descriptor().generation)});
+  EXPECT_EQ(system[0].status.code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(RangeStateMachineTest, AFenceStopsAMergeAndAThawEndsTheFreeze) {
+  const keys::RangeId left_id = left_->descriptor().range_id;
+  std::vector<keys::RangeId> thawed;
+  right_->SetMergeHandler([](const keys::RangeDescriptor&) { return Status::Ok(); },
+                          [&](const keys::RangeDescriptor& d) {
+                            if (d.frozen_into == 0) thawed.push_back(d.range_id);
+                            return Status::Ok();
+                          });
+  // A fence on a range that is not prepared changes nothing.
+  const uint64_t g0 = left_->descriptor().generation;
+  Apply(left_.get(), {Fence(), Fence(true)});
+  EXPECT_EQ(left_->descriptor().generation, g0);
+  Apply(left_.get(), {Prepare(right_->descriptor().range_id, left_->descriptor().generation)});
+  Apply(right_.get(), {Freeze(left_id, right_->descriptor().generation)});
+  const keys::RangeDescriptor frozen = right_->descriptor();
+  const uint64_t g = left_->descriptor().generation;
+  auto fenced = Apply(left_.get(), {Fence(), MergeIn(frozen, g, right_->applied_state())});
+  ASSERT_TRUE(fenced[0].status.ok());
+  EXPECT_EQ(left_->descriptor().generation, g + 1);
+  // Still prepared (it stays where the frozen range is) until released.
+  EXPECT_EQ(left_->descriptor().merging_from, frozen.range_id);
+  EXPECT_EQ(fenced[1].status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(left_->descriptor().end_key, "m");
+  // Only a thaw from the range it froze for, at the freeze's generation,
+  // ends the freeze.
+  auto t =
+      Apply(right_.get(),
+            {Thaw(left_id + 1, frozen.generation), Thaw(left_id, frozen.generation - 1),
+             Thaw(left_id, frozen.generation), Thaw(left_id, frozen.generation), Put("p", "1", 1)});
+  EXPECT_EQ(t[0].status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(t[1].status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(t[2].status.ok());
+  EXPECT_EQ(t[3].status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(t[4].status.ok());
+  Apply(left_.get(), {Fence(true)});
+  EXPECT_EQ(left_->descriptor().merging_from, 0u);
+  EXPECT_EQ(left_->descriptor().generation, g + 2);
+  EXPECT_EQ(right_->descriptor().frozen_into, 0u);
+  EXPECT_EQ(right_->descriptor().generation, frozen.generation + 1);
+  EXPECT_EQ(thawed, std::vector<keys::RangeId>{right_->descriptor().range_id});
+  EXPECT_EQ((*right_->Get("p"))->value, "1");
+}
+
 TEST(UncoveredSpansTest, LeavesOutWhatOtherRangesHold) {
   using Spans = std::vector<std::pair<std::string, std::string>>;
   EXPECT_EQ(UncoveredSpans("a", "z", {}), (Spans{{"a", "z"}}));

@@ -242,6 +242,7 @@ Status Server::Start() {
   native_options.replica.log_bytes_max = 4ull << 20;
   native_options.split_bytes = static_cast<uint64_t>(config_.range_split_bytes);
   native_options.split_qps = static_cast<uint64_t>(config_.range_split_qps);
+  native_options.merge_bytes = static_cast<uint64_t>(config_.range_merge_bytes);
   native_options.load_window = std::chrono::seconds(config_.range_load_window_s);
   native_options.replica_down_time = std::chrono::seconds(config_.range_replica_down_time_s);
   native_options.placement_interval = std::chrono::seconds(config_.range_placement_interval_s);
@@ -284,6 +285,8 @@ Status Server::Start() {
   transport_options.membership_forward_timeout = 2 * request_timeout;
   // A dead peer connection is noticed within about one election timeout.
   transport_options.keepalive = std::chrono::milliseconds(config_.election_timeout_ms);
+  transport_options.snapshot_bytes_per_second =
+      static_cast<uint64_t>(config_.snapshot_send_bytes_per_second);
   // Members that missed their own removal learn it from the others' refusal.
   transport_options.on_removed = [] {
     LOG_WARN("the other members refuse this member: it was removed from the cluster");

@@ -275,6 +275,22 @@ class Transport::MemberServiceImpl final : public serverpb::Member::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status RangeApplied(grpc::ServerContext* /*context*/,
+                            const serverpb::RangeAppliedRequest* req,
+                            serverpb::RangeAppliedResponse* resp) override {
+    std::shared_ptr<Replica> replica = transport_->host_->FindReplica(req->range_id());
+    if (replica == nullptr) {
+      return ToGrpc(Status::NotFound(
+          fmt::format("conclave: range {} has no replica on this node", req->range_id())));
+    }
+    if (Status s = replica->ReadBarrier(); !s.ok()) return ToGrpc(s);
+    resp->set_applied_index(replica->applied_index());
+    if (auto* sm = dynamic_cast<RangeStateMachine*>(replica->state_machine())) {
+      resp->set_generation(sm->descriptor().generation);
+    }
+    return grpc::Status::OK;
+  }
+
   grpc::Status Membership(grpc::ServerContext* /*context*/, const serverpb::MembershipRequest* req,
                           serverpb::MembershipResponse* resp) override {
     if (!node_->is_leader()) return ToGrpc(Status::FailedPrecondition("etcdserver: not leader"));
@@ -344,6 +360,10 @@ Transport::Transport(Host* host, EtcdGroup* etcd, uint64_t cluster_id,
       options_(std::move(options)),
       peer_service_(std::make_unique<PeerServiceImpl>(this)),
       member_service_(std::make_unique<MemberServiceImpl>(this)) {
+  if (options_.snapshot_bytes_per_second > 0) {
+    snapshot_limiter_ = std::make_unique<RateLimiter>(options_.snapshot_bytes_per_second,
+                                                      options_.snapshot_chunk_bytes);
+  }
   for (const auto& [id, target] : peers)
     peers_.emplace(id, NewPeer(id, target));
 }
@@ -665,6 +685,17 @@ Status Transport::StreamSnapshot(uint64_t to, const raft::Message& m) {
   while (ok && !stopping_.load()) {
     ASSIGN_OR_RETURN(bool more, source->Next(&chunk));
     if (!more) break;
+    if (snapshot_limiter_ != nullptr) {
+      Duration wait = snapshot_limiter_->Reserve(chunk.size(), host_->clock().Monotonic());
+      snapshot_throttled_nanos_ += wait.count();
+      // In slices, so that a stop is not held up.
+      while (wait.count() > 0 && !stopping_.load()) {
+        const Duration slice = std::min<Duration>(wait, std::chrono::milliseconds(100));
+        std::this_thread::sleep_for(slice);
+        wait -= slice;
+      }
+    }
+    snapshot_bytes_sent_ += chunk.size();
     serverpb::SnapshotPart part;
     part.set_chunk(std::move(chunk));
     ok = stream->Write(part);
@@ -808,6 +839,36 @@ Result<kvpb::SplitResponse> Transport::Split(uint64_t node, const kvpb::SplitReq
       node, [&](kvpb::KV::Stub* stub, grpc::ClientContext* ctx, kvpb::SplitResponse* resp) {
         return stub->Split(ctx, req, resp);
       });
+}
+
+Result<kvpb::MergeResponse> Transport::Merge(uint64_t node, const kvpb::MergeRequest& req) {
+  // A merge may first move replicas (snapshots, catch-up).
+  std::shared_ptr<kvpb::KV::Stub> stub = NativeStub(node);
+  if (stub == nullptr) return Status::Unavailable(fmt::format("no peer {:x} to forward to", node));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(2));
+  kvpb::MergeResponse resp;
+  RETURN_IF_ERROR(FromGrpc(stub->Merge(&context, req, &resp)));
+  return resp;
+}
+
+Result<kvpb::RangesResponse> Transport::Ranges(uint64_t node) {
+  kvpb::RangesRequest req;  // the ranges it holds, as it sees them
+  return CallNativeBlocking<kvpb::RangesResponse>(
+      node, [&](kvpb::KV::Stub* stub, grpc::ClientContext* ctx, kvpb::RangesResponse* resp) {
+        return stub->Ranges(ctx, req, resp);
+      });
+}
+
+Result<serverpb::RangeAppliedResponse> Transport::RangeApplied(uint64_t node, keys::RangeId id) {
+  serverpb::RangeAppliedRequest req;
+  req.set_range_id(id);
+  serverpb::RangeAppliedResponse resp;
+  RETURN_IF_ERROR(CallMember(node, options_.forward_timeout,
+                             [&](serverpb::Member::Stub* stub, grpc::ClientContext* ctx) {
+                               return stub->RangeApplied(ctx, req, &resp);
+                             }));
+  return resp;
 }
 
 Result<kvpb::DeleteRangeResponse> Transport::DeleteRange(uint64_t node,

@@ -44,6 +44,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/rate_limiter.h"
 #include "base/status.h"
 #include "conclave/kvpb/kv.grpc.pb.h"
 #include "conclave/raftpb/raft.grpc.pb.h"
@@ -68,6 +69,11 @@ struct TransportOptions {
   // frequent (PeerServerArguments).
   std::chrono::milliseconds keepalive{1000};
   size_t snapshot_chunk_bytes = 1 << 20;
+  // Snapshots sent, all groups and peers together, go at most this fast
+  // (bytes per second; 0: no limit), so that re-replication and rebalancing
+  // leave the disk and network to foreground traffic. A chunk's worth goes
+  // at once after a pause.
+  uint64_t snapshot_bytes_per_second = 0;
   // Largest message a peer may send us (entries are bounded by the client
   // request limit; batches by batch_bytes_max).
   int receive_message_bytes_max = 64 << 20;
@@ -139,12 +145,18 @@ class Transport final : public MessageSender, public LeaderCalls, public RangeFo
            std::function<void(Result<kvpb::GetResponse>)> done) override;
   Result<kvpb::ScanResponse> Scan(uint64_t node, const kvpb::ScanRequest& req) override;
   Result<kvpb::SplitResponse> Split(uint64_t node, const kvpb::SplitRequest& req) override;
+  Result<kvpb::MergeResponse> Merge(uint64_t node, const kvpb::MergeRequest& req) override;
+  Result<serverpb::RangeAppliedResponse> RangeApplied(uint64_t node, keys::RangeId id) override;
+  Result<kvpb::RangesResponse> Ranges(uint64_t node) override;
   Result<kvpb::DeleteRangeResponse> DeleteRange(uint64_t node,
                                                 const kvpb::DeleteRangeRequest& req) override;
   void MoveReplica(uint64_t node, const kvpb::MoveReplicaRequest& req,
                    std::function<void(Result<kvpb::MoveReplicaResponse>)> done) override;
 
   uint64_t messages_sent() const { return messages_sent_.load(); }
+  // Snapshot bytes sent, and how long sends waited for the rate limit.
+  uint64_t snapshot_bytes_sent() const { return snapshot_bytes_sent_.load(); }
+  Duration snapshot_throttled() const { return Duration(snapshot_throttled_nanos_.load()); }
   uint64_t messages_dropped() const { return messages_dropped_.load(); }
 
  private:
@@ -203,6 +215,11 @@ class Transport final : public MessageSender, public LeaderCalls, public RangeFo
 
   std::mutex snapshot_mu_;
   std::vector<std::thread> snapshot_threads_;  // guarded by snapshot_mu_
+  // Paces the snapshots sent (options_.snapshot_bytes_per_second; null: no
+  // limit).
+  std::unique_ptr<RateLimiter> snapshot_limiter_;
+  std::atomic<uint64_t> snapshot_bytes_sent_{0};
+  std::atomic<int64_t> snapshot_throttled_nanos_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> removed_reported_{false};
   std::atomic<uint64_t> messages_sent_{0};

@@ -19,6 +19,7 @@ never retried.
 import os
 import re
 import sys
+import time
 
 import grpc
 
@@ -31,6 +32,10 @@ from conclave.kvpb import kv_pb2  # noqa: E402
 
 RANGE_COUNT = 4
 # Keys of the set workload, and the span it scans.
+SYSTEM_KEYS = b"\xff\xff"
+# Seconds after which a silent member's replicas are made again elsewhere
+# (--range-replica-down-time): shorter than a long kill or partition.
+REPLICA_DOWN_TIME_S = 8
 SET_PREFIX = b"nset/"
 SET_END = b"nset0"
 
@@ -47,6 +52,7 @@ class NativeStub:
         self.Get = call("Get", kv_pb2.GetRequest, kv_pb2.GetResponse)
         self.Scan = call("Scan", kv_pb2.ScanRequest, kv_pb2.ScanResponse)
         self.Split = call("Split", kv_pb2.SplitRequest, kv_pb2.SplitResponse)
+        self.Merge = call("Merge", kv_pb2.MergeRequest, kv_pb2.MergeResponse)
         self.Ranges = call("Ranges", kv_pb2.RangesRequest, kv_pb2.RangesResponse)
         self.MoveReplica = call("MoveReplica", kv_pb2.MoveReplicaRequest,
                                 kv_pb2.MoveReplicaResponse)
@@ -193,16 +199,19 @@ class NativeSetWorkload(_Workload):
             stop.wait(rng.uniform(0.1, 0.3))
 
     def final_read(self, member):
-        """Through `member`, or the first other one that holds the ranges (a
-        member replaced with an empty disk holds none: ranges do not move
-        yet)."""
+        """Through `member`, or the next one when it cannot answer (holds none
+        of the ranges, or had a replica moved away under the read: the
+        placement driver may still be moving replicas after the healing)."""
         members = [member] + [i for i in self.cluster.running() if i != member]
-        for i in members:
+        for attempt in range(3 * len(members)):
+            i = members[attempt % len(members)]
             try:
                 return set(scan_all(NativeStub(self.cluster.channel(i)), 30))
             except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.NOT_FOUND or i == members[-1]:
+                retry = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE)
+                if e.code() not in retry or attempt + 1 == 3 * len(members):
                     raise
+                time.sleep(1)
         return set()
 
 

@@ -11,9 +11,11 @@ Faults: kill (-9, restart later), pause (SIGSTOP/SIGCONT), partition (random
 halves, isolated leader, bridge, one way), netem (delay, jitter and loss),
 membership (remove and re-add; replace a wiped member), disk-full (fill the
 member's small tmpfs), leader-transfer storm, and for Conclave's native
-ranges (not for etcd): split storm (ranges split at random keys), replica
-moves (a range's replica from one member to another), drain (a member's
-replicas and leaderships moved off it, until the drain is cancelled).
+ranges (not for etcd): split storm (ranges split at random keys), merge storm
+(ranges merged with their right-hand neighbours, whose replicas move onto
+theirs first), replica moves (a range's replica from one member to another),
+drain (a member's replicas and leaderships moved off it, until the drain is
+cancelled).
 """
 
 import os
@@ -32,9 +34,9 @@ REFUSALS = ("unhealthy cluster", "not enough started members", "member not found
             "failed to connect")
 
 ALL_FAULTS = ("kill", "pause", "partition", "netem", "membership", "disk-full", "leader-transfer",
-              "split", "move", "drain")
+              "split", "merge", "move", "drain")
 # Faults that only Conclave has a target for.
-CONCLAVE_FAULTS = ("split", "move", "drain")
+CONCLAVE_FAULTS = ("split", "merge", "move", "drain")
 
 
 class Fault:
@@ -278,19 +280,70 @@ class SplitStorm(Fault):
 
     def begin(self):
         done = []
+        # Bounded as a whole (the scheduler waits for begin(), and ends no
+        # other fault meanwhile), and over at the first split that fails:
+        # the cluster cannot split now.
+        deadline = time.monotonic() + 10
         for _ in range(self.h.rng.randint(1, 4)):
             via = [i for i in self.c.running() if not self.c.members[i].paused]
-            if not via:
+            if not via or time.monotonic() > deadline:
                 break
             i = self.h.rng.choice(via)
             key = native.split_key(self.h.rng, native.NativeStub(self.c.channel(i)))
             try:
                 resp = native.NativeStub(self.c.channel(i)).Split(
-                    native.kv_pb2.SplitRequest(key=key), timeout=5)
+                    native.kv_pb2.SplitRequest(key=key),
+                    timeout=max(1.0, min(5.0, deadline - time.monotonic())))
                 done.append("%r -> range %d (via n%d)" % (key, resp.right.range_id, i + 1))
             except grpc.RpcError as e:
                 done.append("%r failed via n%d (%s)" % (key, i + 1, e.code().name))
+                break
         return "splits: %s" % ("; ".join(done) or "no live member")
+
+    def end(self):
+        pass
+
+
+class MergeStorm(Fault):
+    """One to three native range merges in a row, each of a random user range
+    (not the last) with its right-hand neighbour, through a random live member;
+    the neighbour's replicas move onto the range's nodes first when they live
+    elsewhere."""
+    name = "merge"
+
+    def begin(self):
+        done = []
+        attempted = False
+        # Bounded as a whole: the scheduler waits for begin().
+        deadline = time.monotonic() + 30
+        for _ in range(self.h.rng.randint(1, 3)):
+            live = [i for i in self.c.running() if not self.c.members[i].paused]
+            if not live or time.monotonic() > deadline:
+                break
+            via = self.h.rng.choice(live)
+            stub = native.NativeStub(self.c.channel(via))
+            try:
+                ranges = stub.Ranges(native.kv_pb2.RangesRequest(cluster=True), timeout=5).ranges
+            except grpc.RpcError as e:
+                done.append("no range map via n%d (%s)" % (via + 1, e.code().name))
+                continue
+            lefts = [r for r in ranges if r.end and r.end < native.SYSTEM_KEYS]
+            if not lefts:
+                break  # one user range: nothing to merge
+            r = self.h.rng.choice(lefts)
+            key = r.start or b"\x00"
+            attempted = True
+            try:
+                merged = stub.Merge(native.kv_pb2.MergeRequest(key=key),
+                                    timeout=max(1.0, deadline - time.monotonic()))
+                done.append("range %d took in the range at %r (via n%d)" % (
+                    merged.range.range_id, r.end, via + 1))
+            except grpc.RpcError as e:
+                done.append("range %d with its neighbour failed via n%d (%s)" % (
+                    r.range_id, via + 1, e.code().name))
+                if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    break  # the cluster cannot merge now
+        return "merges: %s" % "; ".join(done) if attempted else None
 
     def end(self):
         pass
@@ -405,7 +458,8 @@ def cancel_drain(c, node):
 
 
 FAULT_CLASSES = {c.name: c for c in (Kill, Pause, Partition, Netem, Membership, DiskFull,
-                                     LeaderTransfer, SplitStorm, ReplicaMoves, Drain)}
+                                     LeaderTransfer, SplitStorm, MergeStorm, ReplicaMoves,
+                                     Drain)}
 
 
 def _groups(groups):

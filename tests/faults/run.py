@@ -166,13 +166,17 @@ def run(args):
             print(line, flush=True)
 
     # Conclave also serves its native, sharded keyspace: a few ranges of
-    # three replicas to start with, its workloads, and the split, move and
-    # drain faults (the last two need a fourth member to move a replica to).
+    # three replicas to start with, its workloads, and the split, merge, move
+    # and drain faults (the last two need a fourth member to move a replica to).
     # etcd has none of it. The placement driver looks every second.
     conclave = not fault_cluster.itest.is_etcd(args.binary)
     if conclave:
         args.server_flag = args.server_flag + [
-            "--initial-range-count=%d" % native.RANGE_COUNT, "--range-placement-interval=1"]
+            "--initial-range-count=%d" % native.RANGE_COUNT, "--range-placement-interval=1",
+            # A member down, paused or cut off this long has its replicas
+            # made again elsewhere: kills and partitions that outlast it
+            # re-replicate, and the member comes back to copies it must drop.
+            "--range-replica-down-time=%d" % native.REPLICA_DOWN_TIME_S]
     else:
         args.faults = [f for f in args.faults if f not in nemesis.CONCLAVE_FAULTS]
     tag = "%05d%d" % (os.getpid() % 100000, args.seed % 10)

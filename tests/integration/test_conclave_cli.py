@@ -609,6 +609,16 @@ class NativeKvCliTest(ClusterTestCase):
         res = self.run_cli("range", "split", "rs/m")
         self.assertEqual(res.returncode, EXIT_ERROR)
         self.assertIn("already starts range", res.stderr)
+        # [rs/p, rs/t) takes [rs/t, ...) in, then [rs/m, rs/p) takes that in.
+        merged = json.loads(self.ok("range", "merge", "rs/p", "-w", "json"))["range"]
+        self.assertEqual(base64.b64decode(merged["start"]), b"rs/p")
+        self.assertNotEqual(base64.b64decode(merged["end"]), b"rs/t")
+        self.assertIn("merged into range", self.ok("range", "merge", "rs/m"))
+        self.assertIn("rs/m", self.ok("range", "list", "-w", "table"))
+        self.assertEqual(self.ok("kv", "scan", "rs/", "rs0"), "rs/a\n1\nrs/z\n2\n")
+        res = self.run_cli("range", "merge", "\u00f0")
+        self.assertEqual(res.returncode, EXIT_ERROR)
+        self.assertIn("last user range", res.stderr)
 
     def test_node_list(self):
         # Every member reports within a status interval (3 s) of starting.

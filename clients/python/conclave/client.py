@@ -19,7 +19,8 @@ KeyValue = collections.namedtuple("KeyValue", ["key", "value", "timestamp"])
 RangeInfo = collections.namedtuple(
     "RangeInfo",
     ["range_id", "start", "end", "leader_node", "applied_index", "quiesced", "generation",
-     "bytes", "requests_per_second", "replicas"])
+     "bytes", "requests_per_second", "replicas", "frozen_into", "sticky"],
+    defaults=[0, False])
 # A member as the native keyspace sees it (NodeInfo in kv.proto): state is
 # "up", "late", "down" or "unreported"; draining: drain_node was asked for it;
 # the rest is its last status report.
@@ -79,7 +80,8 @@ def _kv(kv):
 def _range(r):
     return RangeInfo(r.range_id, r.start, r.end, r.leader_node, r.applied_index, r.quiesced,
                      r.generation, r.bytes, r.requests_per_second,
-                     [Replica(p.node_id, p.replica_id, p.learner) for p in r.replicas])
+                     [Replica(p.node_id, p.replica_id, p.learner) for p in r.replicas],
+                     r.frozen_into, r.sticky)
 
 
 def _never_sent(err):
@@ -306,6 +308,16 @@ class Client:
         resp = self._call("Split", kv_pb2.SplitRequest(key=_bytes(key)), kv_pb2.SplitResponse,
                           idempotent=False)
         return _range(resp.left), _range(resp.right)
+
+    def merge(self, key, timeout=120.0):
+        """Merges the range holding `key` with the range to its right; returns the merged
+        RangeInfo. The right range's replicas first move onto the left range's nodes when
+        they live elsewhere (up to `timeout` seconds). Raises ConclaveError with
+        FAILED_PRECONDITION for the last user range (nothing is to its right).
+        """
+        resp = self._call("Merge", kv_pb2.MergeRequest(key=_bytes(key)), kv_pb2.MergeResponse,
+                          idempotent=False, timeout=timeout)
+        return _range(resp.range)
 
     def move_replica(self, range_id, from_node, to_node, timeout=120.0):
         """Moves range `range_id`'s replica from node `from_node` to `to_node` (node ids as

@@ -4,6 +4,8 @@ Run by ctest (entry python_client) with CONCLAVE_BIN set; the cluster is
 started and stopped by tests/integration/cluster.py on loopback ports.
 """
 
+import base64
+import json
 import os
 import subprocess
 import sys
@@ -263,6 +265,12 @@ def metric_sum(c, name):
     return total
 
 
+def page_json(member):
+    """What the member's web page draws: GET /ranges.json on its metrics port."""
+    with urllib.request.urlopen(member.metrics_url + "/ranges.json", timeout=30) as r:
+        return json.loads(r.read().decode())
+
+
 class SizeSplitTest(cluster.ClusterTestCase):
     """Ranges split by themselves once their data passes --range-split-bytes."""
     CLUSTER_SIZE = 3
@@ -301,7 +309,8 @@ class SizeSplitTest(cluster.ClusterTestCase):
 
 
 class LoadSplitTest(cluster.ClusterTestCase):
-    """A range busier than --range-split-qps splits where its load halves."""
+    """A range busier than --range-split-qps splits where its load halves, and its
+    parts merge back once the load is gone."""
     CLUSTER_SIZE = 3
     EXTRA_FLAGS = ("--initial-range-count", "2", "--range-split-bytes", "0",
                    "--range-split-qps", "40", "--range-load-window", "1")
@@ -341,6 +350,15 @@ class LoadSplitTest(cluster.ClusterTestCase):
             self.assertTrue(busy)
             self.assertEqual([kv.key for kv in c.scan(b"hot/", b"hot0")], keys)
             self.assertGreaterEqual(metric_sum(self.cluster, "conclave_native_splits_by_load_total"),
+                                    1)
+            # Cold again, the ranges the load made merge back (the initial
+            # ranges' boundary, chosen by hand, stays).
+            cluster.wait_until(
+                lambda: not any(r.start.startswith(b"hot/") for r in c.ranges()), 60,
+                what="the load's ranges merged back")
+            self.assertEqual(len([r for r in c.ranges() if r.start < conclave.SYSTEM_KEYS]), 2)
+            self.assertEqual([kv.key for kv in c.scan(b"hot/", b"hot0")], keys)
+            self.assertGreaterEqual(metric_sum(self.cluster, "conclave_native_ranges_merged_total"),
                                     1)
 
 
@@ -477,6 +495,147 @@ class ReplicaMoveTest(cluster.ClusterTestCase):
         finally:
             for c in (a, b, d):
                 c.close()
+
+
+class MergeTest(cluster.ClusterTestCase):
+    """Four members, ranges of three replicas: a range merges with its right-hand
+    neighbour under writes and scans after the neighbour's replicas moved onto its
+    nodes; no acknowledged write is lost, every scan sees each key once, and the
+    neighbour is gone from every member and from the range map, also after a
+    restart."""
+    CLUSTER_SIZE = 4
+    EXTRA_FLAGS = ("--initial-range-count", "2", "--range-replicas", "3",
+                   "--range-placement-interval", "0",
+                   "--range-split-bytes", "0", "--range-split-qps", "0")
+
+    def test_merge_under_writes_loses_nothing(self):
+        nodes = sorted(self.cluster.member_id(k) for k in range(4))
+        first, second, third, fourth = nodes
+        c = ready_client(self.cluster.members)
+        index = {self.cluster.member_id(k): k for k in range(4)}
+        second_client = conclave.Client(endpoints([self.cluster.members[index[second]]]))
+        try:
+            for i in range(0, 200, 2):
+                c.put(b"mg/%03d" % i, b"v%d" % i)
+            left, right = c.split(b"mg/100")
+            self.assertTrue(right.sticky)
+            # The neighbour lives elsewhere in part: the merge moves it back.
+            moved = second_client.move_replica(right.range_id, first, fourth)
+            self.assertEqual(sorted(p.node_id for p in moved.replicas), [second, third, fourth])
+
+            acked = {}
+            done = [0]
+            stop = threading.Event()
+            errors = []
+
+            def writer(w):
+                mine = [i for i in range(200) if i % 3 == w]
+                n = 0
+                with conclave.Client(endpoints(self.cluster.members)) as wc:
+                    while not stop.is_set() and n < 5000:
+                        key = b"mg/%03d" % mine[(n * 7) % len(mine)]
+                        value = b"w%d-%d" % (w, n)
+                        try:
+                            wc.put(key, value)
+                            acked[key] = value
+                            done[0] += 1
+                        except conclave.ConclaveError as e:  # pragma: no cover
+                            errors.append(e)
+                            return
+                        n += 1
+
+            even = [b"mg/%03d" % i for i in range(0, 200, 2)]
+            scans = [0]
+
+            def scanner():
+                with conclave.Client(endpoints(self.cluster.members)) as sc:
+                    while not stop.is_set() and scans[0] < 1000:
+                        keys = [kv.key for kv in sc.scan(b"mg/", b"mg0", page_size=7)]
+                        if keys != sorted(set(keys)) or not set(even) <= set(keys):
+                            errors.append("scan %d saw %r" % (scans[0], keys))
+                            return
+                        scans[0] += 1
+
+            threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
+            threads.append(threading.Thread(target=scanner))
+            for t in threads:
+                t.start()
+            try:
+                cluster.wait_until(lambda: done[0] >= 30 or errors, 30, what="writes under way")
+                merged = c.merge(b"mg/000")
+                writes = done[0]
+                cluster.wait_until(lambda: done[0] >= writes + 30 or errors, 30,
+                                   what="writes after the merge")
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join(60)
+            self.assertEqual(errors, [])
+            self.assertGreater(scans[0], 0)
+            self.assertEqual(merged.range_id, left.range_id)
+            self.assertEqual((merged.start, merged.end), (left.start, right.end))
+            self.assertGreater(merged.generation, moved.generation)
+            self.assertEqual(sorted(p.node_id for p in merged.replicas),
+                             sorted(p.node_id for p in left.replicas))
+            for key, value in acked.items():
+                self.assertEqual(c.get(key), value, key)
+            got = c.scan(b"mg/", b"mg0", page_size=17)
+            self.assertEqual([kv.key for kv in got], [b"mg/%03d" % i for i in range(200)
+                                                      if i % 2 == 0 or b"mg/%03d" % i in acked])
+            # The neighbour is gone everywhere, the range map included.
+            for m in self.cluster.members:
+                with conclave.Client(endpoints([m])) as mc:
+                    cluster.wait_until(
+                        lambda: right.range_id not in {r.range_id for r in mc.ranges()}, 30,
+                        what="range %d gone from member %s" % (right.range_id, m.name))
+            cluster.wait_until(
+                lambda: [(r.range_id, r.end) for r in c.ranges(cluster=True)
+                         if r.start < conclave.SYSTEM_KEYS][:1] == [(left.range_id, right.end)],
+                30, what="the merge in the range map")
+            self.assertGreaterEqual(
+                metric_sum(self.cluster, "conclave_native_ranges_merged_total"), 1)
+            # The web page's data: every member, the merged range as its leader
+            # sees it, and the split, the move and the merge on the timeline.
+            view = page_json(self.cluster.members[index[fourth]])
+            self.assertEqual(sorted(int(n["node_id"]) for n in view["nodes"]), nodes)
+            shown = {int(r["range_id"]): r for r in view["ranges"]}
+            self.assertNotIn(right.range_id, shown)
+            mine = shown[left.range_id]
+            self.assertEqual(base64.b64decode(mine["end"]), right.end)
+            self.assertIn(int(mine["leader_node"]), nodes)
+            kinds = [(e["kind"], int(e["range_id"])) for e in view["events"]]
+            self.assertIn(("split", left.range_id), kinds)
+            self.assertIn(("move", right.range_id), kinds)
+            self.assertIn(("merge", left.range_id), kinds)
+            merge_event = next(e for e in view["events"] if e["kind"] == "merge")
+            self.assertEqual(int(merge_event["other_range_id"]), right.range_id)
+            self.assertEqual(base64.b64decode(merge_event["key"]), right.start)
+            with urllib.request.urlopen(self.cluster.members[0].metrics_url + "/ranges",
+                                        timeout=10) as r:
+                page = r.read().decode()
+            self.assertIn('<svg id="timeline"', page)
+            self.assertIn("/ranges.json", page)
+            # Refusals: the last user range has no right neighbour; system keys.
+            with self.assertRaises(conclave.ConclaveError) as e:
+                c.merge(b"\xf0")
+            self.assertEqual(e.exception.code, grpc.StatusCode.FAILED_PRECONDITION)
+            with self.assertRaises(conclave.ConclaveError) as e:
+                c.merge(conclave.SYSTEM_KEYS + b"x")
+            self.assertEqual(e.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+
+            # A restarted member reopens the merged range, not the old one.
+            self.cluster.restart(index[second])
+            second_client.close()
+            second_client = conclave.Client(endpoints([self.cluster.members[index[second]]]))
+            cluster.wait_until(lambda: second_client.get(b"mg/150") is not None, 30,
+                               what="a read on the restarted member")
+            ids = {r.range_id for r in second_client.ranges()}
+            self.assertIn(left.range_id, ids)
+            self.assertNotIn(right.range_id, ids)
+            self.assertEqual(second_client.scan(b"mg/", b"mg0"), got)
+        finally:
+            second_client.close()
+            c.close()
 
 
 class RoutingTest(cluster.ClusterTestCase):

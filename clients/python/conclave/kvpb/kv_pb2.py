@@ -13,7 +13,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63onclave/kvpb/kv.proto\x12\rconclave.kvpb\"0\n\tTimestamp\x12\x12\n\nwall_nanos\x18\x01 \x01(\x04\x12\x0f\n\x07logical\x18\x02 \x01(\r\"h\n\x0cPrecondition\x12\x10\n\x06\x61\x62sent\x18\x01 \x01(\x08H\x00\x12\x0f\n\x05value\x18\x02 \x01(\x0cH\x00\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x18.conclave.kvpb.TimestampH\x00\x42\x06\n\x04kind\"[\n\nPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x31\n\x0cprecondition\x18\x03 \x01(\x0b\x32\x1b.conclave.kvpb.Precondition\"L\n\x0bPutResponse\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12+\n\ttimestamp\x18\x02 \x01(\x0b\x32\x18.conclave.kvpb.Timestamp\"\x19\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"j\n\x0bGetResponse\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12\r\n\x05value\x18\x03 \x01(\x0c\x12+\n\ttimestamp\x18\x04 \x01(\x0b\x32\x18.conclave.kvpb.Timestamp\"O\n\rDeleteRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x31\n\x0cprecondition\x18\x02 \x01(\x0b\x32\x1b.conclave.kvpb.Precondition\"`\n\x0e\x44\x65leteResponse\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12+\n\ttimestamp\x18\x02 \x01(\x0b\x32\x18.conclave.kvpb.Timestamp\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\"0\n\x12\x44\x65leteRangeRequest\x12\r\n\x05start\x18\x01 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x0c\"&\n\x13\x44\x65leteRangeResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\"S\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12+\n\ttimestamp\x18\x03 \x01(\x0b\x32\x18.conclave.kvpb.Timestamp\"8\n\x0bScanRequest\x12\r\n\x05start\x18\x01 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x0c\x12\r\n\x05limit\x18\x03 \x01(\x04\"V\n\x0cScanResponse\x12$\n\x03kvs\x18\x01 \x03(\x0b\x32\x17.conclave.kvpb.KeyValue\x12\x0c\n\x04more\x18\x02 \x01(\x08\x12\x12\n\nresume_key\x18\x03 \x01(\x0c\" \n\rRangesRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\x08\"\xe1\x01\n\tRangeInfo\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12\r\n\x05start\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x0c\x12\x13\n\x0bleader_node\x18\x04 \x01(\x04\x12\x15\n\rapplied_index\x18\x05 \x01(\x04\x12\x10\n\x08quiesced\x18\x06 \x01(\x08\x12\x12\n\ngeneration\x18\x07 \x01(\x04\x12\r\n\x05\x62ytes\x18\x08 \x01(\x04\x12\x1b\n\x13requests_per_second\x18\t \x01(\x01\x12(\n\x08replicas\x18\n \x03(\x0b\x32\x16.conclave.kvpb.Replica\"?\n\x07Replica\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x12\n\nreplica_id\x18\x02 \x01(\x04\x12\x0f\n\x07learner\x18\x03 \x01(\x08\"K\n\x0eRangesResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12(\n\x06ranges\x18\x02 \x03(\x0b\x32\x18.conclave.kvpb.RangeInfo\"\x1b\n\x0cSplitRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"`\n\rSplitResponse\x12&\n\x04left\x18\x01 \x01(\x0b\x32\x18.conclave.kvpb.RangeInfo\x12\'\n\x05right\x18\x02 \x01(\x0b\x32\x18.conclave.kvpb.RangeInfo\"J\n\x12MoveReplicaRequest\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12\x11\n\tfrom_node\x18\x02 \x01(\x04\x12\x0f\n\x07to_node\x18\x03 \x01(\x04\">\n\x13MoveReplicaResponse\x12\'\n\x05range\x18\x01 \x01(\x0b\x32\x18.conclave.kvpb.RangeInfo\"\x0e\n\x0cNodesRequest\"\xa5\x01\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06ranges\x18\x03 \x01(\x04\x12\x0f\n\x07leaders\x18\x04 \x01(\x04\x12\r\n\x05\x62ytes\x18\x05 \x01(\x04\x12\x1b\n\x13requests_per_second\x18\x06 \x01(\x01\x12\x1a\n\x12report_age_seconds\x18\x07 \x01(\x01\x12\x10\n\x08\x64raining\x18\x08 \x01(\x08\"7\n\rNodesResponse\x12&\n\x05nodes\x18\x01 \x03(\x0b\x32\x17.conclave.kvpb.NodeInfo\"3\n\x10\x44rainNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0e\n\x06\x63\x61ncel\x18\x02 \x01(\x08\"\x13\n\x11\x44rainNodeResponse2\xd3\x05\n\x02KV\x12<\n\x03Put\x12\x19.conclave.kvpb.PutRequest\x1a\x1a.conclave.kvpb.PutResponse\x12<\n\x03Get\x12\x19.conclave.kvpb.GetRequest\x1a\x1a.conclave.kvpb.GetResponse\x12\x45\n\x06\x44\x65lete\x12\x1c.conclave.kvpb.DeleteRequest\x1a\x1d.conclave.kvpb.DeleteResponse\x12T\n\x0b\x44\x65leteRange\x12!.conclave.kvpb.DeleteRangeRequest\x1a\".conclave.kvpb.DeleteRangeResponse\x12?\n\x04Scan\x12\x1a.conclave.kvpb.ScanRequest\x1a\x1b.conclave.kvpb.ScanResponse\x12\x45\n\x06Ranges\x12\x1c.conclave.kvpb.RangesRequest\x1a\x1d.conclave.kvpb.RangesResponse\x12\x42\n\x05Split\x12\x1b.conclave.kvpb.SplitRequest\x1a\x1c.conclave.kvpb.SplitResponse\x12T\n\x0bMoveReplica\x12!.conclave.kvpb.MoveReplicaRequest\x1a\".conclave.kvpb.MoveReplicaResponse\x12\x42\n\x05Nodes\x12\x1b.conclave.kvpb.NodesRequest\x1a\x1c.conclave.kvpb.NodesResponse\x12N\n\tDrainNode\x12\x1f.conclave.kvpb.DrainNodeRequest\x1a .conclave.kvpb.DrainNodeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63onclave/kvpb/kv.proto\x12\rconclave.kvpb\"0\n\tTimestamp\x12\x12\n\nwall_nanos\x18\x01 \x01(\x04\x12\x0f\n\x07logical\x18\x02 \x01(\r\"h\n\x0cPrecondition\x12\x10\n\x06\x61\x62sent\x18\x01 \x01(\x08H\x00\x12\x0f\n\x05value\x18\x02 \x01(\x0cH\x00\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x18.conclave.kvpb.TimestampH\x00\x42\x06\n\x04kind\"[\n\nPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x31\n\x0cprecondition\x18\x03 \x01(\x0b\x32\x1b.conclave.kvpb.Precondition\"L\n\x0bPutResponse\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12+\n\ttimestamp\x18\x02 \x01(\x0b\x32\x18.conclave.kvpb.Timestamp\"\x19\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"j\n\x0bGetResponse\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12\r\n\x05value\x18\x03 \x01(\x0c\x12+\n\ttimestamp\x18\x04 \x01(\x0b\x32\x18.conclave.kvpb.Timestamp\"O\n\rDeleteRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x31\n\x0cprecondition\x18\x02 \x01(\x0b\x32\x1b.conclave.kvpb.Precondition\"`\n\x0e\x44\x65leteResponse\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12+\n\ttimestamp\x18\x02 \x01(\x0b\x32\x18.conclave.kvpb.Timestamp\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\"0\n\x12\x44\x65leteRangeRequest\x12\r\n\x05start\x18\x01 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x0c\"&\n\x13\x44\x65leteRangeResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\"S\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12+\n\ttimestamp\x18\x03 \x01(\x0b\x32\x18.conclave.kvpb.Timestamp\"8\n\x0bScanRequest\x12\r\n\x05start\x18\x01 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x0c\x12\r\n\x05limit\x18\x03 \x01(\x04\"V\n\x0cScanResponse\x12$\n\x03kvs\x18\x01 \x03(\x0b\x32\x17.conclave.kvpb.KeyValue\x12\x0c\n\x04more\x18\x02 \x01(\x08\x12\x12\n\nresume_key\x18\x03 \x01(\x0c\" \n\rRangesRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\x08\"\x86\x02\n\tRangeInfo\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12\r\n\x05start\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x0c\x12\x13\n\x0bleader_node\x18\x04 \x01(\x04\x12\x15\n\rapplied_index\x18\x05 \x01(\x04\x12\x10\n\x08quiesced\x18\x06 \x01(\x08\x12\x12\n\ngeneration\x18\x07 \x01(\x04\x12\r\n\x05\x62ytes\x18\x08 \x01(\x04\x12\x1b\n\x13requests_per_second\x18\t \x01(\x01\x12(\n\x08replicas\x18\n \x03(\x0b\x32\x16.conclave.kvpb.Replica\x12\x13\n\x0b\x66rozen_into\x18\x0b \x01(\x04\x12\x0e\n\x06sticky\x18\x0c \x01(\x08\"?\n\x07Replica\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x12\n\nreplica_id\x18\x02 \x01(\x04\x12\x0f\n\x07learner\x18\x03 \x01(\x08\"K\n\x0eRangesResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12(\n\x06ranges\x18\x02 \x03(\x0b\x32\x18.conclave.kvpb.RangeInfo\"\x1b\n\x0cSplitRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"`\n\rSplitResponse\x12&\n\x04left\x18\x01 \x01(\x0b\x32\x18.conclave.kvpb.RangeInfo\x12\'\n\x05right\x18\x02 \x01(\x0b\x32\x18.conclave.kvpb.RangeInfo\"\x1b\n\x0cMergeRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"8\n\rMergeResponse\x12\'\n\x05range\x18\x01 \x01(\x0b\x32\x18.conclave.kvpb.RangeInfo\"J\n\x12MoveReplicaRequest\x12\x10\n\x08range_id\x18\x01 \x01(\x04\x12\x11\n\tfrom_node\x18\x02 \x01(\x04\x12\x0f\n\x07to_node\x18\x03 \x01(\x04\">\n\x13MoveReplicaResponse\x12\'\n\x05range\x18\x01 \x01(\x0b\x32\x18.conclave.kvpb.RangeInfo\"\x0e\n\x0cNodesRequest\"\xa5\x01\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06ranges\x18\x03 \x01(\x04\x12\x0f\n\x07leaders\x18\x04 \x01(\x04\x12\r\n\x05\x62ytes\x18\x05 \x01(\x04\x12\x1b\n\x13requests_per_second\x18\x06 \x01(\x01\x12\x1a\n\x12report_age_seconds\x18\x07 \x01(\x01\x12\x10\n\x08\x64raining\x18\x08 \x01(\x08\"7\n\rNodesResponse\x12&\n\x05nodes\x18\x01 \x03(\x0b\x32\x17.conclave.kvpb.NodeInfo\"3\n\x10\x44rainNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0e\n\x06\x63\x61ncel\x18\x02 \x01(\x08\"\x13\n\x11\x44rainNodeResponse2\x97\x06\n\x02KV\x12<\n\x03Put\x12\x19.conclave.kvpb.PutRequest\x1a\x1a.conclave.kvpb.PutResponse\x12<\n\x03Get\x12\x19.conclave.kvpb.GetRequest\x1a\x1a.conclave.kvpb.GetResponse\x12\x45\n\x06\x44\x65lete\x12\x1c.conclave.kvpb.DeleteRequest\x1a\x1d.conclave.kvpb.DeleteResponse\x12T\n\x0b\x44\x65leteRange\x12!.conclave.kvpb.DeleteRangeRequest\x1a\".conclave.kvpb.DeleteRangeResponse\x12?\n\x04Scan\x12\x1a.conclave.kvpb.ScanRequest\x1a\x1b.conclave.kvpb.ScanResponse\x12\x45\n\x06Ranges\x12\x1c.conclave.kvpb.RangesRequest\x1a\x1d.conclave.kvpb.RangesResponse\x12\x42\n\x05Split\x12\x1b.conclave.kvpb.SplitRequest\x1a\x1c.conclave.kvpb.SplitResponse\x12\x42\n\x05Merge\x12\x1b.conclave.kvpb.MergeRequest\x1a\x1c.conclave.kvpb.MergeResponse\x12T\n\x0bMoveReplica\x12!.conclave.kvpb.MoveReplicaRequest\x1a\".conclave.kvpb.MoveReplicaResponse\x12\x42\n\x05Nodes\x12\x1b.conclave.kvpb.NodesRequest\x1a\x1c.conclave.kvpb.NodesResponse\x12N\n\tDrainNode\x12\x1f.conclave.kvpb.DrainNodeRequest\x1a .conclave.kvpb.DrainNodeResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'conclave.kvpb.kv_pb2', globals())
@@ -49,29 +49,33 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _RANGESREQUEST._serialized_start=1003
   _RANGESREQUEST._serialized_end=1035
   _RANGEINFO._serialized_start=1038
-  _RANGEINFO._serialized_end=1263
-  _REPLICA._serialized_start=1265
-  _REPLICA._serialized_end=1328
-  _RANGESRESPONSE._serialized_start=1330
-  _RANGESRESPONSE._serialized_end=1405
-  _SPLITREQUEST._serialized_start=1407
-  _SPLITREQUEST._serialized_end=1434
-  _SPLITRESPONSE._serialized_start=1436
-  _SPLITRESPONSE._serialized_end=1532
-  _MOVEREPLICAREQUEST._serialized_start=1534
-  _MOVEREPLICAREQUEST._serialized_end=1608
-  _MOVEREPLICARESPONSE._serialized_start=1610
-  _MOVEREPLICARESPONSE._serialized_end=1672
-  _NODESREQUEST._serialized_start=1674
-  _NODESREQUEST._serialized_end=1688
-  _NODEINFO._serialized_start=1691
-  _NODEINFO._serialized_end=1856
-  _NODESRESPONSE._serialized_start=1858
-  _NODESRESPONSE._serialized_end=1913
-  _DRAINNODEREQUEST._serialized_start=1915
-  _DRAINNODEREQUEST._serialized_end=1966
-  _DRAINNODERESPONSE._serialized_start=1968
-  _DRAINNODERESPONSE._serialized_end=1987
-  _KV._serialized_start=1990
-  _KV._serialized_end=2713
+  _RANGEINFO._serialized_end=1300
+  _REPLICA._serialized_start=1302
+  _REPLICA._serialized_end=1365
+  _RANGESRESPONSE._serialized_start=1367
+  _RANGESRESPONSE._serialized_end=1442
+  _SPLITREQUEST._serialized_start=1444
+  _SPLITREQUEST._serialized_end=1471
+  _SPLITRESPONSE._serialized_start=1473
+  _SPLITRESPONSE._serialized_end=1569
+  _MERGEREQUEST._serialized_start=1571
+  _MERGEREQUEST._serialized_end=1598
+  _MERGERESPONSE._serialized_start=1600
+  _MERGERESPONSE._serialized_end=1656
+  _MOVEREPLICAREQUEST._serialized_start=1658
+  _MOVEREPLICAREQUEST._serialized_end=1732
+  _MOVEREPLICARESPONSE._serialized_start=1734
+  _MOVEREPLICARESPONSE._serialized_end=1796
+  _NODESREQUEST._serialized_start=1798
+  _NODESREQUEST._serialized_end=1812
+  _NODEINFO._serialized_start=1815
+  _NODEINFO._serialized_end=1980
+  _NODESRESPONSE._serialized_start=1982
+  _NODESRESPONSE._serialized_end=2037
+  _DRAINNODEREQUEST._serialized_start=2039
+  _DRAINNODEREQUEST._serialized_end=2090
+  _DRAINNODERESPONSE._serialized_start=2092
+  _DRAINNODERESPONSE._serialized_end=2111
+  _KV._serialized_start=2114
+  _KV._serialized_end=2905
 # @@protoc_insertion_point(module_scope)
