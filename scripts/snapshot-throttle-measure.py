@@ -46,8 +46,10 @@ def one(binary, limit, mib):
                             "--clients", "8", "--conns", "4", "--total", str(n),
                             "--key-space", str(n), "--sequential-keys", "--val-size", "16384",
                             "-w", "json"], check=True, capture_output=True, timeout=600)
-            r = next(x for x in cl.ranges() if x.range_id == 16)
+            r = next(x for x in cl.ranges(cluster=True) if x.range_id == 16)
             holders = [p.node_id for p in r.replicas]
+            with conclave.Client([eps[index[holders[0]]]]) as hc:
+                r = next(x for x in hc.ranges() if x.range_id == 16)
             src = holders[0]
             dst = next(x for x in ids if x not in holders)
             coord = holders[1]
