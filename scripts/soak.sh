@@ -12,5 +12,7 @@ python=python3
 if ! "$python" -c "import etcd3, grpc" 2>/dev/null; then
   python=/usr/bin/python3
 fi
+# Members silent for 8 s have their replicas made again elsewhere (the
+# node-down fault: long kills, pauses and partitions re-replicate).
 exec "$python" tests/faults/run.py --binary build/release/conclave --duration "$duration" \
-  --nodes "$nodes" --report build/soak "$@"
+  --nodes "$nodes" --replica-down-time 8 --report build/soak "$@"

@@ -33,9 +33,6 @@ from conclave.kvpb import kv_pb2  # noqa: E402
 RANGE_COUNT = 4
 # Keys of the set workload, and the span it scans.
 SYSTEM_KEYS = b"\xff\xff"
-# Seconds after which a silent member's replicas are made again elsewhere
-# (--range-replica-down-time): shorter than a long kill or partition.
-REPLICA_DOWN_TIME_S = 8
 SET_PREFIX = b"nset/"
 SET_END = b"nset0"
 

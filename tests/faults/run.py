@@ -53,6 +53,10 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--binary", required=True, help="conclave, or etcd for the reference run")
     p.add_argument("--nodes", type=int, default=3, choices=(3, 4, 5))
+    p.add_argument("--replica-down-time", type=int, default=0,
+                   help="Conclave: seconds after which a silent member's replicas are made "
+                        "again elsewhere, so that long kills, pauses and partitions re-replicate "
+                        "(0: the server's default, 300, longer than any fault)")
     p.add_argument("--duration", type=float, default=60, help="seconds of faults")
     p.add_argument("--faults", default="all", help="comma list of %s, or all"
                    % ",".join(nemesis.ALL_FAULTS))
@@ -172,11 +176,12 @@ def run(args):
     conclave = not fault_cluster.itest.is_etcd(args.binary)
     if conclave:
         args.server_flag = args.server_flag + [
-            "--initial-range-count=%d" % native.RANGE_COUNT, "--range-placement-interval=1",
+            "--initial-range-count=%d" % native.RANGE_COUNT, "--range-placement-interval=1"]
+        if args.replica_down_time > 0:
             # A member down, paused or cut off this long has its replicas
             # made again elsewhere: kills and partitions that outlast it
             # re-replicate, and the member comes back to copies it must drop.
-            "--range-replica-down-time=%d" % native.REPLICA_DOWN_TIME_S]
+            args.server_flag.append("--range-replica-down-time=%d" % args.replica_down_time)
     else:
         args.faults = [f for f in args.faults if f not in nemesis.CONCLAVE_FAULTS]
     tag = "%05d%d" % (os.getpid() % 100000, args.seed % 10)
