@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <future>
+#include <initializer_list>
 
 #include "cli/client_common.h"
 
@@ -178,6 +179,28 @@ Result<uint64_t> ParseNodeArg(const std::string& text) {
   return *id;
 }
 
+// Shows a range call's answer: as JSON, as a table of `ranges`, or as the
+// line `simple`.
+int ShowRanges(Env& env, const google::protobuf::Message& answer,
+               std::initializer_list<const kvpb::RangeInfo*> ranges, const std::string& simple) {
+  switch (env.format()) {
+    case OutputFormat::kJson:
+      std::printf("%s\n", ToJson(answer).c_str());
+      break;
+    case OutputFormat::kTable: {
+      std::vector<std::vector<std::string>> rows;
+      for (const kvpb::RangeInfo* r : ranges)
+        rows.push_back(RangeRow(*r));
+      std::fputs(FormatTable(kRangeColumns, rows).c_str(), stdout);
+      break;
+    }
+    case OutputFormat::kSimple:
+      std::fputs(simple.c_str(), stdout);
+      break;
+  }
+  return 0;
+}
+
 // Moves a range's replica between nodes and shows the range after.
 int RangeMove(Env& env, uint64_t range_id, const std::string& from_text,
               const std::string& to_text) {
@@ -191,19 +214,9 @@ int RangeMove(Env& env, uint64_t range_id, const std::string& from_text,
   // The new replica receives a snapshot of the range first.
   auto r = c->NativeMoveReplica(range_id, *from, *to, std::chrono::minutes(2));
   if (!r.ok()) return FailCall(r.status());
-  switch (env.format()) {
-    case OutputFormat::kJson:
-      std::printf("%s\n", ToJson(*r).c_str());
-      break;
-    case OutputFormat::kTable:
-      std::fputs(FormatTable(kRangeColumns, {RangeRow(r->range())}).c_str(), stdout);
-      break;
-    case OutputFormat::kSimple:
-      fmt::print("moved range {} from node {:x} to node {:x}: replicas {}\n", range_id, *from, *to,
-                 ReplicaNodes(r->range()));
-      break;
-  }
-  return 0;
+  return ShowRanges(env, *r, {&r->range()},
+                    fmt::format("moved range {} from node {:x} to node {:x}: replicas {}\n",
+                                range_id, *from, *to, ReplicaNodes(r->range())));
 }
 
 // Splits the range holding `key` there and shows the two halves.
@@ -213,20 +226,9 @@ int RangeSplit(Env& env, const std::string& key) {
   if (c == nullptr) return code;
   auto r = c->NativeSplit(key);
   if (!r.ok()) return FailCall(r.status());
-  switch (env.format()) {
-    case OutputFormat::kJson:
-      std::printf("%s\n", ToJson(*r).c_str());
-      break;
-    case OutputFormat::kTable:
-      std::fputs(FormatTable(kRangeColumns, {RangeRow(r->left()), RangeRow(r->right())}).c_str(),
-                 stdout);
-      break;
-    case OutputFormat::kSimple:
-      fmt::print("split range {} at {}: range {} starts there\n", r->left().range_id(),
-                 KeyText(key), r->right().range_id());
-      break;
-  }
-  return 0;
+  return ShowRanges(env, *r, {&r->left(), &r->right()},
+                    fmt::format("split range {} at {}: range {} starts there\n",
+                                r->left().range_id(), KeyText(key), r->right().range_id()));
 }
 
 // Merges the range holding `key` with the range to its right and shows the
@@ -238,20 +240,11 @@ int RangeMerge(Env& env, const std::string& key) {
   // The right range's replicas may move onto the left one's nodes first.
   auto r = c->NativeMerge(key, std::chrono::minutes(2));
   if (!r.ok()) return FailCall(r.status());
-  switch (env.format()) {
-    case OutputFormat::kJson:
-      std::printf("%s\n", ToJson(*r).c_str());
-      break;
-    case OutputFormat::kTable:
-      std::fputs(FormatTable(kRangeColumns, {RangeRow(r->range())}).c_str(), stdout);
-      break;
-    case OutputFormat::kSimple:
-      fmt::print("merged into range {}: now [{}, {})\n", r->range().range_id(),
-                 r->range().start().empty() ? "(start)" : KeyText(r->range().start()),
-                 KeyText(r->range().end()));
-      break;
-  }
-  return 0;
+  const kvpb::RangeInfo& m = r->range();
+  return ShowRanges(
+      env, *r, {&m},
+      fmt::format("merged into range {}: now [{}, {})\n", m.range_id(),
+                  m.start().empty() ? "(start)" : KeyText(m.start()), KeyText(m.end())));
 }
 
 // The native ranges the endpoint holds a replica of, and how each is doing

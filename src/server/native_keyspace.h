@@ -219,8 +219,8 @@ struct NativeKeyspaceOptions {
   // over one window, at the key that halves them (0: never).
   uint64_t split_qps = kDefaultSplitQps;
   // Merge a range with its right-hand neighbour when their data together
-  // is below this many bytes (0: never) and their load below a quarter of
-  // split_qps.
+  // is below this many bytes and a quarter of split_bytes (0: never), and
+  // their load below a quarter of split_qps.
   uint64_t merge_bytes = kDefaultSplitBytes / 4;
   // How often ranges are checked for a split, and the load's window.
   Duration load_window = std::chrono::seconds(10);

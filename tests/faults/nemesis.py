@@ -47,6 +47,24 @@ class Fault:
         self.h = h
         self.c = h.cluster
 
+    def live(self):
+        return [i for i in self.c.running() if not self.c.members[i].paused]
+
+    def range_map(self, done):
+        """A random live member and the range map it reads: (via, ranges);
+        (None, None) with no live member; ranges None (noted in `done`) when
+        the member cannot read the map."""
+        live = self.live()
+        if not live:
+            return None, None
+        via = self.h.rng.choice(live)
+        try:
+            return via, native.NativeStub(self.c.channel(via)).Ranges(
+                native.kv_pb2.RangesRequest(cluster=True), timeout=5).ranges
+        except grpc.RpcError as e:
+            done.append("no range map via n%d (%s)" % (via + 1, e.code().name))
+            return via, None
+
     def free_members(self):
         """Members this fault may take down: none when a minority already is
         down (killed, paused, removed, out of disk), so the cluster keeps a
@@ -285,7 +303,7 @@ class SplitStorm(Fault):
         # the cluster cannot split now.
         deadline = time.monotonic() + 10
         for _ in range(self.h.rng.randint(1, 4)):
-            via = [i for i in self.c.running() if not self.c.members[i].paused]
+            via = self.live()
             if not via or time.monotonic() > deadline:
                 break
             i = self.h.rng.choice(via)
@@ -317,16 +335,14 @@ class MergeStorm(Fault):
         # Bounded as a whole: the scheduler waits for begin().
         deadline = time.monotonic() + 30
         for _ in range(self.h.rng.randint(1, 3)):
-            live = [i for i in self.c.running() if not self.c.members[i].paused]
-            if not live or time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 break
-            via = self.h.rng.choice(live)
-            stub = native.NativeStub(self.c.channel(via))
-            try:
-                ranges = stub.Ranges(native.kv_pb2.RangesRequest(cluster=True), timeout=5).ranges
-            except grpc.RpcError as e:
-                done.append("no range map via n%d (%s)" % (via + 1, e.code().name))
+            via, ranges = self.range_map(done)
+            if via is None:
+                break
+            if ranges is None:
                 continue
+            stub = native.NativeStub(self.c.channel(via))
             lefts = [r for r in ranges if r.end and r.end < native.SYSTEM_KEYS]
             if not lefts:
                 break  # one user range: nothing to merge
@@ -362,17 +378,15 @@ class ReplicaMoves(Fault):
         # Bounded as a whole: the scheduler waits for begin().
         deadline = time.monotonic() + 30
         for _ in range(self.h.rng.randint(1, 3)):
-            live = [i for i in self.c.running() if not self.c.members[i].paused]
             index = self.c.member_ids()  # node id -> member index
-            if not live or not index or time.monotonic() > deadline:
+            if not index or time.monotonic() > deadline:
                 break
-            via = self.h.rng.choice(live)
-            try:
-                ranges = native.NativeStub(self.c.channel(via)).Ranges(
-                    native.kv_pb2.RangesRequest(cluster=True), timeout=5).ranges
-            except grpc.RpcError as e:
-                done.append("no range map via n%d (%s)" % (via + 1, e.code().name))
+            via, ranges = self.range_map(done)
+            if via is None:
+                break
+            if ranges is None:
                 continue
+            live = self.live()
             choices = []
             for r in ranges:
                 holders = [p.node_id for p in r.replicas]
@@ -416,7 +430,7 @@ class Drain(Fault):
     def begin(self):
         if self.h.active_named("drain"):
             return None
-        live = [i for i in self.c.running() if not self.c.members[i].paused]
+        live = self.live()
         ids = {i: mid for mid, i in self.c.member_ids().items()}
         candidates = [i for i in live if i in ids]
         if not candidates:

@@ -52,6 +52,68 @@ class GeneratedCodeTest(unittest.TestCase):
                          "run `make python-client`")
 
 
+def under_writes(test, prefix, actions):
+    """Runs each of `actions` (callables) while three writers put keys
+    prefix + 000..199 (one writer per key) and a reader scans the prefix in
+    pages of 7, waiting for 30 more acknowledged writes after each. Every scan
+    must see each key once, in order, with the even keys written before.
+    Returns the actions' results and the last value acknowledged per key."""
+    acked = {}
+    done = [0]  # writes acknowledged
+    stop = threading.Event()
+    errors = []
+    eps = endpoints(test.cluster.members)
+
+    def writer(w):
+        mine = [i for i in range(200) if i % 3 == w]  # one writer per key
+        n = 0
+        with conclave.Client(eps) as wc:
+            while not stop.is_set() and n < 5000:
+                key = prefix + b"%03d" % mine[(n * 7) % len(mine)]
+                value = b"w%d-%d" % (w, n)
+                try:
+                    wc.put(key, value)
+                    acked[key] = value
+                    done[0] += 1
+                except conclave.ConclaveError as e:  # pragma: no cover
+                    errors.append(e)
+                    return
+                n += 1
+
+    even = [prefix + b"%03d" % i for i in range(0, 200, 2)]
+    end = prefix[:-1] + bytes([prefix[-1] + 1])
+    scans = [0]
+
+    def scanner():
+        with conclave.Client(eps) as sc:
+            while not stop.is_set() and scans[0] < 1000:
+                keys = [kv.key for kv in sc.scan(prefix, end, page_size=7)]
+                if keys != sorted(set(keys)) or not set(even) <= set(keys):
+                    errors.append("scan %d saw %r" % (scans[0], keys))
+                    return
+                scans[0] += 1
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
+    threads.append(threading.Thread(target=scanner))
+    for t in threads:
+        t.start()
+    results = []
+    try:
+        cluster.wait_until(lambda: done[0] >= 30 or errors, 30, what="writes under way")
+        for action in actions:
+            results.append(action())
+            writes = done[0]
+            cluster.wait_until(lambda: done[0] >= writes + 30 or errors, 30,
+                               what="writes after the change")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    test.assertEqual(errors, [])
+    test.assertGreater(scans[0], 0)
+    return results, acked
+
+
 class ClientTest(cluster.ClusterTestCase):
     CLUSTER_SIZE = 3
     EXTRA_FLAGS = ("--initial-range-count", "8")
@@ -155,61 +217,10 @@ class ClientTest(cluster.ClusterTestCase):
             c.put(b"sp/%03d" % i, b"v%d" % i)
         before = {r.range_id for r in c.ranges()}
 
-        # Writers keep going while the range splits three times; each
-        # remembers the last value the cluster acknowledged per key.
-        acked = {}
-        done = [0]  # writes acknowledged
-        stop = threading.Event()
-        errors = []
-
-        def writer(w):
-            mine = [i for i in range(200) if i % 3 == w]  # one writer per key
-            n = 0
-            with conclave.Client(endpoints(self.cluster.members)) as wc:
-                while not stop.is_set() and n < 5000:
-                    key = b"sp/%03d" % mine[(n * 7) % len(mine)]
-                    value = b"w%d-%d" % (w, n)
-                    try:
-                        wc.put(key, value)
-                        acked[key] = value
-                        done[0] += 1
-                    except conclave.ConclaveError as e:  # pragma: no cover
-                        errors.append(e)
-                        return
-                    n += 1
-
-        # A reader scans in small pages meanwhile: every scan sees each key
-        # once, in order, and every key written before the splits.
-        even = [b"sp/%03d" % i for i in range(0, 200, 2)]
-        scans = [0]
-
-        def scanner():
-            with conclave.Client(endpoints(self.cluster.members)) as sc:
-                while not stop.is_set() and scans[0] < 1000:
-                    keys = [kv.key for kv in sc.scan(b"sp/", b"sp0", page_size=7)]
-                    if keys != sorted(set(keys)) or not set(even) <= set(keys):
-                        errors.append("scan %d saw %r" % (scans[0], keys))
-                        return
-                    scans[0] += 1
-
-        threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
-        threads.append(threading.Thread(target=scanner))
-        for t in threads:
-            t.start()
-        try:
-            cluster.wait_until(lambda: done[0] >= 30 or errors, 30, what="writes under way")
-            halves = []
-            for k in (b"sp/100", b"sp/050", b"sp/150"):
-                halves.append(c.split(k))
-                writes = done[0]
-                cluster.wait_until(lambda: done[0] >= writes + 30 or errors, 30,
-                                   what="writes after the split")
-        finally:
-            stop.set()
-            for t in threads:
-                t.join(60)
-        self.assertEqual(errors, [])
-        self.assertGreater(scans[0], 0)
+        # Writers and a scanner keep going while the range splits three
+        # times; each writer remembers the last value acknowledged per key.
+        halves, acked = under_writes(
+            self, b"sp/", [lambda k=k: c.split(k) for k in (b"sp/100", b"sp/050", b"sp/150")])
         left, right = halves[0]
         self.assertEqual(left.end, b"sp/100")
         self.assertEqual(right.start, b"sp/100")
@@ -523,55 +534,7 @@ class MergeTest(cluster.ClusterTestCase):
             moved = second_client.move_replica(right.range_id, first, fourth)
             self.assertEqual(sorted(p.node_id for p in moved.replicas), [second, third, fourth])
 
-            acked = {}
-            done = [0]
-            stop = threading.Event()
-            errors = []
-
-            def writer(w):
-                mine = [i for i in range(200) if i % 3 == w]
-                n = 0
-                with conclave.Client(endpoints(self.cluster.members)) as wc:
-                    while not stop.is_set() and n < 5000:
-                        key = b"mg/%03d" % mine[(n * 7) % len(mine)]
-                        value = b"w%d-%d" % (w, n)
-                        try:
-                            wc.put(key, value)
-                            acked[key] = value
-                            done[0] += 1
-                        except conclave.ConclaveError as e:  # pragma: no cover
-                            errors.append(e)
-                            return
-                        n += 1
-
-            even = [b"mg/%03d" % i for i in range(0, 200, 2)]
-            scans = [0]
-
-            def scanner():
-                with conclave.Client(endpoints(self.cluster.members)) as sc:
-                    while not stop.is_set() and scans[0] < 1000:
-                        keys = [kv.key for kv in sc.scan(b"mg/", b"mg0", page_size=7)]
-                        if keys != sorted(set(keys)) or not set(even) <= set(keys):
-                            errors.append("scan %d saw %r" % (scans[0], keys))
-                            return
-                        scans[0] += 1
-
-            threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
-            threads.append(threading.Thread(target=scanner))
-            for t in threads:
-                t.start()
-            try:
-                cluster.wait_until(lambda: done[0] >= 30 or errors, 30, what="writes under way")
-                merged = c.merge(b"mg/000")
-                writes = done[0]
-                cluster.wait_until(lambda: done[0] >= writes + 30 or errors, 30,
-                                   what="writes after the merge")
-            finally:
-                stop.set()
-                for t in threads:
-                    t.join(60)
-            self.assertEqual(errors, [])
-            self.assertGreater(scans[0], 0)
+            [merged], acked = under_writes(self, b"mg/", [lambda: c.merge(b"mg/000")])
             self.assertEqual(merged.range_id, left.range_id)
             self.assertEqual((merged.start, merged.end), (left.start, right.end))
             self.assertGreater(merged.generation, moved.generation)
