@@ -17,6 +17,10 @@ Result<ApplyResult> ToApplyResult(Result<std::any> r) {
   return std::move(*applied);
 }
 
+bool LeaseNotFound(const Status& s) {
+  return s.code() == StatusCode::kNotFound && s.message() == lease::errors::kLeaseNotFound;
+}
+
 }  // namespace
 
 EtcdGroup::EtcdGroup(Host* host, std::shared_ptr<Replica> replica, EtcdStateMachine* sm,
@@ -51,6 +55,22 @@ void EtcdGroup::RaiseNoSpaceAlarm() {
   c.mutable_alarm()->set_alarm(etcdserverpb::NOSPACE);
   (void)Propose(std::move(c));
   raising_nospace_.store(false);
+}
+
+Result<int64_t> EtcdGroup::RenewLease(lease::LeaseId id) {
+  Result<int64_t> ttl = sm_->RenewLease(id);
+  if (!ttl.ok() && LeaseNotFound(ttl.status()) && ReadBarrier().ok()) {
+    ttl = sm_->RenewLease(id);
+  }
+  return ttl;
+}
+
+Result<lease::TimeToLiveResult> EtcdGroup::LeaseTimeToLive(lease::LeaseId id, bool with_keys) {
+  Result<lease::TimeToLiveResult> r = sm_->LeaseTimeToLive(id, with_keys);
+  if (!r.ok() && LeaseNotFound(r.status()) && ReadBarrier().ok()) {
+    r = sm_->LeaseTimeToLive(id, with_keys);
+  }
+  return r;
 }
 
 int64_t EtcdGroup::NewLeaseId() {

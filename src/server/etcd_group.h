@@ -77,10 +77,12 @@ class EtcdGroup {
 
   // Leases: keep-alive and TTL queries are answered by the leader's lessor;
   // on a follower they return kNotLeader and the api layer forwards them.
-  Result<int64_t> RenewLease(lease::LeaseId id) { return sm_->RenewLease(id); }
-  Result<lease::TimeToLiveResult> LeaseTimeToLive(lease::LeaseId id, bool with_keys) const {
-    return sm_->LeaseTimeToLive(id, with_keys);
-  }
+  // A lease the leader does not know may have been granted by an entry it
+  // has committed but not applied yet (a follower that applied it first
+  // answered the grant, and sent the first keep-alive on): the leader looks
+  // again once it has applied what a read round found committed.
+  Result<int64_t> RenewLease(lease::LeaseId id);
+  Result<lease::TimeToLiveResult> LeaseTimeToLive(lease::LeaseId id, bool with_keys);
   std::vector<lease::LeaseId> Leases() const { return sm_->Leases(); }
   Status ValidateLeaseGrant(int64_t ttl_seconds) const {
     return sm_->ValidateLeaseGrant(ttl_seconds);
