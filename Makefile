@@ -51,7 +51,9 @@ test: debug fuzz-build
 # what it shows (tests/web).
 test-web: debug
 	@./scripts/install-deps.sh --web
-	cd tests/web && CONCLAVE_BIN=$(CURDIR)/$(DEBUG_DIR)/conclave python3 -m unittest -v test_ranges_page
+	@# Debian's python3 has grpc and etcd3; another python3 first on PATH may not.
+	cd tests/web && py=python3 && { $$py -c 'import etcd3, grpc' 2>/dev/null || py=/usr/bin/python3; } && \
+	  CONCLAVE_BIN=$(CURDIR)/$(DEBUG_DIR)/conclave $$py -m unittest -v test_ranges_page
 
 run: build
 	@./scripts/run.sh

@@ -280,15 +280,19 @@ int NodeList(Env& env) {
   std::vector<std::vector<std::string>> rows;
   for (const kvpb::NodeInfo& n : r->nodes()) {
     const bool reported = n.state() != "unreported";
+    std::vector<std::string> labels;
+    for (const kvpb::Label& l : n.labels())
+      labels.push_back(l.key() + "=" + l.value());
     rows.push_back(
         {fmt::format("{:x}", n.node_id()), n.draining() ? n.state() + ",draining" : n.state(),
          reported ? std::to_string(n.ranges()) : "-", reported ? std::to_string(n.leaders()) : "-",
          reported ? HumanBytes(n.bytes()) : "-",
          reported ? fmt::format("{:.0f}", n.requests_per_second()) : "-",
-         reported ? fmt::format("{:.1f}s ago", n.report_age_seconds()) : "never"});
+         reported ? fmt::format("{:.1f}s ago", n.report_age_seconds()) : "never",
+         labels.empty() ? "-" : fmt::format("{}", fmt::join(labels, ","))});
   }
-  PrintRows(env.format(), *r, {"NODE", "STATE", "REPLICAS", "LEADERS", "SIZE", "REQ/S", "REPORTED"},
-            rows);
+  PrintRows(env.format(), *r,
+            {"NODE", "STATE", "REPLICAS", "LEADERS", "SIZE", "REQ/S", "REPORTED", "LABELS"}, rows);
   return 0;
 }
 

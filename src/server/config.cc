@@ -316,6 +316,34 @@ Status SetTestBug(ServerConfig& c, const Given& g) {
   return Status::Ok();
 }
 
+// key=value pairs, comma-separated; keys unique, both of letters, digits,
+// '-', '_' and '.'.
+Status SetLabels(ServerConfig& c, const Given& g) {
+  c.labels.clear();
+  if (g.value.empty()) return Status::Ok();
+  auto word = [](std::string_view w) {
+    return !w.empty() && std::all_of(w.begin(), w.end(), [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.';
+    });
+  };
+  for (std::string_view label : Split(g.value, ',')) {
+    const size_t eq = label.find('=');
+    const std::string_view key = label.substr(0, eq);
+    const std::string_view value = eq == std::string_view::npos ? "" : label.substr(eq + 1);
+    if (eq == std::string_view::npos || !word(key) || !word(value)) {
+      return Bad(g.label, fmt::format("\"{}\" is not key=value (letters, digits, '-', '_' and "
+                                      "'.'; e.g. zone=eu-1,rack=r7)",
+                                      label));
+    }
+    if (std::any_of(c.labels.begin(), c.labels.end(),
+                    [&](const auto& kv) { return kv.first == key; })) {
+      return Bad(g.label, fmt::format("label \"{}\" is given twice", key));
+    }
+    c.labels.emplace_back(key, value);
+  }
+  return Status::Ok();
+}
+
 // In this order: --auto-compaction-mode before the retention it qualifies.
 constexpr Flag kFlags[] = {
     {"name", SetName},
@@ -344,6 +372,7 @@ constexpr Flag kFlags[] = {
      SetIntInRange<&ServerConfig::snapshot_send_bytes_per_second, 0, int64_t{1} << 40>},
     {"range-merge-bytes", SetIntInRange<&ServerConfig::range_merge_bytes, 0, kMaxRangeSplitBytes>},
     {"range-replicas", SetIntInRange<&ServerConfig::range_replicas, 1, 7>},
+    {"labels", SetLabels},
     {"range-replica-down-time",
      SetIntInRange<&ServerConfig::range_replica_down_time_s, 0, 7 * 24 * 3600>},
     {"range-placement-interval", SetIntInRange<&ServerConfig::range_placement_interval_s, 0, 3600>},

@@ -78,6 +78,10 @@ struct ServerConfig {
   // directory exists.
   int64_t initial_range_count = 0;
   int64_t range_replicas = 3;
+  // Conclave's own (--labels zone=eu-1,rack=r7): where this member is, most
+  // general label first; the placement driver spreads each range's
+  // replicas over members whose labels differ, the first label first.
+  std::vector<std::pair<std::string, std::string>> labels;
   // Conclave's own: a member whose status has not reached the meta range
   // for this many seconds is down, and its range replicas are re-created on
   // the other members (0: never).

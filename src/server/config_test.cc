@@ -257,6 +257,18 @@ TEST(ParseServerConfigTest, RangePlacement) {
   EXPECT_THAT(ParseError({"--range-placement-interval=-1"}), HasSubstr("out of range"));
 }
 
+TEST(ParseServerConfigTest, Labels) {
+  EXPECT_TRUE(ParseOk({}).labels.empty());
+  ServerConfig c = ParseOk({"--labels=zone=eu-1,rack=r_7.b"});
+  ASSERT_EQ(c.labels.size(), 2u);
+  EXPECT_EQ(c.labels[0], std::make_pair(std::string("zone"), std::string("eu-1")));
+  EXPECT_EQ(c.labels[1], std::make_pair(std::string("rack"), std::string("r_7.b")));
+  EXPECT_THAT(ParseError({"--labels=zone"}), HasSubstr("\"zone\" is not key=value"));
+  EXPECT_THAT(ParseError({"--labels=zone=a,=b"}), HasSubstr("\"=b\" is not key=value"));
+  EXPECT_THAT(ParseError({"--labels=zone=a b"}), HasSubstr("is not key=value"));
+  EXPECT_THAT(ParseError({"--labels=zone=a,zone=b"}), HasSubstr("label \"zone\" is given twice"));
+}
+
 TEST(ParseServerConfigTest, ElectionTimeoutAtLeastFiveHeartbeats) {
   EXPECT_EQ(ParseError({"--heartbeat-interval=100", "--election-timeout=499"}),
             "--election-timeout: 499 ms must be at least 5 times --heartbeat-interval (100 ms)");

@@ -237,8 +237,13 @@ std::string HttpStatusServer::MetricsText() const {
                               "sent on to a member holding the range",
                               MetricType::Counter, static_cast<double>(splits.forwarded)));
     families.push_back(Family("conclave_native_replicas_rereplicated_total",
-                              "Replicas the placement driver here re-created off down members",
+                              "Replicas the placement driver here re-created off down or "
+                              "removed members",
                               MetricType::Counter, static_cast<double>(splits.rereplicated)));
+    families.push_back(Family("conclave_native_replicas_spread_total",
+                              "Replicas the placement driver here moved farther from their "
+                              "range's others (by the members' labels)",
+                              MetricType::Counter, static_cast<double>(splits.spread)));
     families.push_back(Family("conclave_native_replicas_rebalanced_total",
                               "Replicas the placement driver here moved to even out the members",
                               MetricType::Counter, static_cast<double>(splits.rebalanced)));

@@ -44,6 +44,8 @@ constexpr int kRouteAttempts = 8;
 constexpr Duration kCollectInterval = std::chrono::seconds(10);
 // How long the placement driver waits for a moved range's record.
 constexpr Duration kMapCatchUp = std::chrono::seconds(30);
+// How long a range whose placement move failed waits before another.
+constexpr Duration kPlacementRest = std::chrono::seconds(5);
 // A range frozen this long for a merge lost its coordinator: its leader's
 // node settles the merge.
 constexpr Duration kMergeAbandoned = std::chrono::seconds(20);
@@ -1759,12 +1761,24 @@ Status NativeKeyspace::ReportStatus() {
   st.set_sequence(++status_sequence_);
   double rate = 0;
   for (const Range& r : All()) {
+    const bool leader = r.replica->is_leader();
+    const uint64_t bytes = r.sm->DataBytes();
     st.set_ranges(st.ranges() + 1);
-    if (r.replica->is_leader()) st.set_leaders(st.leaders() + 1);
-    st.set_bytes(st.bytes() + r.sm->DataBytes());
+    if (leader) st.set_leaders(st.leaders() + 1);
+    st.set_bytes(st.bytes() + bytes);
     rate += r.load->requests_per_second();
+    if (leader && bytes >= kSizedRangeBytes) {
+      serverpb::RangeSize* size = st.add_led_ranges();
+      size->set_range_id(r.sm->descriptor().range_id);
+      size->set_bytes(bytes);
+    }
   }
   st.set_requests_per_second(rate);
+  for (const auto& [key, value] : options_.labels) {
+    kvpb::Label* l = st.add_labels();
+    l->set_key(key);
+    l->set_value(value);
+  }
   kvpb::PutRequest put;
   put.set_key(NodeStatusKey(node_id_));
   put.set_value(st.SerializeAsString());
@@ -1822,6 +1836,7 @@ void NativeKeyspace::Describe(const NodeReport& n, kvpb::NodeInfo* info) {
   info->set_bytes(n.status->bytes());
   info->set_requests_per_second(n.status->requests_per_second());
   info->set_report_age_seconds(std::chrono::duration<double>(n.age).count());
+  *info->mutable_labels() = n.status->labels();
 }
 
 void NativeKeyspace::RecordEvent(serverpb::RangeEvent e) {
@@ -2114,6 +2129,102 @@ void NativeKeyspace::BalanceLeaders() {
   leaders_rest_until_ = now + 2 * options_.status_interval;
 }
 
+double Apart(const NodeLabels& a, const NodeLabels& b) {
+  const int n = std::max(a.size(), b.size());
+  if (n == 0) return 0;
+  int same = 0;
+  while (same < a.size() && same < b.size() && a[same].key() == b[same].key() &&
+         a[same].value() == b[same].value()) {
+    ++same;
+  }
+  return static_cast<double>(n - same) / n;
+}
+
+double PlacementView::Spread(const keys::RangeDescriptor& d, uint64_t node,
+                             uint64_t without) const {
+  static const NodeLabels kNone;
+  auto of = [&](uint64_t n) -> const NodeLabels& {
+    auto it = labels.find(n);
+    return it == labels.end() ? kNone : it->second;
+  };
+  double sum = 0;
+  for (const keys::ReplicaDescriptor& r : d.replicas) {
+    if (r.node_id != without && r.node_id != node) sum += Apart(of(node), of(r.node_id));
+  }
+  return sum;
+}
+
+// Spreads closer than this are the same (sums of a few fractions).
+constexpr double kSpreadEpsilon = 1e-9;
+
+uint64_t PlacementView::Target(const keys::RangeDescriptor& d, uint64_t from) const {
+  uint64_t best = 0;
+  double best_spread = 0;
+  for (const auto& [m, c] : count) {
+    if (d.HasNode(m)) continue;
+    const double spread = Spread(d, m, from);
+    if (best == 0 || spread > best_spread + kSpreadEpsilon ||
+        (spread > best_spread - kSpreadEpsilon && c < count.at(best))) {
+      best = m;
+      best_spread = spread;
+    }
+  }
+  return best;
+}
+
+bool PlacementView::Spreads(const keys::RangeDescriptor& d, uint64_t from, uint64_t to,
+                            bool better) const {
+  const double gain = Spread(d, to, from) - Spread(d, from, from);
+  return better ? gain > kSpreadEpsilon : gain > -kSpreadEpsilon;
+}
+
+std::optional<PlacementView::Move> PlacementView::EvenBytes(
+    const std::vector<keys::RangeDescriptor>& map, const std::set<keys::RangeId>& busy) const {
+  std::vector<std::pair<uint64_t, uint64_t>> by_bytes;  // (bytes, member), most first
+  for (const auto& [m, b] : bytes) {
+    if (count.contains(m)) by_bytes.emplace_back(b, m);
+  }
+  std::sort(by_bytes.rbegin(), by_bytes.rend());
+  for (const auto& [hi_bytes, hi] : by_bytes) {
+    const uint64_t tolerance = std::max<uint64_t>(kSizedRangeBytes, hi_bytes / 10);
+    for (auto lo = by_bytes.rbegin(); lo != by_bytes.rend(); ++lo) {
+      if (lo->first + tolerance >= hi_bytes) break;
+      const uint64_t gap = hi_bytes - lo->first;
+      std::optional<Move> best;
+      uint64_t best_gain = 0;  // how much nearer the two get: min(size, gap - size)
+      for (const keys::RangeDescriptor& d : map) {
+        auto size = range_bytes.find(d.range_id);
+        if (size == range_bytes.end() || size->second >= gap || busy.contains(d.range_id) ||
+            !d.HasNode(hi) || d.HasNode(lo->second) || !Spreads(d, hi, lo->second, false)) {
+          continue;
+        }
+        const uint64_t gain = std::min(size->second, gap - size->second);
+        if (gain > best_gain) {
+          best_gain = gain;
+          best = Move{d.range_id, hi, lo->second};
+        }
+      }
+      if (best.has_value()) return best;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<PlacementView::Move> PlacementView::EvenCounts(
+    const std::vector<keys::RangeDescriptor>& map, const std::set<keys::RangeId>& busy) const {
+  auto [most, least] = std::minmax_element(
+      count.begin(), count.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  if (count.size() < 2 || most->second <= least->second + 1) return std::nullopt;
+  for (const keys::RangeDescriptor& d : map) {
+    if (range_bytes.contains(d.range_id) || busy.contains(d.range_id) || !d.HasNode(most->first) ||
+        d.HasNode(least->first) || !Spreads(d, most->first, least->first, false)) {
+      continue;
+    }
+    return Move{d.range_id, most->first, least->first};
+  }
+  return std::nullopt;
+}
+
 void NativeKeyspace::PlaceOnce() {
   Result<Range> meta = Find(kNodeStatusPrefix);
   if (!meta.ok() || !meta->replica->ReadBarrier().ok()) return;
@@ -2123,14 +2234,20 @@ void NativeKeyspace::PlaceOnce() {
       meta->sm->Scan(std::string(kDrainPrefix), PrefixEnd(kNodeStatusPrefix), 100'000, &more);
   if (!meta_keys.ok()) return;
   const std::set<uint64_t> draining = DrainingIn(*meta_keys);
+  PlacementView view;
   for (const RangeValue& kv : *meta_keys) {
     if (!kv.key.starts_with(kNodeStatusPrefix)) continue;
     serverpb::NodeStatus st;
     if (!st.ParseFromString(kv.value)) continue;
     auto [it, added] = seen_.try_emplace(st.node_id(), st.sequence(), now);
     if (!added && it->second.first != st.sequence()) it->second = {st.sequence(), now};
+    view.labels[st.node_id()] = std::move(*st.mutable_labels());
+    view.bytes[st.node_id()] = st.bytes();
+    for (const serverpb::RangeSize& r : st.led_ranges())
+      view.range_bytes[r.range_id()] = r.bytes();
   }
-  const std::vector<uint64_t> members = Members();
+  const std::vector<uint64_t> member_list = Members();
+  const std::set<uint64_t> members(member_list.begin(), member_list.end());
   std::set<uint64_t> live;
   for (uint64_t m : members) {
     // A member never heard from counts from the driver's first look.
@@ -2145,77 +2262,154 @@ void NativeKeyspace::PlaceOnce() {
   std::set<uint64_t> targets;
   std::set_difference(live.begin(), live.end(), draining.begin(), draining.end(),
                       std::inserter(targets, targets.end()));
-  // A move's new descriptor reaches the map when the range's leader writes
-  // it: until then the map is not the cluster, and the driver waits (for
-  // a while: the leader may be unable to write).
-  for (const keys::RangeDescriptor& d : *map) {
-    auto it = awaited_.find(d.range_id);
-    if (it != awaited_.end() && d.generation >= it->second.first) awaited_.erase(it);
+  // The meta range first, when it lost a replica with a member.
+  const keys::RangeDescriptor meta_d = meta->sm->descriptor();
+  if (std::any_of(meta_d.replicas.begin(), meta_d.replicas.end(),
+                  [&](const auto& r) { return !members.contains(r.node_id); }) &&
+      PlaceMeta(*meta, members, live, draining, targets)) {
+    return;
   }
-  std::erase_if(awaited_, [&](const auto& kv) { return now > kv.second.second; });
-  if (!awaited_.empty()) return;
-  std::map<uint64_t, size_t> count;
+  // The moves under way or made: a made move's new descriptor reaches the
+  // map when the range's leader writes it, and until then (for a while:
+  // the leader may be unable to write) the driver counts it as made.
+  std::map<keys::RangeId, PlacementMove> placing;
+  {
+    std::lock_guard<std::mutex> lock(place_mu_);
+    for (const keys::RangeDescriptor& d : *map) {
+      auto it = placing_.find(d.range_id);
+      if (it != placing_.end() && it->second.generation != 0 &&
+          d.generation >= it->second.generation) {
+        placing_.erase(it);
+      }
+    }
+    std::erase_if(placing_,
+                  [&](const auto& kv) { return !kv.second.running && now > kv.second.until; });
+    placing = placing_;
+  }
+  std::map<uint64_t, size_t>& count = view.count;
   for (uint64_t m : targets)
     count[m] = 0;
+  size_t running = 0;
   for (const keys::RangeDescriptor& d : *map) {
     for (const keys::ReplicaDescriptor& r : d.replicas) {
       if (auto it = count.find(r.node_id); it != count.end()) ++it->second;
     }
-  }
-  // The live member without a replica of `d` that holds the fewest.
-  auto emptiest = [&](const keys::RangeDescriptor& d) {
-    uint64_t best = 0;
-    for (const auto& [m, c] : count) {
-      if (!d.HasNode(m) && (best == 0 || c < count[best])) best = m;
+    auto p = placing.find(d.range_id);
+    if (p == placing.end() || (!p->second.running && p->second.generation == 0)) continue;
+    running += p->second.running ? 1 : 0;
+    if (auto it = count.find(p->second.to); it != count.end() && !d.HasNode(p->second.to)) {
+      ++it->second;
     }
-    return best;
-  };
-  // Replicas on members down too long, on nodes no longer members, or on
-  // draining members are made again elsewhere.
+    if (auto it = count.find(p->second.from); it != count.end() && d.HasNode(p->second.from)) {
+      --it->second;
+    }
+  }
+  // Replicas on members down too long, on nodes no longer members (gone
+  // for good, whatever the down time), or on draining members are made
+  // again elsewhere, a range at a time.
+  bool repairing = false;
   for (const keys::RangeDescriptor& d : *map) {
+    if (running >= kPlacementMovesInFlight) break;
+    if (placing.contains(d.range_id)) continue;
     for (const keys::ReplicaDescriptor& r : d.replicas) {
       const bool down = !live.contains(r.node_id);
       if (!down && !draining.contains(r.node_id)) continue;
-      if (down && options_.replica_down_time.count() == 0) continue;
-      const uint64_t to = emptiest(d);
+      const bool removed = !members.contains(r.node_id);
+      if (down && !removed && options_.replica_down_time.count() == 0) continue;
+      repairing = true;
+      const uint64_t to = view.Target(d, r.node_id);
       if (to == 0) continue;
       LOG_INFO("placement: range {}: node {:x} is {}; its replica goes to node {:x}", d.range_id,
-               r.node_id, down ? "down" : "draining", to);
-      uint64_t generation = 0;
-      if (Status s = MoveVia(d, r.node_id, to, live, draining, &generation); s.ok()) {
-        ++(down ? rereplicated_ : drained_);
-        awaited_[d.range_id] = {generation, now + kMapCatchUp};
-        return;  // one move per look
-      } else {
-        LOG_INFO("placement: range {}: not moved: {}", d.range_id, s.ToString());
-      }
-      if (Stopping()) return;
+               r.node_id,
+               removed ? "no longer a member"
+               : down  ? "down"
+                       : "draining",
+               to);
+      StartMove(d, r.node_id, to, live, draining, down ? &rereplicated_ : &drained_);
+      ++count[to];
+      if (auto it = count.find(r.node_id); it != count.end()) --it->second;
+      ++running;
+      break;
     }
   }
-  if (PlaceMeta(*meta, live, draining, targets)) return;
-  // Even out the members' replica counts, one replica at a time.
-  auto [most, least] = std::minmax_element(
-      count.begin(), count.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
-  if (count.size() < 2 || most->second <= least->second + 1) return;
+  if (repairing || !placing.empty() || Stopping()) return;
+  if (PlaceMeta(*meta, members, live, draining, targets)) return;
+  // Spread each range's replicas as far apart as the labels allow, one
+  // replica at a time.
   for (const keys::RangeDescriptor& d : *map) {
-    if (!d.HasNode(most->first) || d.HasNode(least->first)) continue;
-    LOG_INFO("placement: range {}: node {:x} holds {} replicas, node {:x} {}; moving one",
-             d.range_id, most->first, most->second, least->first, least->second);
-    uint64_t generation = 0;
-    if (Status s = MoveVia(d, most->first, least->first, live, draining, &generation); s.ok()) {
-      ++rebalanced_;
-      awaited_[d.range_id] = {generation, now + kMapCatchUp};
-      return;  // one move per look
-    } else {
-      // This range cannot move now: another may.
-      LOG_INFO("placement: range {}: not moved: {}", d.range_id, s.ToString());
+    for (const keys::ReplicaDescriptor& r : d.replicas) {
+      const uint64_t to = view.Target(d, r.node_id);
+      if (!targets.contains(r.node_id) || to == 0 || !view.Spreads(d, r.node_id, to, true)) {
+        continue;
+      }
+      LOG_INFO(
+          "placement: range {}: node {:x} is farther from its other replicas than node "
+          "{:x}; moving one there",
+          d.range_id, to, r.node_id);
+      StartMove(d, r.node_id, to, live, draining, &spread_);
+      return;
     }
-    if (Stopping()) return;
+  }
+  // Even out the members' bytes with the ranges of a known size, then
+  // their replica counts with the others, one replica at a time, keeping
+  // each range's replicas as far apart. The members' bytes wait for the
+  // statuses sent after the last move.
+  std::set<keys::RangeId> busy;
+  for (const auto& [id, m] : placing)
+    busy.insert(id);
+  std::optional<PlacementView::Move> move;
+  {
+    std::lock_guard<std::mutex> lock(place_mu_);
+    if (now >= last_move_end_ + 2 * options_.status_interval) move = view.EvenBytes(*map, busy);
+  }
+  if (move.has_value()) {
+    auto mib = [](uint64_t b) { return static_cast<double>(b) / (1 << 20); };
+    LOG_INFO(
+        "placement: range {} ({:.1f} MiB): node {:x} holds {:.1f} MiB, node {:x} {:.1f} MiB; "
+        "moving a replica",
+        move->range_id, mib(view.range_bytes[move->range_id]), move->from,
+        mib(view.bytes[move->from]), move->to, mib(view.bytes[move->to]));
+  } else if ((move = view.EvenCounts(*map, busy)).has_value()) {
+    LOG_INFO("placement: range {}: node {:x} holds {} replicas, node {:x} {}; moving one",
+             move->range_id, move->from, count[move->from], move->to, count[move->to]);
+  }
+  if (!move.has_value()) return;
+  for (const keys::RangeDescriptor& d : *map) {
+    if (d.range_id == move->range_id) {
+      StartMove(d, move->from, move->to, live, draining, &rebalanced_);
+      return;
+    }
   }
 }
 
-bool NativeKeyspace::PlaceMeta(const Range& meta, const std::set<uint64_t>& live,
-                               const std::set<uint64_t>& draining,
+void NativeKeyspace::StartMove(const keys::RangeDescriptor& d, uint64_t from, uint64_t to,
+                               std::set<uint64_t> live, std::set<uint64_t> draining,
+                               std::atomic<uint64_t>* done) {
+  {
+    std::lock_guard<std::mutex> lock(place_mu_);
+    placing_[d.range_id] = PlacementMove{.from = from, .to = to};
+  }
+  place_pool_.Post(
+      [this, d, from, to, live = std::move(live), draining = std::move(draining), done] {
+        uint64_t generation = 0;
+        const Status s = Stopping() ? Stopped() : MoveVia(d, from, to, live, draining, &generation);
+        if (s.ok()) {
+          ++*done;
+        } else {
+          LOG_INFO("placement: range {}: not moved: {}", d.range_id, s.ToString());
+        }
+        std::lock_guard<std::mutex> lock(place_mu_);
+        PlacementMove& m = placing_[d.range_id];
+        m.running = false;
+        m.generation = s.ok() ? generation : 0;
+        m.until = host_->clock().Monotonic() + (s.ok() ? kMapCatchUp : kPlacementRest);
+        last_move_end_ = host_->clock().Monotonic();
+        place_cv_.notify_all();
+      });
+}
+
+bool NativeKeyspace::PlaceMeta(const Range& meta, const std::set<uint64_t>& members,
+                               const std::set<uint64_t>& live, const std::set<uint64_t>& draining,
                                const std::set<uint64_t>& targets) {
   const keys::RangeDescriptor d = meta.sm->descriptor();
   // Voters on live members: a removal must leave enough of them.
@@ -2224,24 +2418,29 @@ bool NativeKeyspace::PlaceMeta(const Range& meta, const std::set<uint64_t>& live
         return r.type == keys::ReplicaType::kVoter && live.contains(r.node_id);
       }));
   for (const keys::ReplicaDescriptor& r : d.replicas) {
-    if (!live.contains(r.node_id) || !draining.contains(r.node_id)) continue;
+    const bool removed = !members.contains(r.node_id);
+    if (!removed && !(live.contains(r.node_id) && draining.contains(r.node_id))) continue;
     const auto free =
         std::find_if(targets.begin(), targets.end(), [&](uint64_t m) { return !d.HasNode(m); });
     const uint64_t to = free == targets.end() ? 0 : *free;
-    // With no member to take it, the replica only goes while enough live
-    // voters stay (and not from here: this node leads the range, and hands
-    // the leadership over first).
-    if (to == 0 && (r.node_id == node_id_ || (r.type == keys::ReplicaType::kVoter &&
-                                              live_voters - 1 < options_.replicas_per_range))) {
+    // With no member to take it, a draining member's replica only goes
+    // while enough live voters stay (and not from here: this node leads
+    // the range, and hands the leadership over first); a removed member's
+    // counts against the quorum only, and goes while replicas_per_range
+    // voters stay (Relocate checks).
+    if (to == 0 && !removed &&
+        (r.node_id == node_id_ ||
+         (r.type == keys::ReplicaType::kVoter && live_voters - 1 < options_.replicas_per_range))) {
       continue;
     }
-    LOG_INFO("placement: the meta range's replica on draining node {:x} {}", r.node_id,
+    LOG_INFO("placement: the meta range's replica on {} node {:x} {}",
+             removed ? "removed" : "draining", r.node_id,
              to == 0 ? std::string("is removed") : fmt::format("goes to node {:x}", to));
     uint64_t generation = 0;
     const Status s = to != 0 ? MoveVia(d, r.node_id, to, live, draining, &generation)
                              : Relocate(kMetaRangeId, r.node_id, 0).status();
     if (s.ok()) {
-      ++drained_;
+      ++(removed ? rereplicated_ : drained_);
       return true;
     }
     LOG_INFO("placement: the meta range: not changed: {}", s.ToString());
@@ -2391,13 +2590,21 @@ void NativeKeyspace::Join() {
   if (splitter_.joinable()) splitter_.join();
   if (reporter_.joinable()) reporter_.join();
   if (placer_.joinable()) placer_.join();
+  // The placement moves still running end soon: the host (stopped first)
+  // ends their replicas' waits, and those sent elsewhere watch stopping_.
+  std::unique_lock<std::mutex> lock(place_mu_);
+  place_cv_.wait(lock, [&] {
+    return std::none_of(placing_.begin(), placing_.end(),
+                        [](const auto& kv) { return kv.second.running; });
+  });
 }
 
 NativeKeyspace::SplitStats NativeKeyspace::split_stats() const {
   return SplitStats{splits_by_size_.load(), splits_by_load_.load(),   splits_failed_.load(),
                     replicas_moved_.load(), replicas_removed_.load(), forwarded_.load(),
                     rereplicated_.load(),   rebalanced_.load(),       leaders_moved_.load(),
-                    drained_.load(),        merged_.load(),           merges_failed_.load()};
+                    drained_.load(),        merged_.load(),           merges_failed_.load(),
+                    spread_.load()};
 }
 
 void NativeKeyspace::SplitLoop() {

@@ -35,10 +35,16 @@
 // meta range every few seconds. The placement driver runs on the meta
 // range's leader: a member whose status has not changed for
 // replica_down_time is down, and each of its replicas is moved (by a live
-// voter of the range) to the live member without one that holds the
-// fewest; otherwise, when the members' replica counts differ by more than
-// one, a replica moves from the fullest to the emptiest. One move per look
-// (every placement_interval). A draining member (Drain; recorded in the
+// voter of the range) to a live member without one (PlacementView::Target:
+// the farthest by the labels, then the one holding the fewest), at once for
+// a member no longer in the cluster; otherwise a replica moves farther from
+// its range's others by the labels; otherwise the members' bytes are
+// evened out with the ranges of at least kSizedRangeBytes, then their
+// replica counts with the smaller ones (PlacementView). The driver looks every
+// placement_interval; moves run on their own threads, those that make
+// lost or drained replicas again side by side (kPlacementMovesInFlight), a
+// balancing move only when no other runs, and a range whose move failed
+// rests a while. A draining member (Drain; recorded in the
 // meta range) is treated like a down one, except that it still serves: its
 // replicas move to the others, the meta range's too (or, when every other
 // member holds one, it is only removed, down to replicas_per_range), and the
@@ -132,6 +138,10 @@ inline constexpr uint64_t kDefaultSplitBytes = 64ull << 20;
 inline constexpr uint64_t kDefaultSplitQps = 3'000;
 // Replicas of each range: three survive one node's loss.
 inline constexpr int kDefaultRangeReplicas = 3;
+// Moves the placement driver runs at once, at most: replicas lost with a
+// member are made again side by side, so that one slow move (a snapshot
+// to a full disk, a range without a leader) holds none of the others up.
+inline constexpr size_t kPlacementMovesInFlight = 4;
 // The meta range's counter of range ids: the next id to hand out, in
 // decimal. Absent until the first split.
 inline constexpr std::string_view kNextRangeIdKey = "\xff\xffmeta/next_range_id";
@@ -173,6 +183,55 @@ class RangeForwarder {
                            std::function<void(Result<kvpb::MoveReplicaResponse>)> done) = 0;
 };
 
+using NodeLabels = google::protobuf::RepeatedPtrField<kvpb::Label>;
+
+// How far apart two nodes' labels (most general first) place them: 0 when
+// they agree on every label (or neither has any), 1 when they differ from
+// the first on, and in between the share of the labels after the ones they
+// agree on (zone=a,rack=1 and zone=a,rack=2: 1/2).
+double Apart(const NodeLabels& a, const NodeLabels& b);
+
+// Ranges smaller than this are left out of the members' statuses (their
+// moves barely change a member's bytes).
+inline constexpr uint64_t kSizedRangeBytes = 1 << 20;
+
+// Where the placement driver puts replicas: the members that may take one,
+// with the replicas and the bytes each holds, every node's labels, and the
+// sizes of the ranges of at least kSizedRangeBytes.
+struct PlacementView {
+  std::map<uint64_t, size_t> count;
+  std::map<uint64_t, uint64_t> bytes;
+  std::map<uint64_t, NodeLabels> labels;
+  std::map<keys::RangeId, uint64_t> range_bytes;
+
+  struct Move {
+    keys::RangeId range_id = 0;
+    uint64_t from = 0;
+    uint64_t to = 0;
+  };
+  // A move of a sized range's replica that brings the members with the
+  // most and the fewest bytes closer (by less than their gap, the nearest
+  // to half of it), when they differ by more than a tenth of the most or
+  // kSizedRangeBytes; ranges in `busy` stay.
+  std::optional<Move> EvenBytes(const std::vector<keys::RangeDescriptor>& map,
+                                const std::set<keys::RangeId>& busy) const;
+  // A move of an unsized range's replica from the member holding the most
+  // replicas to the one holding the fewest, when they differ by more than
+  // one.
+  std::optional<Move> EvenCounts(const std::vector<keys::RangeDescriptor>& map,
+                                 const std::set<keys::RangeId>& busy) const;
+
+  // How far `node` is from the replicas of `d` other than the one on
+  // `without` (the sum of Apart).
+  double Spread(const keys::RangeDescriptor& d, uint64_t node, uint64_t without) const;
+  // The member without a replica of `d` to take the one on `from`: the one
+  // farthest from the rest, then the one holding the fewest (0: none).
+  uint64_t Target(const keys::RangeDescriptor& d, uint64_t from) const;
+  // Whether moving `d`'s replica on `from` to `to` leaves the replicas at
+  // least as far apart (`better`: farther apart).
+  bool Spreads(const keys::RangeDescriptor& d, uint64_t from, uint64_t to, bool better) const;
+};
+
 // The range map's key for a range ending at `end_key`.
 std::string RangeMapKey(std::string_view end_key);
 // Where node `node_id` reports its status (serverpb.NodeStatus).
@@ -193,6 +252,10 @@ struct NativeKeyspaceOptions {
   // replicas are spread, replicas_per_range each (at most one per member).
   std::vector<uint64_t> initial_members;
   int replicas_per_range = kDefaultRangeReplicas;
+  // Where this node is (key, value), most general first; reported with its
+  // status, and the placement driver spreads each range's replicas over
+  // nodes whose labels differ (see Apart).
+  std::vector<std::pair<std::string, std::string>> labels;
   // Whether a node id names a member a replica may move to (unset: any).
   std::function<bool(uint64_t)> node_known;
   // How long a replica being added may take to catch up (receive its
@@ -204,9 +267,10 @@ struct NativeKeyspaceOptions {
   // Every node reports its status to the meta range this often; the
   // placement driver (on the meta range's leader) looks this often, takes a
   // node whose report has not changed for replica_down_time for down and
-  // re-creates its replicas elsewhere (0: never), and otherwise evens out
-  // the replica counts of the nodes, one move per look (placement_interval
-  // 0: no placement driver).
+  // re-creates its replicas elsewhere (0: never; a node removed from the
+  // cluster's are re-created at once all the same), and otherwise evens out
+  // the replica counts of the nodes (placement_interval 0: no placement
+  // driver).
   Duration status_interval = std::chrono::seconds(3);
   Duration placement_interval = std::chrono::seconds(2);
   Duration replica_down_time = std::chrono::minutes(5);
@@ -389,12 +453,13 @@ class NativeKeyspace {
     uint64_t replicas_moved = 0;    // moves this node coordinated
     uint64_t replicas_removed = 0;  // this node's replicas removed
     uint64_t forwarded = 0;         // requests sent on to another node
-    uint64_t rereplicated = 0;      // placement: replicas re-created off down nodes
+    uint64_t rereplicated = 0;      // placement: replicas re-created off down or removed nodes
     uint64_t rebalanced = 0;        // placement: replicas moved to even out the nodes
     uint64_t leaders_moved = 0;     // leaderships handed off to even out the nodes
     uint64_t drained = 0;           // placement: replicas moved or removed off draining nodes
     uint64_t merged = 0;            // merges this node coordinated
     uint64_t merges_failed = 0;     // merges it gave up (and called off)
+    uint64_t spread = 0;            // placement: replicas moved farther apart (labels)
   };
   SplitStats split_stats() const;
 
@@ -453,14 +518,16 @@ class NativeKeyspace {
   // MoveReplica's work; `to` 0: only removes the replica on `from` (not
   // this node's).
   Result<keys::RangeDescriptor> Relocate(keys::RangeId id, uint64_t from, uint64_t to);
-  // The meta range's replicas on draining members go to members without
-  // one or, when there is none, are removed while replicas_per_range live
-  // voters stay. Whether it changed one. (Not off down members: the meta
-  // range is not in the range map, so a member that missed its replica's
-  // removal would never learn of it.)
+  // The meta range's replicas on removed members go to members without
+  // one, and those on draining members too or, when there is none, are
+  // removed while replicas_per_range live voters stay. Whether it changed
+  // one. (Not off members merely down: the meta range is not in the range
+  // map, so a member that missed its replica's removal would never learn
+  // of it; a removed member never comes back.)
   // `targets`: the live members not draining, where a replica may go.
-  bool PlaceMeta(const Range& meta, const std::set<uint64_t>& live,
-                 const std::set<uint64_t>& draining, const std::set<uint64_t>& targets);
+  bool PlaceMeta(const Range& meta, const std::set<uint64_t>& members,
+                 const std::set<uint64_t>& live, const std::set<uint64_t>& draining,
+                 const std::set<uint64_t>& targets);
   // The cluster's voting members now (options_.members, else the initial ones).
   std::vector<uint64_t> Members() const;
   // The draining members, from the meta keys [kDrainPrefix, node statuses' end).
@@ -507,9 +574,14 @@ class NativeKeyspace {
   // holds it, when this one does not).
   Status ReportStatus();
   // The placement driver (see NativeKeyspaceOptions): its thread, and one
-  // look at the cluster, which makes at most one move.
+  // look at the cluster, which starts moves on place_pool_ (repairs side by
+  // side, up to kPlacementMovesInFlight; a balancing move only alone).
   void PlaceLoop();
   void PlaceOnce();
+  // Starts moving `d`'s replica on `from` to `to` on place_pool_; `done`
+  // counts it once it is made.
+  void StartMove(const keys::RangeDescriptor& d, uint64_t from, uint64_t to,
+                 std::set<uint64_t> live, std::set<uint64_t> draining, std::atomic<uint64_t>* done);
   // Hands one range's leadership to a member that leads fewer (see the
   // file comment); on every node, placer thread.
   void BalanceLeaders();
@@ -586,9 +658,20 @@ class NativeKeyspace {
   // Placer thread only: each node's last status sequence, and when it was
   // first seen (the host's monotonic clock).
   std::map<uint64_t, std::pair<uint64_t, Duration>> seen_;
-  // Placer thread only: ranges moved, by the generation their record must
-  // reach before the driver looks again, and until when it waits.
-  std::map<keys::RangeId, std::pair<uint64_t, Duration>> awaited_;
+  // The driver's moves by range: running, made (the range map's record
+  // must reach `generation`; the driver counts the move as made until
+  // then, or until `until`), or failed (the range rests until `until`).
+  struct PlacementMove {
+    uint64_t from = 0;
+    uint64_t to = 0;
+    bool running = true;
+    uint64_t generation = 0;  // 0: not made
+    Duration until{0};
+  };
+  std::mutex place_mu_;
+  std::condition_variable place_cv_;
+  std::map<keys::RangeId, PlacementMove> placing_;  // guarded by place_mu_
+  Duration last_move_end_{0};                       // guarded by place_mu_
   // Placer thread only: no leadership handed off before then.
   Duration leaders_rest_until_{0};
   // Placer thread only: when the events are trimmed next.
@@ -610,6 +693,7 @@ class NativeKeyspace {
   std::atomic<uint64_t> forwarded_{0};
   std::atomic<uint64_t> rereplicated_{0};
   std::atomic<uint64_t> rebalanced_{0};
+  std::atomic<uint64_t> spread_{0};
   std::atomic<uint64_t> leaders_moved_{0};
   std::atomic<uint64_t> drained_{0};
   std::atomic<uint64_t> merged_{0};
@@ -635,6 +719,8 @@ class NativeKeyspace {
   // Settling abandoned merges and recording events in the meta range:
   // work that may wait seconds, off the reporter and the movers.
   WorkerPool settle_pool_{1, "kv-settle"};
+  // The placement driver's moves (StartMove).
+  WorkerPool place_pool_{kPlacementMovesInFlight, "kv-place"};
 };
 
 }  // namespace conclave::server

@@ -34,8 +34,8 @@ code { font-size: .95em; }
 <div id="status">loading...</div>
 
 <h2>Members</h2>
-<table id="nodes"><thead><tr><th>node</th><th>state</th><th>replicas</th><th>leaders</th>
-<th>bytes</th><th>req/s</th><th></th></tr></thead><tbody></tbody></table>
+<table id="nodes"><thead><tr><th>node</th><th>state</th><th>labels</th><th>replicas</th>
+<th>leaders</th><th>bytes</th><th>req/s</th><th></th></tr></thead><tbody></tbody></table>
 
 <h2>Splits, merges and moves (last 10 minutes)</h2>
 <div class="legend"><span><i style="background:#4a7bd0"></i>split</span>
@@ -129,6 +129,7 @@ function draw(v) {
   fill("nodes", nodes, (row, n) => {
     cell(row, hex(n.node_id));
     cell(row, n.state + (n.draining ? ", draining" : ""), "state-" + n.state);
+    cell(row, (n.labels || []).map((l) => l.key + "=" + l.value).join(",") || "-");
     cell(row, n.ranges || 0, "num");
     cell(row, n.leaders || 0, "num");
     cell(row, bytes(n.bytes), "num");

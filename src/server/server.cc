@@ -228,6 +228,7 @@ Status Server::Start() {
   for (const serverpb::MemberRecord& m : sm_options.initial_members)
     native_options.initial_members.push_back(m.id());
   native_options.replicas_per_range = static_cast<int>(config_.range_replicas);
+  native_options.labels = config_.labels;
   native_options.replica = replica_options;
   native_options.replica.quiesce = true;
   native_options.replica.vote_at_once_at_term_one = true;

@@ -198,6 +198,11 @@ class Membership(Fault):
         # added may still be catching up; losing another then leaves no quorum).
         if not all(self.c.healthy(i) for i in range(self.c.size)):
             return None
+        # Likewise Conclave's ranges: a removed member's replicas are gone
+        # for good, and a second loss before they are made again elsewhere
+        # could take two of a range's three.
+        if not self.c.is_etcd and not self.ranges_whole():
+            return None
         i = self.h.rng.choice(free)
         self.members = (i,)
         replace = self.h.rng.random() < 0.5
@@ -229,6 +234,17 @@ class Membership(Fault):
     def end(self):
         if self.members:
             self.h.readd_member(self.members[0], timeout_s=10)
+
+    def ranges_whole(self):
+        """Every range's voters are on members of the cluster."""
+        via, ranges = self.range_map([])
+        if ranges is None:
+            return False
+        try:
+            members = {m.ID for m in self.c.member_list(via)}
+        except grpc.RpcError:
+            return False
+        return all(p.learner or p.node_id in members for r in ranges for p in r.replicas)
 
 
 class DiskFull(Fault):

@@ -318,6 +318,8 @@ class Member:
         self.initial_cluster = None
         # Removed from the cluster's membership (until added again).
         self.removed = False
+        # Flags for this member only, after the cluster's.
+        self.extra_flags = []
 
     @property
     def client_url(self):
@@ -373,7 +375,7 @@ class Cluster:
             "--heartbeat-interval", str(HEARTBEAT_INTERVAL_MS),
             "--election-timeout", str(ELECTION_TIMEOUT_MS),
         ]
-        return cmd + self.extra_flags
+        return cmd + self.extra_flags + m.extra_flags
 
     def _spawn(self, i):
         m = self.members[i]

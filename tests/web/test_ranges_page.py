@@ -60,7 +60,7 @@ def rows(dom, table_id):
 class RangesPageTest(cluster.ClusterTestCase):
     CLUSTER_SIZE = 4
     EXTRA_FLAGS = ("--initial-range-count", "2", "--range-replicas", "3",
-                   "--range-placement-interval", "0",
+                   "--range-placement-interval", "0", "--labels", "zone=z1,rack=r1",
                    "--range-split-bytes", "0", "--range-split-qps", "0")
 
     def test_the_page_shows_members_ranges_and_the_timeline(self):
@@ -86,6 +86,7 @@ class RangesPageTest(cluster.ClusterTestCase):
         member_rows = rows(dom, "nodes")
         self.assertEqual(sorted(r.split("|")[0] for r in member_rows), ["%x" % n for n in nodes])
         self.assertTrue(all(r.split("|")[1].startswith("up") for r in member_rows), member_rows)
+        self.assertTrue(all(r.split("|")[2] == "zone=z1,rack=r1" for r in member_rows), member_rows)
         # Ranges: the merged one with its leader and replicas, not the one it took in.
         range_rows = {r.split("|")[0]: r.split("|") for r in rows(dom, "ranges")}
         self.assertIn(str(merged.range_id), range_rows)

@@ -23,11 +23,13 @@ RangeInfo = collections.namedtuple(
     defaults=[0, False])
 # A member as the native keyspace sees it (NodeInfo in kv.proto): state is
 # "up", "late", "down" or "unreported"; draining: drain_node was asked for it;
-# the rest is its last status report.
+# labels: its --labels as (key, value) pairs, most general first; the rest
+# is its last status report.
 NodeInfo = collections.namedtuple(
     "NodeInfo",
     ["node_id", "state", "ranges", "leaders", "bytes", "requests_per_second",
-     "report_age_seconds", "draining"])
+     "report_age_seconds", "draining", "labels"],
+    defaults=[()])
 # A replica of a range: the node it lives on, its id in the range's group,
 # and whether it is a learner (receives the log, does not vote yet).
 Replica = collections.namedtuple("Replica", ["node_id", "replica_id", "learner"])
@@ -288,7 +290,8 @@ class Client:
         """The members, as NodeInfo, with what each last reported to the meta range."""
         resp = self._call("Nodes", kv_pb2.NodesRequest(), kv_pb2.NodesResponse, idempotent=True)
         return [NodeInfo(n.node_id, n.state, n.ranges, n.leaders, n.bytes,
-                         n.requests_per_second, n.report_age_seconds, n.draining)
+                         n.requests_per_second, n.report_age_seconds, n.draining,
+                         tuple((label.key, label.value) for label in n.labels))
                 for n in resp.nodes]
 
     def drain_node(self, node_id, cancel=False):

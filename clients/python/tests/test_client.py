@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 import urllib.request
 
@@ -800,6 +801,172 @@ class PlacementTest(cluster.ClusterTestCase):
                 cluster.wait_until(settled, 60, what="stale copies gone and one replica back")
                 for k, v in written.items():
                     self.assertEqual(back.get(k), v)
+
+
+class RemovedMemberTest(cluster.ClusterTestCase):
+    """Four members, the down time at its five-minute default: a member removed
+    from the cluster is gone for good, and its replicas (the meta range's too)
+    are made again on the others at once, side by side; nothing acknowledged
+    is lost."""
+    CLUSTER_SIZE = 4
+    EXTRA_FLAGS = ("--initial-range-count", "2", "--range-replicas", "3",
+                   "--range-split-bytes", "0", "--range-split-qps", "0")
+
+    def test_a_removed_members_replicas_are_made_again_at_once(self):
+        index = {self.cluster.member_id(k): k for k in range(4)}
+        with ready_client(self.cluster.members) as c:
+            written = {}
+            for i in range(50):
+                for prefix in (b"\x10", b"\xa0"):  # one key in each user range
+                    k = prefix + b"rm%03d" % i
+                    c.put(k, b"v%d" % i)
+                    written[k] = b"v%d" % i
+            mapped = c.ranges(cluster=True)
+            # The member holding the most: a replica of the meta range and of
+            # a user range at least (three of four members hold each).
+            held = {n: sum(any(p.node_id == n for p in r.replicas) for r in mapped)
+                    for n in index}
+            meta_holders = set()
+            for n, k in index.items():
+                with conclave.Client(endpoints([self.cluster.members[k]])) as one:
+                    if any(r.range_id == 2 for r in one.ranges()):
+                        meta_holders.add(n)
+            gone = max(meta_holders, key=lambda n: held[n])
+            self.assertGreaterEqual(held[gone], 1)
+            stay = [k for n, k in index.items() if n != gone]
+            self.cluster.remove_member(stay[0], index[gone])
+            self.cluster.wait_removed_exit(index[gone])
+            c.close()
+
+        with ready_client([self.cluster.members[k] for k in stay]) as c:
+            def whole():
+                ranges = list(c.ranges(cluster=True))
+                for k in stay:
+                    with conclave.Client(endpoints([self.cluster.members[k]])) as one:
+                        ranges += [r for r in one.ranges() if r.range_id == 2]
+                return len(ranges) == len(mapped) + 3 and all(
+                    len(r.replicas) == 3 and not any(p.node_id == gone or p.learner
+                                                     for p in r.replicas) for r in ranges)
+            cluster.wait_until(whole, 60, what="the removed member's replicas made elsewhere")
+            for k, v in written.items():
+                self.assertEqual(c.get(k), v)
+            self.assertGreaterEqual(
+                metric_sum_running(self.cluster, "conclave_native_replicas_rereplicated_total"),
+                held[gone] + 1)
+
+
+class ZoneTest(cluster.ClusterTestCase):
+    """Four members given --labels, two of them in one zone: each range's
+    replicas end up in three different zones, and stay there while the
+    replica counts are evened out; nodes() and `conclave node list` show the
+    labels."""
+    CLUSTER_SIZE = 4
+    EXTRA_FLAGS = ("--initial-range-count", "2", "--range-replicas", "3",
+                   "--range-placement-interval", "1",
+                   "--range-split-bytes", "0", "--range-split-qps", "0")
+
+    def test_replicas_go_to_different_zones(self):
+        nodes = sorted(self.cluster.member_id(k) for k in range(4))
+        index = {self.cluster.member_id(k): k for k in range(4)}
+        # The initial ranges are on the first three and the last three
+        # members by id: the middle two share zone a, so both ranges start
+        # with two replicas there, and the replica counts (1, 2, 2, 1) are
+        # even enough that only the labels move anything.
+        zone = {nodes[0]: "b", nodes[1]: "a", nodes[2]: "a", nodes[3]: "c"}
+        with ready_client(self.cluster.members) as c:
+            for i in range(50):
+                c.put(b"\x10z%03d" % i, b"v%d" % i)
+                c.put(b"\xa0z%03d" % i, b"v%d" % i)
+            start = {r.range_id: r for r in c.ranges(cluster=True)}
+            self.assertTrue(all(sum(zone[p.node_id] == "a" for p in start[r].replicas) == 2
+                                for r in (16, 17)))
+        for n in nodes:
+            m = self.cluster.members[index[n]]
+            m.extra_flags = ["--labels", "zone=%s,host=h%d" % (zone[n], index[n])]
+            self.cluster.restart(index[n])
+
+        with ready_client(self.cluster.members) as c:
+            def labelled():
+                return {n.node_id: dict(n.labels) for n in c.nodes()}
+            cluster.wait_until(lambda: all(labelled()[n].get("zone") == zone[n] for n in nodes),
+                               30, what="the labels reported")
+            self.assertEqual([k for k, _ in next(iter(c.nodes())).labels], ["zone", "host"])
+
+            def spread():
+                ranges = c.ranges(cluster=True)
+                return all(len(r.replicas) == 3 and not any(p.learner for p in r.replicas) and
+                           len({zone[p.node_id] for p in r.replicas}) == 3 for r in ranges)
+            cluster.wait_until(spread, 60, what="each range in three zones")
+            # Still spread a while later (the count balancing keeps it so).
+            time.sleep(4)
+            self.assertTrue(spread())
+            for i in range(50):
+                self.assertEqual(c.get(b"\x10z%03d" % i), b"v%d" % i)
+                self.assertEqual(c.get(b"\xa0z%03d" % i), b"v%d" % i)
+        out = subprocess.run([os.environ["CONCLAVE_BIN"], "--endpoints",
+                              endpoints(self.cluster.members)[0], "-w", "table", "node", "list"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("LABELS", out.stdout)
+        self.assertIn("zone=a,host=h%d" % index[nodes[1]], out.stdout)
+
+
+class BytesBalanceTest(cluster.ClusterTestCase):
+    """Four members with equal replica counts but not equal bytes (one member
+    holds all four ranges with data, another two): the placement driver moves
+    a range with data from the fuller to the emptier, and the replica counts
+    are evened out again with ranges without data."""
+    CLUSTER_SIZE = 4
+    EXTRA_FLAGS = ("--initial-range-count", "8", "--range-replicas", "3",
+                   "--range-placement-interval", "0",
+                   "--range-split-bytes", "0", "--range-split-qps", "0")
+
+    def test_members_bytes_are_evened_out(self):
+        a, b, c_, d = sorted(self.cluster.member_id(k) for k in range(4))
+        index = {self.cluster.member_id(k): k for k in range(4)}
+        value = b"x" * (64 << 10)
+
+        def big_held(c):
+            ranges = {r.range_id: r for r in c.ranges(cluster=True)}
+            return {n: sum(any(p.node_id == n and not p.learner for p in ranges[r].replicas)
+                           for r in (16, 17, 18, 19)) for n in (a, b, c_, d)}
+        # Ranges 16-19 start at 0x0000, 0x2000, 0x4000 and 0x6000; each gets
+        # 2 MiB. The initial ranges go round the members by id: 16 on a, b, c;
+        # 17 on b, c, d; 18 on c, d, a; 19 on d, a, b; 20 on a, b, c.
+        with ready_client(self.cluster.members) as c:
+            for prefix in (b"\x10", b"\x30", b"\x50", b"\x70"):
+                for i in range(32):
+                    c.put(prefix + b"big%02d" % i, value)
+            with conclave.Client(endpoints([self.cluster.members[index[b]]])) as via_b:
+                via_b.move_replica(17, d, a)  # a: all four ranges with data, d: two
+                via_b.move_replica(20, a, d)  # six replicas each again
+            cluster.wait_until(lambda: [n.ranges for n in c.nodes()] == [7] * 4, 30,
+                               what="seven replicas each reported (the meta range's too)")
+            self.assertEqual(big_held(c), {a: 4, b: 3, c_: 3, d: 2})
+
+        # The placement driver starts now, looking every second.
+        flags = self.cluster.extra_flags
+        flags[flags.index("--range-placement-interval") + 1] = "1"
+        for k in range(4):
+            self.cluster.restart(k)
+        with ready_client(self.cluster.members) as c:
+            cluster.wait_until(lambda: sorted(big_held(c).values()) == [3, 3, 3, 3], 60,
+                               what="each member holding three ranges with data")
+
+            def counts_even():
+                held = [n.ranges for n in c.nodes()]
+                return max(held) - min(held) <= 1
+            cluster.wait_until(counts_even, 60, what="the replica counts even again")
+            self.assertEqual(sorted(big_held(c).values()), [3, 3, 3, 3])
+
+            def bytes_even():
+                sizes = [n.bytes for n in c.nodes()]
+                return max(sizes) - min(sizes) < 1 << 20
+            cluster.wait_until(bytes_even, 30, what="the members' bytes reported even")
+            for prefix in (b"\x10", b"\x30", b"\x50", b"\x70"):
+                self.assertEqual(c.get(prefix + b"big31"), value)
+            self.assertGreaterEqual(
+                metric_sum(self.cluster, "conclave_native_replicas_rebalanced_total"), 1)
 
 
 class LeaderBalanceTest(cluster.ClusterTestCase):

@@ -1,0 +1,137 @@
+// The placement driver's choice of where a replica goes: as far from the
+// range's other replicas as the members' labels allow, then onto the member
+// holding the fewest.
+#include <gtest/gtest.h>
+
+#include "server/native_keyspace.h"
+
+namespace conclave::server {
+namespace {
+
+NodeLabels Labels(std::vector<std::pair<std::string, std::string>> pairs) {
+  NodeLabels out;
+  for (auto& [k, v] : pairs) {
+    kvpb::Label* l = out.Add();
+    l->set_key(k);
+    l->set_value(v);
+  }
+  return out;
+}
+
+keys::RangeDescriptor OnNodes(std::vector<uint64_t> nodes) {
+  keys::RangeDescriptor d;
+  d.range_id = 16;
+  uint64_t id = 1;
+  for (uint64_t n : nodes)
+    d.replicas.push_back({n, id++, keys::ReplicaType::kVoter});
+  d.next_replica_id = id;
+  return d;
+}
+
+TEST(ApartTest, TheFirstLabelThatDiffersSaysHowFar) {
+  EXPECT_EQ(Apart(Labels({}), Labels({})), 0);
+  EXPECT_EQ(Apart(Labels({{"zone", "a"}}), Labels({{"zone", "a"}})), 0);
+  EXPECT_EQ(Apart(Labels({{"zone", "a"}}), Labels({{"zone", "b"}})), 1);
+  EXPECT_EQ(Apart(Labels({{"zone", "a"}, {"rack", "1"}}), Labels({{"zone", "a"}, {"rack", "2"}})),
+            0.5);
+  EXPECT_EQ(Apart(Labels({{"zone", "a"}, {"rack", "1"}}), Labels({{"zone", "b"}, {"rack", "1"}})),
+            1);
+  // A labelled node and one without labels are apart.
+  EXPECT_EQ(Apart(Labels({{"zone", "a"}}), Labels({})), 1);
+}
+
+TEST(PlacementViewTest, WithoutLabelsTheEmptiestMemberTakesTheReplica) {
+  PlacementView v;
+  v.count = {{1, 5}, {2, 5}, {3, 5}, {4, 7}, {5, 2}};
+  EXPECT_EQ(v.Target(OnNodes({1, 2, 3}), 3), 5u);
+  EXPECT_EQ(v.Target(OnNodes({1, 2, 3, 4, 5}), 3), 0u);  // every member holds one
+}
+
+TEST(PlacementViewTest, AnotherZoneBeatsAnEmptierMember) {
+  PlacementView v;
+  v.count = {{1, 5}, {2, 5}, {3, 5}, {4, 1}, {5, 9}};
+  v.labels = {{1, Labels({{"zone", "a"}})},
+              {2, Labels({{"zone", "b"}})},
+              {3, Labels({{"zone", "c"}})},
+              {4, Labels({{"zone", "a"}})},
+              {5, Labels({{"zone", "c"}})}};
+  // Zone c's replica goes: to zone c again (node 5), not to the emptier
+  // node 4 in zone a, which already holds one.
+  const keys::RangeDescriptor d = OnNodes({1, 2, 3});
+  EXPECT_EQ(v.Target(d, 3), 5u);
+  EXPECT_TRUE(v.Spreads(d, 3, 5, false));
+  EXPECT_FALSE(v.Spreads(d, 3, 5, true));
+  EXPECT_FALSE(v.Spreads(d, 3, 4, false));
+  // Two replicas in zone a: one moves to zone c.
+  const keys::RangeDescriptor crowded = OnNodes({1, 2, 4});
+  EXPECT_EQ(v.Target(crowded, 4), 3u);
+  EXPECT_TRUE(v.Spreads(crowded, 4, 3, true));
+  EXPECT_FALSE(v.Spreads(crowded, 2, 3, true));  // b to c: no farther
+}
+
+TEST(PlacementViewTest, RacksCountAfterZones) {
+  PlacementView v;
+  v.count = {{1, 0}, {2, 0}, {3, 0}, {4, 0}};
+  v.labels = {{1, Labels({{"zone", "a"}, {"rack", "1"}})},
+              {2, Labels({{"zone", "a"}, {"rack", "1"}})},
+              {3, Labels({{"zone", "a"}, {"rack", "2"}})},
+              {4, Labels({{"zone", "b"}, {"rack", "1"}})}};
+  // For a range on 1 and 2 (the same rack), the other zone first, then the
+  // other rack.
+  EXPECT_EQ(v.Target(OnNodes({1, 2}), 0), 4u);
+  EXPECT_EQ(v.Target(OnNodes({1, 2, 4}), 2), 3u);
+}
+
+keys::RangeDescriptor Range(keys::RangeId id, std::vector<uint64_t> nodes) {
+  keys::RangeDescriptor d = OnNodes(std::move(nodes));
+  d.range_id = id;
+  return d;
+}
+
+constexpr uint64_t kMiB = 1 << 20;
+
+TEST(PlacementViewTest, BytesEvenOutWithTheRangeNearestHalfTheGap) {
+  PlacementView v;
+  v.count = {{1, 4}, {2, 4}, {3, 4}, {4, 4}};
+  v.bytes = {{1, 8 * kMiB}, {2, 6 * kMiB}, {3, 6 * kMiB}, {4, 4 * kMiB}};
+  // Node 1 holds ranges 16 and 17 (2 MiB each) and 20 (3 MiB) that node 4
+  // does not; 18 is on both.
+  const std::vector<keys::RangeDescriptor> map = {
+      Range(16, {1, 2, 3}), Range(17, {1, 2, 3}), Range(18, {1, 3, 4}), Range(20, {1, 2, 3})};
+  v.range_bytes = {{16, 2 * kMiB}, {17, 2 * kMiB}, {18, 1 * kMiB}, {20, 3 * kMiB}};
+  std::optional<PlacementView::Move> m = v.EvenBytes(map, {});
+  ASSERT_TRUE(m.has_value());
+  // A 2 MiB range halves the 4 MiB gap; the 3 MiB one would leave 2 MiB.
+  EXPECT_EQ(m->from, 1u);
+  EXPECT_EQ(m->to, 4u);
+  EXPECT_TRUE(m->range_id == 16 || m->range_id == 17) << m->range_id;
+  // Ranges being moved stay.
+  m = v.EvenBytes(map, {16, 17});
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->range_id, 20u);
+  // Within a tenth of the most (or 1 MiB), nothing moves.
+  v.bytes = {{1, 10 * kMiB}, {2, 10 * kMiB}, {3, 10 * kMiB}, {4, 9 * kMiB + kMiB / 2}};
+  EXPECT_FALSE(v.EvenBytes(map, {}).has_value());
+  // A range as big as the gap would only swap the two: it stays.
+  v.bytes = {{1, 8 * kMiB}, {2, 6 * kMiB}, {3, 6 * kMiB}, {4, 6 * kMiB}};
+  v.range_bytes = {{16, 2 * kMiB}, {17, 2 * kMiB}, {20, 3 * kMiB}};
+  EXPECT_FALSE(v.EvenBytes(map, {}).has_value());
+}
+
+TEST(PlacementViewTest, CountsEvenOutWithUnsizedRanges) {
+  PlacementView v;
+  v.count = {{1, 3}, {2, 2}, {3, 2}, {4, 1}};
+  const std::vector<keys::RangeDescriptor> map = {Range(16, {1, 2, 3}), Range(17, {1, 2, 3})};
+  v.range_bytes = {{16, 5 * kMiB}};
+  std::optional<PlacementView::Move> m = v.EvenCounts(map, {});
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->range_id, 17u);  // 16's size is known: it moves for bytes only
+  EXPECT_EQ(m->from, 1u);
+  EXPECT_EQ(m->to, 4u);
+  EXPECT_FALSE(v.EvenCounts(map, {17}).has_value());
+  v.count = {{1, 2}, {2, 2}, {3, 2}, {4, 1}};
+  EXPECT_FALSE(v.EvenCounts(map, {}).has_value());
+}
+
+}  // namespace
+}  // namespace conclave::server
