@@ -2130,14 +2130,15 @@ void NativeKeyspace::BalanceLeaders() {
 }
 
 double Apart(const NodeLabels& a, const NodeLabels& b) {
-  const int n = std::max(a.size(), b.size());
-  if (n == 0) return 0;
-  int same = 0;
-  while (same < a.size() && same < b.size() && a[same].key() == b[same].key() &&
-         a[same].value() == b[same].value()) {
-    ++same;
+  int common = 0;  // leading labels with the same keys
+  while (common < a.size() && common < b.size() && a[common].key() == b[common].key()) {
+    ++common;
   }
-  return static_cast<double>(n - same) / n;
+  if (common == 0) return 0;
+  int same = 0;
+  while (same < common && a[same].value() == b[same].value())
+    ++same;
+  return static_cast<double>(common - same) / common;
 }
 
 double PlacementView::Spread(const keys::RangeDescriptor& d, uint64_t node,
@@ -2158,18 +2159,27 @@ double PlacementView::Spread(const keys::RangeDescriptor& d, uint64_t node,
 constexpr double kSpreadEpsilon = 1e-9;
 
 uint64_t PlacementView::Target(const keys::RangeDescriptor& d, uint64_t from) const {
-  uint64_t best = 0;
-  double best_spread = 0;
-  for (const auto& [m, c] : count) {
-    if (d.HasNode(m)) continue;
-    const double spread = Spread(d, m, from);
-    if (best == 0 || spread > best_spread + kSpreadEpsilon ||
-        (spread > best_spread - kSpreadEpsilon && c < count.at(best))) {
-      best = m;
-      best_spread = spread;
+  auto avoided = avoid.find(d.range_id);
+  auto pick = [&](bool skip_avoided) {
+    uint64_t best = 0;
+    double best_spread = 0;
+    for (const auto& [m, c] : count) {
+      if (d.HasNode(m) || (skip_avoided && avoided != avoid.end() && avoided->second.contains(m))) {
+        continue;
+      }
+      const double spread = Spread(d, m, from);
+      if (best == 0 || spread > best_spread + kSpreadEpsilon ||
+          (spread > best_spread - kSpreadEpsilon && c < count.at(best))) {
+        best = m;
+        best_spread = spread;
+      }
     }
-  }
-  return best;
+    return best;
+  };
+  // An avoided member only when no other can take the replica (the move
+  // may have failed for the range's sake, not the member's).
+  const uint64_t best = pick(true);
+  return best != 0 ? best : pick(false);
 }
 
 bool PlacementView::Spreads(const keys::RangeDescriptor& d, uint64_t from, uint64_t to,
@@ -2246,57 +2256,69 @@ void NativeKeyspace::PlaceOnce() {
     for (const serverpb::RangeSize& r : st.led_ranges())
       view.range_bytes[r.range_id()] = r.bytes();
   }
-  const std::vector<uint64_t> member_list = Members();
-  const std::set<uint64_t> members(member_list.begin(), member_list.end());
   std::set<uint64_t> live;
-  for (uint64_t m : members) {
+  for (uint64_t m : Members()) {
     // A member never heard from counts from the driver's first look.
     const Duration heard = seen_.try_emplace(m, 0, now).first->second.second;
     if (options_.replica_down_time.count() == 0 || now - heard < options_.replica_down_time) {
       live.insert(m);
     }
   }
+  // A node removed from the cluster never comes back (a member added
+  // again has a new id).
+  auto removed = [&](uint64_t node) { return options_.removed && options_.removed(node); };
   Result<std::vector<keys::RangeDescriptor>> map = RangeMap();
   if (!map.ok() || live.empty()) return;
   // Where replicas may go: live members not being drained.
   std::set<uint64_t> targets;
   std::set_difference(live.begin(), live.end(), draining.begin(), draining.end(),
                       std::inserter(targets, targets.end()));
-  // The meta range first, when it lost a replica with a member.
+  // The moves under way, made or failed: a made move's new descriptor
+  // reaches the map when the range's leader writes it (the meta range's:
+  // this node's, its leader's), and until then (for a while: the leader
+  // may be unable to write) the driver counts it as made; a range whose
+  // move failed rests, and its target is avoided for it a while longer.
   const keys::RangeDescriptor meta_d = meta->sm->descriptor();
-  if (std::any_of(meta_d.replicas.begin(), meta_d.replicas.end(),
-                  [&](const auto& r) { return !members.contains(r.node_id); }) &&
-      PlaceMeta(*meta, members, live, draining, targets)) {
-    return;
-  }
-  // The moves under way or made: a made move's new descriptor reaches the
-  // map when the range's leader writes it, and until then (for a while:
-  // the leader may be unable to write) the driver counts it as made.
   std::map<keys::RangeId, PlacementMove> placing;
   {
     std::lock_guard<std::mutex> lock(place_mu_);
-    for (const keys::RangeDescriptor& d : *map) {
+    auto reached = [&](const keys::RangeDescriptor& d) {
       auto it = placing_.find(d.range_id);
       if (it != placing_.end() && it->second.generation != 0 &&
           d.generation >= it->second.generation) {
         placing_.erase(it);
       }
-    }
+    };
+    for (const keys::RangeDescriptor& d : *map)
+      reached(d);
+    reached(meta_d);
     std::erase_if(placing_,
                   [&](const auto& kv) { return !kv.second.running && now > kv.second.until; });
     placing = placing_;
+    for (auto it = avoid_.begin(); it != avoid_.end();) {
+      std::erase_if(it->second, [&](const auto& kv) { return now > kv.second; });
+      for (const auto& [node, until] : it->second)
+        view.avoid[it->first].insert(node);
+      it = it->second.empty() ? avoid_.erase(it) : std::next(it);
+    }
   }
   std::map<uint64_t, size_t>& count = view.count;
   for (uint64_t m : targets)
     count[m] = 0;
   size_t running = 0;
+  bool in_flight = false;  // a move runs, or one made is not in the map yet
+  std::set<keys::RangeId> busy;
+  for (const auto& [id, m] : placing) {
+    busy.insert(id);
+    running += m.running ? 1 : 0;
+    in_flight = in_flight || m.running || m.generation != 0;
+  }
   for (const keys::RangeDescriptor& d : *map) {
     for (const keys::ReplicaDescriptor& r : d.replicas) {
       if (auto it = count.find(r.node_id); it != count.end()) ++it->second;
     }
     auto p = placing.find(d.range_id);
     if (p == placing.end() || (!p->second.running && p->second.generation == 0)) continue;
-    running += p->second.running ? 1 : 0;
     if (auto it = count.find(p->second.to); it != count.end() && !d.HasNode(p->second.to)) {
       ++it->second;
     }
@@ -2304,42 +2326,55 @@ void NativeKeyspace::PlaceOnce() {
       --it->second;
     }
   }
-  // Replicas on members down too long, on nodes no longer members (gone
-  // for good, whatever the down time), or on draining members are made
-  // again elsewhere, a range at a time.
+  // The meta range first, when it lost a replica with a member.
+  if (!busy.contains(kMetaRangeId) &&
+      std::any_of(meta_d.replicas.begin(), meta_d.replicas.end(),
+                  [&](const auto& r) { return removed(r.node_id); }) &&
+      PlaceMeta(*meta, removed, live, draining, view)) {
+    return;
+  }
+  // Replicas on members down too long, on nodes removed from the cluster
+  // (gone for good, whatever the down time), or on draining members are
+  // made again elsewhere, a range at a time.
   bool repairing = false;
   for (const keys::RangeDescriptor& d : *map) {
     if (running >= kPlacementMovesInFlight) break;
-    if (placing.contains(d.range_id)) continue;
+    if (busy.contains(d.range_id)) continue;  // also a range listed twice (a split's old record)
     for (const keys::ReplicaDescriptor& r : d.replicas) {
       const bool down = !live.contains(r.node_id);
       if (!down && !draining.contains(r.node_id)) continue;
-      const bool removed = !members.contains(r.node_id);
-      if (down && !removed && options_.replica_down_time.count() == 0) continue;
-      repairing = true;
+      const bool gone = removed(r.node_id);
+      if (down && !gone && options_.replica_down_time.count() == 0) continue;
       const uint64_t to = view.Target(d, r.node_id);
       if (to == 0) continue;
       LOG_INFO("placement: range {}: node {:x} is {}; its replica goes to node {:x}", d.range_id,
                r.node_id,
-               removed ? "no longer a member"
-               : down  ? "down"
-                       : "draining",
+               gone   ? "no longer a member"
+               : down ? "down"
+                      : "draining",
                to);
       StartMove(d, r.node_id, to, live, draining, down ? &rereplicated_ : &drained_);
+      busy.insert(d.range_id);
       ++count[to];
       if (auto it = count.find(r.node_id); it != count.end()) --it->second;
       ++running;
+      repairing = true;
       break;
     }
   }
-  if (repairing || !placing.empty() || Stopping()) return;
-  if (PlaceMeta(*meta, members, live, draining, targets)) return;
+  if (repairing || in_flight || Stopping()) return;
+  if (!busy.contains(kMetaRangeId) && PlaceMeta(*meta, removed, live, draining, view)) return;
   // Spread each range's replicas as far apart as the labels allow, one
-  // replica at a time.
+  // replica at a time, onto members holding no more than their share.
+  size_t total = 0;
+  for (const auto& [m, c] : count)
+    total += c;
   for (const keys::RangeDescriptor& d : *map) {
+    if (busy.contains(d.range_id)) continue;
     for (const keys::ReplicaDescriptor& r : d.replicas) {
       const uint64_t to = view.Target(d, r.node_id);
-      if (!targets.contains(r.node_id) || to == 0 || !view.Spreads(d, r.node_id, to, true)) {
+      if (!targets.contains(r.node_id) || to == 0 || count[to] * count.size() > total ||
+          !view.Spreads(d, r.node_id, to, true)) {
         continue;
       }
       LOG_INFO(
@@ -2354,14 +2389,13 @@ void NativeKeyspace::PlaceOnce() {
   // their replica counts with the others, one replica at a time, keeping
   // each range's replicas as far apart. The members' bytes wait for the
   // statuses sent after the last move.
-  std::set<keys::RangeId> busy;
-  for (const auto& [id, m] : placing)
-    busy.insert(id);
-  std::optional<PlacementView::Move> move;
+  Duration last_move_end{0};
   {
     std::lock_guard<std::mutex> lock(place_mu_);
-    if (now >= last_move_end_ + 2 * options_.status_interval) move = view.EvenBytes(*map, busy);
+    last_move_end = last_move_end_;
   }
+  std::optional<PlacementView::Move> move;
+  if (now >= last_move_end + 2 * options_.status_interval) move = view.EvenBytes(*map, busy);
   if (move.has_value()) {
     auto mib = [](uint64_t b) { return static_cast<double>(b) / (1 << 20); };
     LOG_INFO(
@@ -2382,12 +2416,20 @@ void NativeKeyspace::PlaceOnce() {
   }
 }
 
+// A target a range's move failed to reach is not chosen again for that
+// range for this long (it may be out of disk, or down within its down time).
+constexpr Duration kAvoidFailedTarget = std::chrono::seconds(60);
+
 void NativeKeyspace::StartMove(const keys::RangeDescriptor& d, uint64_t from, uint64_t to,
                                std::set<uint64_t> live, std::set<uint64_t> draining,
                                std::atomic<uint64_t>* done) {
   {
     std::lock_guard<std::mutex> lock(place_mu_);
-    placing_[d.range_id] = PlacementMove{.from = from, .to = to};
+    auto [it, added] = placing_.try_emplace(d.range_id, PlacementMove{.from = from, .to = to});
+    if (!added) {
+      if (it->second.running) return;  // one move of a range at a time
+      it->second = PlacementMove{.from = from, .to = to};
+    }
   }
   place_pool_.Post(
       [this, d, from, to, live = std::move(live), draining = std::move(draining), done] {
@@ -2398,19 +2440,21 @@ void NativeKeyspace::StartMove(const keys::RangeDescriptor& d, uint64_t from, ui
         } else {
           LOG_INFO("placement: range {}: not moved: {}", d.range_id, s.ToString());
         }
+        const Duration now = host_->clock().Monotonic();
         std::lock_guard<std::mutex> lock(place_mu_);
         PlacementMove& m = placing_[d.range_id];
         m.running = false;
         m.generation = s.ok() ? generation : 0;
-        m.until = host_->clock().Monotonic() + (s.ok() ? kMapCatchUp : kPlacementRest);
-        last_move_end_ = host_->clock().Monotonic();
+        m.until = now + (s.ok() ? kMapCatchUp : kPlacementRest);
+        if (!s.ok()) avoid_[d.range_id][to] = now + kAvoidFailedTarget;
+        last_move_end_ = now;
         place_cv_.notify_all();
       });
 }
 
-bool NativeKeyspace::PlaceMeta(const Range& meta, const std::set<uint64_t>& members,
+bool NativeKeyspace::PlaceMeta(const Range& meta, const std::function<bool(uint64_t)>& removed,
                                const std::set<uint64_t>& live, const std::set<uint64_t>& draining,
-                               const std::set<uint64_t>& targets) {
+                               const PlacementView& view) {
   const keys::RangeDescriptor d = meta.sm->descriptor();
   // Voters on live members: a removal must leave enough of them.
   const auto live_voters =
@@ -2418,33 +2462,32 @@ bool NativeKeyspace::PlaceMeta(const Range& meta, const std::set<uint64_t>& memb
         return r.type == keys::ReplicaType::kVoter && live.contains(r.node_id);
       }));
   for (const keys::ReplicaDescriptor& r : d.replicas) {
-    const bool removed = !members.contains(r.node_id);
-    if (!removed && !(live.contains(r.node_id) && draining.contains(r.node_id))) continue;
-    const auto free =
-        std::find_if(targets.begin(), targets.end(), [&](uint64_t m) { return !d.HasNode(m); });
-    const uint64_t to = free == targets.end() ? 0 : *free;
+    const bool gone = removed(r.node_id);
+    if (!gone && !(live.contains(r.node_id) && draining.contains(r.node_id))) continue;
+    const uint64_t to = view.Target(d, r.node_id);
     // With no member to take it, a draining member's replica only goes
     // while enough live voters stay (and not from here: this node leads
     // the range, and hands the leadership over first); a removed member's
     // counts against the quorum only, and goes while replicas_per_range
     // voters stay (Relocate checks).
-    if (to == 0 && !removed &&
+    if (to == 0 && !gone &&
         (r.node_id == node_id_ ||
          (r.type == keys::ReplicaType::kVoter && live_voters - 1 < options_.replicas_per_range))) {
       continue;
     }
     LOG_INFO("placement: the meta range's replica on {} node {:x} {}",
-             removed ? "removed" : "draining", r.node_id,
+             gone ? "removed" : "draining", r.node_id,
              to == 0 ? std::string("is removed") : fmt::format("goes to node {:x}", to));
-    uint64_t generation = 0;
-    const Status s = to != 0 ? MoveVia(d, r.node_id, to, live, draining, &generation)
-                             : Relocate(kMetaRangeId, r.node_id, 0).status();
-    if (s.ok()) {
-      ++(removed ? rereplicated_ : drained_);
+    if (to != 0) {
+      StartMove(d, r.node_id, to, live, draining, gone ? &rereplicated_ : &drained_);
       return true;
     }
-    LOG_INFO("placement: the meta range: not changed: {}", s.ToString());
-    return false;
+    if (const Status s = Relocate(kMetaRangeId, r.node_id, 0).status(); !s.ok()) {
+      LOG_INFO("placement: the meta range: not changed: {}", s.ToString());
+      return false;
+    }
+    ++(gone ? rereplicated_ : drained_);
+    return true;
   }
   return false;
 }

@@ -185,10 +185,12 @@ class RangeForwarder {
 
 using NodeLabels = google::protobuf::RepeatedPtrField<kvpb::Label>;
 
-// How far apart two nodes' labels (most general first) place them: 0 when
-// they agree on every label (or neither has any), 1 when they differ from
-// the first on, and in between the share of the labels after the ones they
-// agree on (zone=a,rack=1 and zone=a,rack=2: 1/2).
+// How far apart two nodes' labels (most general first) place them, over
+// the labels both have under the same keys in the same places: 0 when they
+// agree on all of them (or have none in common: where an unlabelled node
+// is, is not known), 1 when they differ from the first on, and in between
+// the share of them after the ones they agree on (zone=a,rack=1 and
+// zone=a,rack=2: 1/2).
 double Apart(const NodeLabels& a, const NodeLabels& b);
 
 // Ranges smaller than this are left out of the members' statuses (their
@@ -203,6 +205,9 @@ struct PlacementView {
   std::map<uint64_t, uint64_t> bytes;
   std::map<uint64_t, NodeLabels> labels;
   std::map<keys::RangeId, uint64_t> range_bytes;
+  // Members a range's replica recently failed to move to: not chosen again
+  // for that range for a while.
+  std::map<keys::RangeId, std::set<uint64_t>> avoid;
 
   struct Move {
     keys::RangeId range_id = 0;
@@ -225,7 +230,8 @@ struct PlacementView {
   // `without` (the sum of Apart).
   double Spread(const keys::RangeDescriptor& d, uint64_t node, uint64_t without) const;
   // The member without a replica of `d` to take the one on `from`: the one
-  // farthest from the rest, then the one holding the fewest (0: none).
+  // farthest from the rest, then the one holding the fewest, one avoided
+  // for `d` only when there is no other (0: none).
   uint64_t Target(const keys::RangeDescriptor& d, uint64_t from) const;
   // Whether moving `d`'s replica on `from` to `to` leaves the replicas at
   // least as far apart (`better`: farther apart).
@@ -264,13 +270,16 @@ struct NativeKeyspaceOptions {
   // The cluster's voting members now (unset: the initial ones): where the
   // placement driver may put replicas.
   std::function<std::vector<uint64_t>()> members;
+  // Whether a node was removed from the cluster for good (unset: none is):
+  // its replicas are made again elsewhere at once.
+  std::function<bool(uint64_t)> removed;
   // Every node reports its status to the meta range this often; the
   // placement driver (on the meta range's leader) looks this often, takes a
   // node whose report has not changed for replica_down_time for down and
   // re-creates its replicas elsewhere (0: never; a node removed from the
-  // cluster's are re-created at once all the same), and otherwise evens out
-  // the replica counts of the nodes (placement_interval 0: no placement
-  // driver).
+  // cluster's are re-created at once all the same), and otherwise spreads
+  // the ranges' replicas by the labels and evens out the nodes' bytes and
+  // replica counts (placement_interval 0: no placement driver).
   Duration status_interval = std::chrono::seconds(3);
   Duration placement_interval = std::chrono::seconds(2);
   Duration replica_down_time = std::chrono::minutes(5);
@@ -525,9 +534,9 @@ class NativeKeyspace {
   // map, so a member that missed its replica's removal would never learn
   // of it; a removed member never comes back.)
   // `targets`: the live members not draining, where a replica may go.
-  bool PlaceMeta(const Range& meta, const std::set<uint64_t>& members,
+  bool PlaceMeta(const Range& meta, const std::function<bool(uint64_t)>& removed,
                  const std::set<uint64_t>& live, const std::set<uint64_t>& draining,
-                 const std::set<uint64_t>& targets);
+                 const PlacementView& view);
   // The cluster's voting members now (options_.members, else the initial ones).
   std::vector<uint64_t> Members() const;
   // The draining members, from the meta keys [kDrainPrefix, node statuses' end).
@@ -672,6 +681,9 @@ class NativeKeyspace {
   std::condition_variable place_cv_;
   std::map<keys::RangeId, PlacementMove> placing_;  // guarded by place_mu_
   Duration last_move_end_{0};                       // guarded by place_mu_
+  // Targets that a range's move failed to reach, until when they are
+  // avoided for it.
+  std::map<keys::RangeId, std::map<uint64_t, Duration>> avoid_;  // guarded by place_mu_
   // Placer thread only: no leadership handed off before then.
   Duration leaders_rest_until_{0};
   // Placer thread only: when the events are trimmed next.

@@ -36,8 +36,28 @@ TEST(ApartTest, TheFirstLabelThatDiffersSaysHowFar) {
             0.5);
   EXPECT_EQ(Apart(Labels({{"zone", "a"}, {"rack", "1"}}), Labels({{"zone", "b"}, {"rack", "1"}})),
             1);
-  // A labelled node and one without labels are apart.
-  EXPECT_EQ(Apart(Labels({{"zone", "a"}}), Labels({})), 1);
+  // Where a node without labels is, is not known: it is near every other
+  // (so labelling members one at a time moves nothing onto the first).
+  EXPECT_EQ(Apart(Labels({{"zone", "a"}}), Labels({})), 0);
+  // Only the labels both have, under the same keys in the same places.
+  EXPECT_EQ(Apart(Labels({{"zone", "a"}, {"rack", "1"}}), Labels({{"zone", "b"}})), 1);
+  EXPECT_EQ(Apart(Labels({{"zone", "a"}, {"rack", "1"}}), Labels({{"rack", "1"}, {"zone", "b"}})),
+            0);
+}
+
+TEST(PlacementViewTest, ATargetAMoveFailedToReachIsAvoidedWhileAnotherCanTakeIt) {
+  PlacementView v;
+  v.count = {{1, 5}, {2, 5}, {3, 5}, {4, 1}, {5, 2}};
+  const keys::RangeDescriptor d = OnNodes({1, 2, 3});
+  EXPECT_EQ(v.Target(d, 3), 4u);
+  v.avoid[d.range_id] = {4};
+  EXPECT_EQ(v.Target(d, 3), 5u);
+  // With every other avoided too, the best of them after all.
+  v.avoid[d.range_id] = {4, 5};
+  EXPECT_EQ(v.Target(d, 3), 4u);
+  v.avoid.clear();
+  v.avoid[99] = {4};  // another range's
+  EXPECT_EQ(v.Target(d, 3), 4u);
 }
 
 TEST(PlacementViewTest, WithoutLabelsTheEmptiestMemberTakesTheReplica) {
@@ -96,8 +116,8 @@ TEST(PlacementViewTest, BytesEvenOutWithTheRangeNearestHalfTheGap) {
   v.bytes = {{1, 8 * kMiB}, {2, 6 * kMiB}, {3, 6 * kMiB}, {4, 4 * kMiB}};
   // Node 1 holds ranges 16 and 17 (2 MiB each) and 20 (3 MiB) that node 4
   // does not; 18 is on both.
-  const std::vector<keys::RangeDescriptor> map = {
-      Range(16, {1, 2, 3}), Range(17, {1, 2, 3}), Range(18, {1, 3, 4}), Range(20, {1, 2, 3})};
+  const std::vector<keys::RangeDescriptor> map = {Range(16, {1, 2, 3}), Range(17, {1, 2, 3}),
+                                                  Range(18, {1, 3, 4}), Range(20, {1, 2, 3})};
   v.range_bytes = {{16, 2 * kMiB}, {17, 2 * kMiB}, {18, 1 * kMiB}, {20, 3 * kMiB}};
   std::optional<PlacementView::Move> m = v.EvenBytes(map, {});
   ASSERT_TRUE(m.has_value());

@@ -263,6 +263,7 @@ Status Server::Start() {
     }
     return out;
   };
+  native_options.removed = [etcd = st.etcd.get()](uint64_t node) { return etcd->IsRemoved(node); };
   native_options.node_known = [etcd = st.etcd.get()](uint64_t node) {
     Result<std::vector<serverpb::MemberRecord>> members = etcd->Members();
     return members.ok() &&
