@@ -101,8 +101,17 @@ echo "== load: $LOAD_RANGES ranges, native-put for ${LOAD_SECONDS}s"
 start_cluster "$LOAD_RANGES" "$DIR/load"
 wait_quiesced "$LOAD_RANGES"
 endpoints="127.0.0.1:${client_ports[0]},127.0.0.1:${client_ports[1]},127.0.0.1:${client_ports[2]}"
+before=()
+for i in 0 1 2; do before+=("$(cpu_ticks "${pids[$i]}")"); done
 "$BIN" bench native-put --endpoints "$endpoints" --clients 64 --conns 16 \
-  --duration "${LOAD_SECONDS}s" --key-space 100000 --val-size 256
+  --duration "${LOAD_SECONDS}s" --key-space 100000 --val-size 256 | tee "$DIR/bench.txt"
+# Server CPU per put: the three members' user + system time (the generator
+# excluded) over the puts done.
+used=0
+for i in 0 1 2; do used=$((used + $(cpu_ticks "${pids[$i]}") - before[i])); done
+ops=$(awk '$1 == "ops:" {print $2; exit}' "$DIR/bench.txt")
+awk -v t="$used" -v hz="$TICKS" -v n="$ops" \
+  'BEGIN {printf "server CPU: %.1f s for %d puts, %.0f us per put\n", t / hz, n, n ? 1e6 * t / hz / n : 0}'
 printf "%-8s %12s %12s %16s %12s\n" member "wal syncs" "log writes" "groups/write" "max groups"
 for i in 0 1 2; do
   metrics=$(python3 -c "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())" \
