@@ -2222,15 +2222,22 @@ std::optional<PlacementView::Move> PlacementView::EvenBytes(
 
 std::optional<PlacementView::Move> PlacementView::EvenCounts(
     const std::vector<keys::RangeDescriptor>& map, const std::set<keys::RangeId>& busy) const {
-  auto [most, least] = std::minmax_element(
-      count.begin(), count.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
-  if (count.size() < 2 || most->second <= least->second + 1) return std::nullopt;
-  for (const keys::RangeDescriptor& d : map) {
-    if (range_bytes.contains(d.range_id) || busy.contains(d.range_id) || !d.HasNode(most->first) ||
-        d.HasNode(least->first) || !Spreads(d, most->first, least->first, false)) {
-      continue;
+  std::vector<std::pair<size_t, uint64_t>> by_count;  // (replicas, member), most first
+  for (const auto& [m, c] : count)
+    by_count.emplace_back(c, m);
+  std::sort(by_count.rbegin(), by_count.rend());
+  // The fullest member that can give a replica to one holding two fewer,
+  // the emptiest such first.
+  for (const auto& [most, from] : by_count) {
+    for (auto lo = by_count.rbegin(); lo != by_count.rend() && lo->first + 1 < most; ++lo) {
+      for (const keys::RangeDescriptor& d : map) {
+        if (range_bytes.contains(d.range_id) || busy.contains(d.range_id) || !d.HasNode(from) ||
+            d.HasNode(lo->second) || !Spreads(d, from, lo->second, false)) {
+          continue;
+        }
+        return Move{d.range_id, from, lo->second};
+      }
     }
-    return Move{d.range_id, most->first, least->first};
   }
   return std::nullopt;
 }

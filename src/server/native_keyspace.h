@@ -220,9 +220,9 @@ struct PlacementView {
   // kSizedRangeBytes; ranges in `busy` stay.
   std::optional<Move> EvenBytes(const std::vector<keys::RangeDescriptor>& map,
                                 const std::set<keys::RangeId>& busy) const;
-  // A move of an unsized range's replica from the member holding the most
-  // replicas to the one holding the fewest, when they differ by more than
-  // one.
+  // A move of an unsized range's replica from a member holding at least
+  // two replicas more than another to that one: the fullest member first,
+  // to the emptiest that can take one.
   std::optional<Move> EvenCounts(const std::vector<keys::RangeDescriptor>& map,
                                  const std::set<keys::RangeId>& busy) const;
 

@@ -153,5 +153,21 @@ TEST(PlacementViewTest, CountsEvenOutWithUnsizedRanges) {
   EXPECT_FALSE(v.EvenCounts(map, {}).has_value());
 }
 
+TEST(PlacementViewTest, CountsEvenOutThroughAnotherPairWhenTheFirstCannot) {
+  PlacementView v;
+  // Node 1 holds the most, but of the ranges node 5 lacks only a sized
+  // one, and the others hold one fewer than it; nodes 2, 3 and 4 hold two
+  // more than node 5, and an unsized range node 5 lacks.
+  v.count = {{1, 4}, {2, 3}, {3, 3}, {4, 3}, {5, 1}};
+  const std::vector<keys::RangeDescriptor> map = {Range(16, {1, 3, 4}), Range(17, {1, 2, 5}),
+                                                  Range(18, {2, 3, 4})};
+  v.range_bytes = {{16, 5 * kMiB}};
+  std::optional<PlacementView::Move> m = v.EvenCounts(map, {});
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->range_id, 18u);
+  EXPECT_NE(m->from, 1u);
+  EXPECT_EQ(m->to, 5u);
+}
+
 }  // namespace
 }  // namespace conclave::server
