@@ -57,7 +57,13 @@ void EtcdGroup::RaiseNoSpaceAlarm() {
   raising_nospace_.store(false);
 }
 
+// The leader serves renewals and TTLs from its lessor, which may not yet
+// have applied a grant or revoke another member already answered for; so it
+// first applies what it knows committed (as etcd's waitAppliedIndex). Just
+// after an election the commit index can lag too: a lease not found is
+// looked up once more behind a ReadIndex round.
 Result<int64_t> EtcdGroup::RenewLease(lease::LeaseId id) {
+  if (is_leader()) RETURN_IF_ERROR(replica_->AwaitApplied());
   Result<int64_t> ttl = sm_->RenewLease(id);
   if (!ttl.ok() && LeaseNotFound(ttl.status()) && ReadBarrier().ok()) {
     ttl = sm_->RenewLease(id);
@@ -66,6 +72,7 @@ Result<int64_t> EtcdGroup::RenewLease(lease::LeaseId id) {
 }
 
 Result<lease::TimeToLiveResult> EtcdGroup::LeaseTimeToLive(lease::LeaseId id, bool with_keys) {
+  if (is_leader()) RETURN_IF_ERROR(replica_->AwaitApplied());
   Result<lease::TimeToLiveResult> r = sm_->LeaseTimeToLive(id, with_keys);
   if (!r.ok() && LeaseNotFound(r.status()) && ReadBarrier().ok()) {
     r = sm_->LeaseTimeToLive(id, with_keys);

@@ -77,10 +77,9 @@ class EtcdGroup {
 
   // Leases: keep-alive and TTL queries are answered by the leader's lessor;
   // on a follower they return kNotLeader and the api layer forwards them.
-  // A lease the leader does not know may have been granted by an entry it
-  // has committed but not applied yet (a follower that applied it first
-  // answered the grant, and sent the first keep-alive on): the leader looks
-  // again once it has applied what a read round found committed.
+  // A follower may apply a grant or revoke, and answer for it, before the
+  // leader has: the leader first applies what it knows committed, and looks
+  // up a lease it does not know once more after a read round.
   Result<int64_t> RenewLease(lease::LeaseId id);
   Result<lease::TimeToLiveResult> LeaseTimeToLive(lease::LeaseId id, bool with_keys);
   std::vector<lease::LeaseId> Leases() const { return sm_->Leases(); }

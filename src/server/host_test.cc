@@ -5,8 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <optional>
+#include <thread>
 
+#include "server/etcd_group.h"
 #include "server/etcd_state_machine.h"
 #include "storage/storage.h"
 
@@ -265,6 +268,46 @@ TEST_F(HostTest, AnIdleGroupDoesNotPinOldSegments) {
   mvcc::RangeRequest get;
   get.key = "idle";
   EXPECT_EQ(sms_[2]->Range(get)->kvs.size(), 1u);
+}
+
+// A follower can apply a revoke and answer for it before the leader applies
+// it. The leader's lessor answers TTL queries, so it first applies what it
+// knows committed: asked between commit and apply, it waits and then says
+// the lease is gone, instead of reporting it alive.
+TEST_F(HostTest, TheLeadersLeaseAnswersWaitForWhatItKnowsCommitted) {
+  Open();
+  ElectLeaders();
+  EtcdGroup group(host_.get(), replicas_[1], sms_[1], 1);
+  serverpb::Command grant;
+  grant.mutable_lease_grant()->set_id(42);
+  grant.mutable_lease_grant()->set_ttl(100);
+  Outcome granted;
+  replicas_[1]->ProposeAsync(grant.SerializeAsString(),
+                             [&](Result<std::any> r) { granted.result = r; });
+  RunAll();
+  ASSERT_TRUE(granted.result.has_value() && granted.result->ok());
+  ASSERT_TRUE(group.LeaseTimeToLive(42, false).ok());
+
+  serverpb::Command revoke;
+  revoke.mutable_lease_revoke()->set_id(42);
+  replicas_[1]->ProposeAsync(revoke.SerializeAsString(), [](Result<std::any>) {});
+  RunWithoutApply();  // committed, not applied
+  std::atomic<bool> answered{false};
+  Result<lease::TimeToLiveResult> ttl = Status::Internal("not asked");
+  std::thread asker([&] {
+    ttl = group.LeaseTimeToLive(42, false);
+    answered = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(answered.load());
+  // Apply, and serve the read round a lease not found looks behind.
+  for (int i = 0; i < 400 && !answered.load(); ++i) {
+    RunAll();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  asker.join();
+  ASSERT_FALSE(ttl.ok());
+  EXPECT_EQ(ttl.status().message(), lease::errors::kLeaseNotFound);
 }
 
 }  // namespace

@@ -198,6 +198,20 @@ void Replica::ReadBarrierAsync(std::function<void(Status)> done) {
   if (!EnqueueRead(w)) w->Complete(Stopped());
 }
 
+Status Replica::AwaitApplied() {
+  const uint64_t target = commit_index_.load(std::memory_order_seq_cst);
+  if (applied_index_.load(std::memory_order_seq_cst) >= target) return Status::Ok();
+  apply_waiters_.fetch_add(1, std::memory_order_seq_cst);
+  std::unique_lock<std::mutex> lock(state_mu_);
+  const bool met = state_cv_.wait_for(lock, options_.request_timeout, [&] {
+    return stopping() || applied_index_.load(std::memory_order_seq_cst) >= target;
+  });
+  lock.unlock();
+  apply_waiters_.fetch_sub(1, std::memory_order_seq_cst);
+  if (stopping()) return Stopped();
+  return met ? Status::Ok() : RequestTimedOut();
+}
+
 bool Replica::EnqueueRead(const std::shared_ptr<Waiter>& w) {
   w->deadline = host_->clock().Monotonic() + options_.request_timeout;
   if (stopping() || host_->stopping()) return false;

@@ -175,6 +175,10 @@ class Replica : public std::enable_shared_from_this<Replica> {
   // The same without blocking; `done` runs exactly once, on the driver or
   // apply thread (or right here when stopping). It must not block.
   void ReadBarrierAsync(std::function<void(Status)> done);
+  // Returns once this replica has applied every entry it knew committed at
+  // the call, without a round trip (on the leader: everything acknowledged
+  // anywhere, except just after an election). Up to the request timeout.
+  Status AwaitApplied();
 
   // Hands leadership to `transferee` and waits (up to the request timeout)
   // until it has it. Only on the leader.
@@ -410,6 +414,8 @@ class Replica : public std::enable_shared_from_this<Replica> {
   std::condition_variable state_cv_;
   // Threads in AwaitPeerMatch: the driver notifies after publishing progress.
   std::atomic<int> progress_waiters_{0};
+  // Threads in AwaitApplied; the apply thread wakes them only when there are.
+  std::atomic<int> apply_waiters_{0};
 };
 
 }  // namespace conclave::server

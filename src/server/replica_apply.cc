@@ -24,7 +24,7 @@ void Replica::InstallSnapshotImage(const raft::Snapshot& snap) {
   CHECK_MSG(s.ok(), "group {}: installing snapshot {} failed: {}", options_.group, snap.data,
             s.ToString());
   snapshots_installed_.fetch_add(1);
-  applied_index_.store(sm_->AppliedIndex(), std::memory_order_release);
+  applied_index_.store(sm_->AppliedIndex(), std::memory_order_seq_cst);
   {
     std::lock_guard<std::mutex> lock(progress_mu_);
     applied_conf_state_ = snap.metadata.conf_state;
@@ -78,7 +78,10 @@ void Replica::ApplyEntries(ApplyItem& item) {
     CHECK_MSG(s.ok(), "group {}: applying entries {}..{} failed: {}", options_.group,
               batch.front().index, batch.back().index, s.ToString());
     const uint64_t last = batch.back().index;
-    applied_index_.store(last, std::memory_order_release);
+    // Sequentially consistent with AwaitApplied's count of waiters: either
+    // the waiter sees this index or this thread sees the waiter.
+    applied_index_.store(last, std::memory_order_seq_cst);
+    if (apply_waiters_.load(std::memory_order_seq_cst) > 0) NotifyStateChange();
     if (const auto& observe = host_->options().apply_observer) {
       for (size_t k = 0; k < batch.size(); ++k)
         observe(options_.group, batch[k], results[k]);
