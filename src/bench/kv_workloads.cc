@@ -120,8 +120,10 @@ class KvWorkload final : public OpWorkload {
 
   // The key behind two bytes that spread consecutive indexes over the
   // whole keyspace, so every range of the native keyspace gets its share;
-  // never \xff\xff, where the system's keys start.
+  // never \xff\xff, where the system's keys start. With --no-spread, as
+  // given.
   std::string NativeKey(uint64_t key) const {
+    if (options_.no_spread) return FormatKey(options_, key);
     const uint64_t spread = ((key * 0x9e3779b97f4a7c15ULL) >> 48) % 0xffff;
     std::string name;
     name.push_back(static_cast<char>(spread >> 8));

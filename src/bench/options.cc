@@ -35,6 +35,7 @@ const std::vector<FlagUse>& WorkloadFlags() {
       {"key-space",
        {W::kPut, W::kRange, W::kTxnCas, W::kMixed, W::kWatch, W::kNativePut, W::kNativeGet}},
       {"sequential-keys", {W::kPut, W::kRange, W::kMixed, W::kWatch, W::kNativePut, W::kNativeGet}},
+      {"no-spread", {W::kNativePut, W::kNativeGet}},
       {"consistency", {W::kRange, W::kMixed}},
       {"read-ratio", {W::kMixed}},
       {"watchers", {W::kWatch}},

@@ -74,6 +74,9 @@ struct BenchOptions {
   int val_size = 256;
   uint64_t key_space = 10'000;
   bool sequential_keys = false;
+  // native-put and native-get: keys as given (prefix and index), not spread
+  // over the whole keyspace, so the load stays in the prefix's ranges.
+  bool no_spread = false;
   // range and mixed: serializable reads instead of linearizable ones.
   bool serializable = false;
   // mixed: the share of ops that are reads.

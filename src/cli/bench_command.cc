@@ -58,6 +58,10 @@ void AddOptions(CLI::App* cmd, BenchFlags* f) {
   CLI::Option* seq =
       cmd->add_flag("--sequential-keys", o.sequential_keys, "key of op i is i % key-space");
   f->registered.emplace_back("sequential-keys", seq);
+  CLI::Option* no_spread = cmd->add_flag(
+      "--no-spread", o.no_spread,
+      "native-put/get: keys are the prefix and index as given, not spread over every range");
+  f->registered.emplace_back("no-spread", no_spread);
   cmd->add_flag("--progress", f->progress, "print progress on stderr even when it is not a tty");
 }
 
