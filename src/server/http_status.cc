@@ -248,8 +248,13 @@ std::string HttpStatusServer::MetricsText() const {
                               "Replicas the placement driver here moved to even out the members",
                               MetricType::Counter, static_cast<double>(splits.rebalanced)));
     families.push_back(Family("conclave_native_leaders_moved_total",
-                              "Range leaderships this member handed to a member leading fewer",
+                              "Range leaderships this member handed to a member leading fewer "
+                              "ranges or serving fewer requests",
                               MetricType::Counter, static_cast<double>(splits.leaders_moved)));
+    families.push_back(Family("conclave_native_leaders_moved_by_load_total",
+                              "Of those, leaderships handed over to even out the requests served",
+                              MetricType::Counter,
+                              static_cast<double>(splits.leaders_moved_by_load)));
     families.push_back(Family("conclave_native_replicas_drained_total",
                               "Replicas the placement driver here moved or removed off draining "
                               "members",

@@ -1611,9 +1611,14 @@ Result<keys::RangeDescriptor> NativeKeyspace::Relocate(keys::RangeId id, uint64_
   if (!placed(keys::ReplicaType::kLearner)) return undo(raced());
   // The learner has everything up to its own addition (a snapshot, then
   // the log) before it votes.
-  if (Status s =
-          r.replica->AwaitPeerMatch(new_id, r.replica->applied_index(), options_.catch_up_timeout);
-      !s.ok()) {
+  Duration catch_up = options_.catch_up_timeout;
+  if (options_.snapshot_bytes_per_second > 0) {
+    const double seconds = static_cast<double>(r.sm->DataBytes()) *
+                           static_cast<double>(kPlacementMovesInFlight) /
+                           static_cast<double>(options_.snapshot_bytes_per_second);
+    catch_up += std::chrono::duration_cast<Duration>(std::chrono::duration<double>(seconds));
+  }
+  if (Status s = r.replica->AwaitPeerMatch(new_id, r.replica->applied_index(), catch_up); !s.ok()) {
     return undo(s);
   }
   if (Status s = ChangeReplicasRetrying(r, raft::ConfChangeType::kAddVoter, new_id, to); !s.ok()) {
@@ -1767,6 +1772,8 @@ Status NativeKeyspace::ReportStatus() {
     if (leader) st.set_leaders(st.leaders() + 1);
     st.set_bytes(st.bytes() + bytes);
     rate += r.load->requests_per_second();
+    if (leader)
+      st.set_led_requests_per_second(st.led_requests_per_second() + r.load->requests_per_second());
     if (leader && bytes >= kSizedRangeBytes) {
       serverpb::RangeSize* size = st.add_led_ranges();
       size->set_range_id(r.sm->descriptor().range_id);
@@ -2063,23 +2070,39 @@ void NativeKeyspace::BalanceLeaders() {
   const Duration now = host_->clock().Monotonic();
   if (now < leaders_rest_until_) return;
   std::vector<Range> led;
+  double my_load = 0;
+  // When this node last gained a leadership (as seen here): until its
+  // load and the others' reports settle, it moves nothing by load.
+  const Duration settle = options_.load_window + 2 * options_.status_interval;
+  std::map<keys::RangeId, Duration> led_since;
+  Duration gained{0};
   for (const Range& r : All()) {
-    if (r.replica->is_leader()) led.push_back(r);
+    if (!r.replica->is_leader()) continue;
+    led.push_back(r);
+    my_load += r.load->requests_per_second();
+    const keys::RangeId id = r.sm->descriptor().range_id;
+    auto it = led_since_.find(id);
+    led_since[id] = it == led_since_.end() ? now : it->second;
+    gained = std::max(gained, led_since[id]);
   }
+  led_since_ = std::move(led_since);
   if (led.empty()) return;
   uint64_t mine = led.size();
   Result<std::vector<NodeReport>> nodes = Nodes();
   if (!nodes.ok()) return;
-  // The counts of the other members that are up (reported lately: a down
-  // member's replicas may still look active to a quiesced leader) and not
-  // draining. A draining member hands over every leadership it has.
+  // The counts and loads of the other members that are up (reported
+  // lately: a down member's replicas may still look active to a quiesced
+  // leader) and not draining. A draining member hands over every
+  // leadership it has.
   std::map<uint64_t, uint64_t> leaders;
+  std::map<uint64_t, double> loads;
   bool shedding = false;
   for (const NodeReport& n : *nodes) {
     if (n.node_id == node_id_) {
       shedding = n.draining;
     } else if (n.state == NodeReport::State::kUp && !n.draining) {
       leaders[n.node_id] = n.status->leaders();
+      loads[n.node_id] = n.status->led_requests_per_second();
     }
   }
   // The meta range counts, as in the statuses, but stays unless this
@@ -2087,46 +2110,132 @@ void NativeKeyspace::BalanceLeaders() {
   if (!shedding) {
     std::erase_if(led, [](const Range& r) { return r.sm->descriptor().range_id == kMetaRangeId; });
   }
-  size_t handed = 0;
+  // Per range, the members that could take its leadership: up, holding a
+  // caught-up voter. A range being moved keeps its leader until the move
+  // is done.
+  std::vector<LedRange> candidates;
   for (const Range& r : led) {
     const keys::RangeDescriptor d = r.sm->descriptor();
-    // A range being moved here keeps its leader until the move is done.
+    LedRange c{d.range_id, r.load->requests_per_second(), {}};
     const bool learner = std::any_of(d.replicas.begin(), d.replicas.end(), [](const auto& rd) {
       return rd.type == keys::ReplicaType::kLearner;
     });
-    if (learner || Moving(d.range_id)) continue;
-    const std::map<raft::NodeId, PeerProgress> progress = r.replica->PeersProgress();
-    const uint64_t applied = r.replica->applied_index();
-    const keys::ReplicaDescriptor* best = nullptr;
-    for (const keys::ReplicaDescriptor& rd : d.replicas) {
-      if (rd.type != keys::ReplicaType::kVoter || rd.node_id == node_id_) continue;
-      auto count = leaders.find(rd.node_id);
-      auto p = progress.find(rd.replica_id);
-      // A voter that is up and holds the log (a down member's is neither).
-      if (count == leaders.end() || p == progress.end() || !p->second.recent_active ||
-          p->second.match < applied || (!shedding && count->second + 2 > mine)) {
+    if (!learner && !Moving(d.range_id)) {
+      const std::map<raft::NodeId, PeerProgress> progress = r.replica->PeersProgress();
+      const uint64_t applied = r.replica->applied_index();
+      for (const keys::ReplicaDescriptor& rd : d.replicas) {
+        if (rd.type != keys::ReplicaType::kVoter || rd.node_id == node_id_ ||
+            !leaders.contains(rd.node_id)) {
+          continue;
+        }
+        auto p = progress.find(rd.replica_id);
+        if (p != progress.end() && p->second.recent_active && p->second.match >= applied) {
+          c.takers.emplace_back(rd.node_id, rd.replica_id);
+        }
+      }
+    }
+    candidates.push_back(std::move(c));
+  }
+
+  // First by load: one hand-over, once the imbalance has lasted a load
+  // window, then a rest long enough for the taker to report what it serves
+  // now. Loads in flux (a leadership gained here lately, a hand-over made)
+  // move nothing: the taker of a range could otherwise pass it on before
+  // the others' reports show that it serves it.
+  std::optional<LeaderHandover> h;
+  if (!shedding && now >= leaders_load_rest_until_ && now >= gained + settle) {
+    h = ChooseLoadHandover(my_load, loads, candidates);
+  }
+  if (!h) {
+    load_uneven_since_.reset();
+  } else if (!load_uneven_since_) {
+    load_uneven_since_ = now;
+  } else if (now >= *load_uneven_since_ + options_.load_window) {
+    const LedRange& c = candidates[h->index];
+    LOG_INFO(
+        "placement: range {}: node {:x} serves {:.0f} requests/s as leader, node {:x} {:.0f}; "
+        "handing over the leadership of {:.0f}/s",
+        c.range_id, node_id_, my_load, h->node, loads[h->node], c.load);
+    led[h->index].replica->StartTransferLeadership(h->replica);
+    ++leaders_moved_;
+    ++leaders_moved_by_load_;
+    leaders_load_rest_until_ = now + settle;
+    leaders_rest_until_ = now + 2 * options_.status_interval;
+    load_uneven_since_.reset();
+    return;
+  }
+
+  // Then by count, the coldest ranges first, each where it keeps the load
+  // even (CountHandoverKeepsLoad).
+  std::vector<size_t> order(candidates.size());
+  for (size_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return candidates[a].load < candidates[b].load; });
+  size_t handed = 0;
+  for (size_t i : order) {
+    const LedRange& c = candidates[i];
+    const std::pair<uint64_t, raft::NodeId>* best = nullptr;
+    for (const auto& taker : c.takers) {
+      const uint64_t count = leaders[taker.first];
+      if (!shedding &&
+          (count + 2 > mine || !CountHandoverKeepsLoad(my_load, loads[taker.first], c.load))) {
         continue;
       }
-      if (best == nullptr || count->second < leaders[best->node_id]) best = &rd;
+      if (best == nullptr || count < leaders[best->first]) best = &taker;
     }
     if (best == nullptr) continue;
     LOG_DEBUG(
         "placement: range {}: node {:x} leads {} ranges, node {:x} {}; handing the "
         "leadership over",
-        d.range_id, node_id_, mine, best->node_id, leaders[best->node_id]);
-    r.replica->StartTransferLeadership(best->replica_id);
+        c.range_id, node_id_, mine, best->first, leaders[best->first]);
+    led[i].replica->StartTransferLeadership(best->second);
     ++leaders_moved_;
     ++handed;
-    // The counts as they will be: the next hand-over goes where it still
-    // evens them out.
+    // The counts and loads as they will be: the next hand-over goes where
+    // it still evens them out.
     --mine;
-    ++leaders[best->node_id];
+    ++leaders[best->first];
+    my_load -= c.load;
+    loads[best->first] += c.load;
     if (handed >= kLeaderHandoversPerLook) break;
   }
   if (handed == 0) return;
   LOG_INFO("placement: node {:x} handed {} leaderships to members leading fewer{}; it leads {}",
            node_id_, handed, shedding ? " (draining)" : "", mine);
   leaders_rest_until_ = now + 2 * options_.status_interval;
+}
+
+std::optional<LeaderHandover> ChooseLoadHandover(double mine,
+                                                 const std::map<uint64_t, double>& loads,
+                                                 const std::vector<LedRange>& led) {
+  double total = mine;
+  for (const auto& [node, load] : loads)
+    total += load;
+  const double mean = total / static_cast<double>(loads.size() + 1);
+  if (mine <= mean * 1.2 || mine - mean < kLeaderLoadFloor) return std::nullopt;
+  std::optional<LeaderHandover> best;
+  // The busier of the two afterwards, then the taker's load afterwards.
+  std::pair<double, double> best_after{mine, mine};
+  for (size_t i = 0; i < led.size(); ++i) {
+    const double load = led[i].load;
+    if (load < kLeaderLoadFloor) continue;
+    for (const auto& [node, replica] : led[i].takers) {
+      auto theirs = loads.find(node);
+      if (theirs == loads.end() || theirs->second + load > mine - load) continue;
+      const std::pair<double, double> after{std::max(mine - load, theirs->second + load),
+                                            theirs->second + load};
+      if (after < best_after) {
+        best_after = after;
+        best = LeaderHandover{i, node, replica};
+      }
+    }
+  }
+  return best;
+}
+
+bool CountHandoverKeepsLoad(double mine, double theirs, double load) {
+  return load < kLeaderLoadFloor || theirs + load <= mine - load;
 }
 
 double Apart(const NodeLabels& a, const NodeLabels& b) {
@@ -2623,7 +2732,8 @@ void NativeKeyspace::StartSplitting() {
       PlaceLoop();
     });
   }
-  if (options_.split_bytes == 0 && options_.split_qps == 0 && options_.merge_bytes == 0) return;
+  // Always: it ends the load windows, which the ranges' and members' loads
+  // (and the leaders' balance) come from, also when nothing splits.
   splitter_ = std::thread([this] {
     SetThreadName("range-split");
     SplitLoop();
@@ -2650,11 +2760,13 @@ void NativeKeyspace::Join() {
 }
 
 NativeKeyspace::SplitStats NativeKeyspace::split_stats() const {
-  return SplitStats{splits_by_size_.load(), splits_by_load_.load(),   splits_failed_.load(),
-                    replicas_moved_.load(), replicas_removed_.load(), forwarded_.load(),
-                    rereplicated_.load(),   rebalanced_.load(),       leaders_moved_.load(),
-                    drained_.load(),        merged_.load(),           merges_failed_.load(),
-                    spread_.load()};
+  return SplitStats{splits_by_size_.load(),   splits_by_load_.load(),
+                    splits_failed_.load(),    replicas_moved_.load(),
+                    replicas_removed_.load(), forwarded_.load(),
+                    rereplicated_.load(),     rebalanced_.load(),
+                    leaders_moved_.load(),    leaders_moved_by_load_.load(),
+                    drained_.load(),          merged_.load(),
+                    merges_failed_.load(),    spread_.load()};
 }
 
 void NativeKeyspace::SplitLoop() {

@@ -51,11 +51,15 @@
 // driver and the balancers give it no replica and no leadership; it hands
 // every leadership it has to the others itself (elections and splits may
 // still give it some, which it sheds again). Leaders are balanced by every
-// node on its own: one that leads at least two ranges more than a member
-// holding a caught-up voter of one of them hands that range's leadership
-// over, and goes on with the counts as they will be (up to 32 ranges a
-// look), then waits two status intervals for the reported counts to catch
-// up.
+// node on its own, first by load: one whose led ranges serve over a fifth
+// more requests than the members' mean, for a load window, hands one busy
+// range's leadership to a member holding a caught-up voter of it that then
+// serves no more than this node (ChooseLoadHandover); not while its loads
+// are in flux (a leadership gained or handed over by load lately).
+// Then by count: one that leads at least two ranges more than such a member
+// hands over a range that keeps the load even (the coldest first), and
+// goes on with the counts as they will be (up to 32 ranges a look), then
+// waits two status intervals for the reported counts to catch up.
 //
 // Merge joins a range L with its right-hand neighbour R, in their own logs
 // (serverpb.MergeCommand): R's replicas are first moved onto L's nodes,
@@ -238,6 +242,35 @@ struct PlacementView {
   bool Spreads(const keys::RangeDescriptor& d, uint64_t from, uint64_t to, bool better) const;
 };
 
+// Leaders by load: a range this node leads, the requests per second it
+// serves, and the members that could take its leadership (each holding a
+// caught-up voter of it: node id, replica id).
+struct LedRange {
+  keys::RangeId range_id = 0;
+  double load = 0;
+  std::vector<std::pair<uint64_t, raft::NodeId>> takers;
+};
+// Below this many requests per second a range's load is noise: counts alone
+// decide where its leadership goes.
+inline constexpr double kLeaderLoadFloor = 10;
+struct LeaderHandover {
+  size_t index = 0;  // into the led ranges
+  uint64_t node = 0;
+  raft::NodeId replica = 0;
+};
+// Whether this node, serving `mine` requests per second as leader, should
+// hand one range's leadership to another member (`loads`: the others'
+// leaders' requests per second) to even the load out: only when it serves
+// over a fifth more than the members' mean (and kLeaderLoadFloor more), and
+// only a range whose taker then serves no more than this node does. Of
+// those, the one that leaves the busier of the two least busy.
+std::optional<LeaderHandover> ChooseLoadHandover(double mine,
+                                                 const std::map<uint64_t, double>& loads,
+                                                 const std::vector<LedRange>& led);
+// Whether handing a range serving `load` to a member serving `theirs` keeps
+// the load even enough for a hand-over made by count (a cold range always).
+bool CountHandoverKeepsLoad(double mine, double theirs, double load);
+
 // The range map's key for a range ending at `end_key`.
 std::string RangeMapKey(std::string_view end_key);
 // Where node `node_id` reports its status (serverpb.NodeStatus).
@@ -265,8 +298,12 @@ struct NativeKeyspaceOptions {
   // Whether a node id names a member a replica may move to (unset: any).
   std::function<bool(uint64_t)> node_known;
   // How long a replica being added may take to catch up (receive its
-  // snapshot and the log) before the move gives up and removes it again.
+  // snapshot and the log) before the move gives up and removes it again;
+  // with snapshots paced (snapshot_bytes_per_second, as the member sends
+  // them), plus the time the range's data takes at that pace once for
+  // every move that may share it (kPlacementMovesInFlight).
   Duration catch_up_timeout = std::chrono::seconds(60);
+  uint64_t snapshot_bytes_per_second = 0;
   // The cluster's voting members now (unset: the initial ones): where the
   // placement driver may put replicas.
   std::function<std::vector<uint64_t>()> members;
@@ -459,16 +496,17 @@ class NativeKeyspace {
     uint64_t by_size = 0;
     uint64_t by_load = 0;
     uint64_t failed = 0;
-    uint64_t replicas_moved = 0;    // moves this node coordinated
-    uint64_t replicas_removed = 0;  // this node's replicas removed
-    uint64_t forwarded = 0;         // requests sent on to another node
-    uint64_t rereplicated = 0;      // placement: replicas re-created off down or removed nodes
-    uint64_t rebalanced = 0;        // placement: replicas moved to even out the nodes
-    uint64_t leaders_moved = 0;     // leaderships handed off to even out the nodes
-    uint64_t drained = 0;           // placement: replicas moved or removed off draining nodes
-    uint64_t merged = 0;            // merges this node coordinated
-    uint64_t merges_failed = 0;     // merges it gave up (and called off)
-    uint64_t spread = 0;            // placement: replicas moved farther apart (labels)
+    uint64_t replicas_moved = 0;         // moves this node coordinated
+    uint64_t replicas_removed = 0;       // this node's replicas removed
+    uint64_t forwarded = 0;              // requests sent on to another node
+    uint64_t rereplicated = 0;           // placement: replicas re-created off down or removed nodes
+    uint64_t rebalanced = 0;             // placement: replicas moved to even out the nodes
+    uint64_t leaders_moved = 0;          // leaderships handed off to even out the nodes
+    uint64_t leaders_moved_by_load = 0;  // of which, to even out their load
+    uint64_t drained = 0;                // placement: replicas moved or removed off draining nodes
+    uint64_t merged = 0;                 // merges this node coordinated
+    uint64_t merges_failed = 0;          // merges it gave up (and called off)
+    uint64_t spread = 0;                 // placement: replicas moved farther apart (labels)
   };
   SplitStats split_stats() const;
 
@@ -686,6 +724,12 @@ class NativeKeyspace {
   std::map<keys::RangeId, std::map<uint64_t, Duration>> avoid_;  // guarded by place_mu_
   // Placer thread only: no leadership handed off before then.
   Duration leaders_rest_until_{0};
+  // Placer thread only: no hand-over by load before then.
+  Duration leaders_load_rest_until_{0};
+  // Placer thread only: since when each range has been led here, and since
+  // when the load has looked uneven enough for a hand-over.
+  std::map<keys::RangeId, Duration> led_since_;
+  std::optional<Duration> load_uneven_since_;
   // Placer thread only: when the events are trimmed next.
   Duration trim_events_at_{0};
   // The member that last answered for the meta range.
@@ -707,6 +751,7 @@ class NativeKeyspace {
   std::atomic<uint64_t> rebalanced_{0};
   std::atomic<uint64_t> spread_{0};
   std::atomic<uint64_t> leaders_moved_{0};
+  std::atomic<uint64_t> leaders_moved_by_load_{0};
   std::atomic<uint64_t> drained_{0};
   std::atomic<uint64_t> merged_{0};
   std::atomic<uint64_t> merges_failed_{0};

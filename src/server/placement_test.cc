@@ -1,6 +1,6 @@
 // The placement driver's choice of where a replica goes: as far from the
 // range's other replicas as the members' labels allow, then onto the member
-// holding the fewest.
+// holding the fewest; and which leadership a busy member hands over.
 #include <gtest/gtest.h>
 
 #include "server/native_keyspace.h"
@@ -167,6 +167,50 @@ TEST(PlacementViewTest, CountsEvenOutThroughAnotherPairWhenTheFirstCannot) {
   EXPECT_EQ(m->range_id, 18u);
   EXPECT_NE(m->from, 1u);
   EXPECT_EQ(m->to, 5u);
+}
+
+// Leaders by load. Node 1 leads two busy ranges; nodes 2 and 3 serve
+// little. The range that goes is the one that evens the two members out
+// best, to the member serving least among those holding a voter of it.
+TEST(LeaderLoadTest, ABusyMemberHandsOverTheRangeThatEvensTheLoadOut) {
+  const std::vector<LedRange> led = {
+      {16, 300, {{2, 5}, {3, 6}}}, {17, 500, {{2, 8}, {3, 9}}}, {18, 2, {{3, 11}}}};
+  std::optional<LeaderHandover> h = ChooseLoadHandover(802, {{2, 50}, {3, 0}}, led);
+  ASSERT_TRUE(h.has_value());
+  // Range 16 to node 3: 502 and 300 (to node 2: 502 and 350). Range 17
+  // would leave its taker busier than this node; range 18 is too cold to
+  // matter.
+  EXPECT_EQ(h->index, 0u);
+  EXPECT_EQ(h->node, 3u);
+  EXPECT_EQ(h->replica, 6u);
+}
+
+TEST(LeaderLoadTest, ASingleHotRangeStaysWhereItIs) {
+  // Wherever it went, its new leader would serve as much as this one.
+  const std::vector<LedRange> led = {{16, 900, {{2, 5}, {3, 6}}}, {17, 3, {{2, 8}}}};
+  EXPECT_FALSE(ChooseLoadHandover(903, {{2, 0}, {3, 0}}, led).has_value());
+}
+
+TEST(LeaderLoadTest, EvenOrQuietMembersHandNothingOver) {
+  const std::vector<LedRange> led = {{16, 100, {{2, 5}}}, {17, 100, {{2, 8}}}};
+  // Within a fifth of the mean.
+  EXPECT_FALSE(ChooseLoadHandover(200, {{2, 180}, {3, 190}}, led).has_value());
+  // Uneven, but a few requests a second are noise.
+  const std::vector<LedRange> quiet = {{16, 4, {{2, 5}}}, {17, 4, {{2, 8}}}};
+  EXPECT_FALSE(ChooseLoadHandover(8, {{2, 0}, {3, 0}}, quiet).has_value());
+}
+
+TEST(LeaderLoadTest, OnlyMembersHoldingAVoterTakeOver) {
+  // Node 3 serves nothing but holds no voter of the busy ranges; node 2
+  // would end up busier than this node.
+  const std::vector<LedRange> led = {{16, 400, {{2, 5}}}, {17, 400, {{2, 8}}}};
+  EXPECT_FALSE(ChooseLoadHandover(800, {{2, 500}, {3, 0}}, led).has_value());
+}
+
+TEST(LeaderLoadTest, CountHandoversLeaveBusyRangesWhereTheyEvenTheLoad) {
+  EXPECT_TRUE(CountHandoverKeepsLoad(500, 0, 2));      // cold: always
+  EXPECT_TRUE(CountHandoverKeepsLoad(500, 100, 200));  // 300 and 300
+  EXPECT_FALSE(CountHandoverKeepsLoad(500, 0, 400));   // it would go back
 }
 
 }  // namespace

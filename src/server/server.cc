@@ -245,6 +245,8 @@ Status Server::Start() {
   native_options.split_qps = static_cast<uint64_t>(config_.range_split_qps);
   native_options.merge_bytes = static_cast<uint64_t>(config_.range_merge_bytes);
   native_options.load_window = std::chrono::seconds(config_.range_load_window_s);
+  native_options.snapshot_bytes_per_second =
+      static_cast<uint64_t>(config_.snapshot_send_bytes_per_second);
   native_options.replica_down_time = std::chrono::seconds(config_.range_replica_down_time_s);
   native_options.placement_interval = std::chrono::seconds(config_.range_placement_interval_s);
   // Several reports within the down time, so that one lost report does not

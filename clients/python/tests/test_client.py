@@ -1030,6 +1030,79 @@ class LeaderBalanceTest(cluster.ClusterTestCase):
             client.close()
 
 
+class LeaderLoadTest(cluster.ClusterTestCase):
+    """Three members, six ranges on all three: of two busy ranges led by one member,
+    one's leadership is handed to a member serving less, and they stay apart."""
+    EXTRA_FLAGS = ("--initial-range-count", "6", "--range-replicas", "3",
+                   "--range-placement-interval", "1", "--range-load-window", "1",
+                   "--range-split-bytes", "0", "--range-split-qps", "0",
+                   "--range-merge-bytes", "0")
+
+    def leaders(self):
+        """Per range id, the members that say they lead it."""
+        out = {}
+        for i in self.cluster.running_indexes():
+            node = self.cluster.member_id(i)
+            with conclave.Client(endpoints(self.cluster.members[i:i + 1])) as c:
+                for r in c.ranges():
+                    if r.leader_node == node:
+                        out.setdefault(r.range_id, set()).add(node)
+        return out
+
+    def test_busy_ranges_led_by_one_member_are_spread(self):
+        with ready_client(self.cluster.members) as c:
+            native = [r for r in c.ranges() if r.start < conclave.SYSTEM_KEYS]
+            self.assertEqual(len(native), 6)
+            # Six ranges over three members: one leads at least two.
+            cluster.wait_until(lambda: all(len(self.leaders().get(r.range_id, ())) == 1
+                                           for r in native), 30, what="every range led")
+            by_node = {}
+            for rid, nodes in self.leaders().items():
+                if rid in [r.range_id for r in native]:
+                    by_node.setdefault(next(iter(nodes)), []).append(rid)
+            hot = max(by_node.values(), key=len)
+            self.assertGreaterEqual(len(hot), 2)
+            hot = hot[:2]
+            keys = [r.start + b"\x00busy" for r in native if r.range_id in hot]
+            for k in keys:
+                c.put(k, b"1")
+            stop = threading.Event()
+            gets = [0]
+
+            def reader(key):
+                with conclave.Client(endpoints(self.cluster.members)) as rc:
+                    while not stop.is_set() and gets[0] < 200000:
+                        rc.get(key)
+                        gets[0] += 1
+
+            threads = [threading.Thread(target=reader, args=(k,)) for k in keys]
+            for t in threads:
+                t.start()
+
+            def apart():
+                led = self.leaders()
+                owners = [led.get(rid, set()) for rid in hot]
+                return all(len(o) == 1 for o in owners) and owners[0] != owners[1]
+            try:
+                cluster.wait_until(apart, 60, interval_s=0.5,
+                                   what="the busy ranges led by different members")
+                moved = metric_sum(self.cluster, "conclave_native_leaders_moved_by_load_total")
+                self.assertGreaterEqual(moved, 1)
+                # And they stay apart: neither goes back while both stay busy.
+                for _ in range(8):
+                    time.sleep(1)
+                    self.assertTrue(apart())
+                self.assertLessEqual(
+                    metric_sum(self.cluster, "conclave_native_leaders_moved_by_load_total"),
+                    moved + 1)
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join(30)
+            self.assertGreater(gets[0], 0)
+            self.assertEqual([c.get(k) for k in keys], [b"1", b"1"])
+
+
 def metric_sum_running(c, name):
     """metric_sum over the members that run."""
     total = 0.0
