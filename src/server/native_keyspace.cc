@@ -1613,9 +1613,11 @@ Result<keys::RangeDescriptor> NativeKeyspace::Relocate(keys::RangeId id, uint64_
   // the log) before it votes.
   Duration catch_up = options_.catch_up_timeout;
   if (options_.snapshot_bytes_per_second > 0) {
-    const double seconds = static_cast<double>(r.sm->DataBytes()) *
-                           static_cast<double>(kPlacementMovesInFlight) /
-                           static_cast<double>(options_.snapshot_bytes_per_second);
+    // At most a day: a pace of a few bytes a second is a mistake, not a plan.
+    const double seconds = std::min(static_cast<double>(r.sm->DataBytes()) *
+                                        static_cast<double>(kPlacementMovesInFlight) /
+                                        static_cast<double>(options_.snapshot_bytes_per_second),
+                                    86400.0);
     catch_up += std::chrono::duration_cast<Duration>(std::chrono::duration<double>(seconds));
   }
   if (Status s = r.replica->AwaitPeerMatch(new_id, r.replica->applied_index(), catch_up); !s.ok()) {
@@ -2074,18 +2076,29 @@ void NativeKeyspace::BalanceLeaders() {
   // When this node last gained a leadership (as seen here): until its
   // load and the others' reports settle, it moves nothing by load.
   const Duration settle = options_.load_window + 2 * options_.status_interval;
+  // A leadership counts as gained when a replica held here at the last
+  // look starts leading; a range new here (a split's right-hand side, a
+  // replica moved in) does not: its load here starts afresh anyway, and
+  // splits would otherwise keep a busy member from ever balancing by load.
   std::map<keys::RangeId, Duration> led_since;
+  std::set<keys::RangeId> held;
   Duration gained{0};
   for (const Range& r : All()) {
+    const keys::RangeId id = r.sm->descriptor().range_id;
+    held.insert(id);
     if (!r.replica->is_leader()) continue;
     led.push_back(r);
     my_load += r.load->requests_per_second();
-    const keys::RangeId id = r.sm->descriptor().range_id;
     auto it = led_since_.find(id);
-    led_since[id] = it == led_since_.end() ? now : it->second;
+    if (it != led_since_.end()) {
+      led_since[id] = it->second;
+    } else {
+      led_since[id] = held_.contains(id) ? now : Duration{0};
+    }
     gained = std::max(gained, led_since[id]);
   }
   led_since_ = std::move(led_since);
+  held_ = std::move(held);
   if (led.empty()) return;
   uint64_t mine = led.size();
   Result<std::vector<NodeReport>> nodes = Nodes();
@@ -2166,7 +2179,9 @@ void NativeKeyspace::BalanceLeaders() {
   }
 
   // Then by count, the coldest ranges first, each where it keeps the load
-  // even (CountHandoverKeepsLoad).
+  // even (CountHandoverKeepsLoad). A range gained lately stays: its load
+  // here is not known yet (it may be a busy one handed over by load). One
+  // handed over while busy keeps the loads in flux as a hand-over by load.
   std::vector<size_t> order(candidates.size());
   for (size_t i = 0; i < order.size(); ++i)
     order[i] = i;
@@ -2175,6 +2190,7 @@ void NativeKeyspace::BalanceLeaders() {
   size_t handed = 0;
   for (size_t i : order) {
     const LedRange& c = candidates[i];
+    if (!shedding && now < led_since_[c.range_id] + settle) continue;
     const std::pair<uint64_t, raft::NodeId>* best = nullptr;
     for (const auto& taker : c.takers) {
       const uint64_t count = leaders[taker.first];
@@ -2198,6 +2214,7 @@ void NativeKeyspace::BalanceLeaders() {
     ++leaders[best->first];
     my_load -= c.load;
     loads[best->first] += c.load;
+    if (c.load >= kLeaderLoadFloor) leaders_load_rest_until_ = now + settle;
     if (handed >= kLeaderHandoversPerLook) break;
   }
   if (handed == 0) return;

@@ -55,9 +55,10 @@
 // more requests than the members' mean, for a load window, hands one busy
 // range's leadership to a member holding a caught-up voter of it that then
 // serves no more than this node (ChooseLoadHandover); not while its loads
-// are in flux (a leadership gained or handed over by load lately).
-// Then by count: one that leads at least two ranges more than such a member
-// hands over a range that keeps the load even (the coldest first), and
+// are in flux (lately it gained the leadership of a replica it held, or
+// handed a busy range over). Then by count: one that leads at least two
+// ranges more than such a member hands over a range that keeps the load
+// even (the coldest first, none it gained lately), and
 // goes on with the counts as they will be (up to 32 ranges a look), then
 // waits two status intervals for the reported counts to catch up.
 //
@@ -729,6 +730,7 @@ class NativeKeyspace {
   // Placer thread only: since when each range has been led here, and since
   // when the load has looked uneven enough for a hand-over.
   std::map<keys::RangeId, Duration> led_since_;
+  std::set<keys::RangeId> held_;  // the ranges held here at the last look
   std::optional<Duration> load_uneven_since_;
   // Placer thread only: when the events are trimmed next.
   Duration trim_events_at_{0};
