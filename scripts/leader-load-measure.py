@@ -4,7 +4,7 @@ a member serving less, with the members capped to a slice of a core each
 (docs/PERFORMANCE.md).
 
     scripts/leader-load-measure.py [--binary build/release/conclave] [--cap 0.1]
-        [--seconds 40] [--clients 48]
+        [--seconds 40] [--clients 48] [--rounds 1]
 
 Runs as root (cgroup caps, scripts/cgroup_caps.py). A new cluster of three
 members with six user ranges (three replicas each), leader balancing every
@@ -14,6 +14,10 @@ native-get` per range (linearizable gets of 1,000 keys inside it, --clients
 each, outside the caps) for --seconds. Samples which member leads each busy
 range twice a second; prints the combined gets per second every 5 s and a
 JSON summary (throughput before and after the hand-over, when it happened).
+
+--rounds N runs N rounds of two clusters each, interleaved: leaders balanced
+by count only (--range-leader-balance=count: the busy ranges stay together)
+and by load; the medians of the gets per second from 15 s on compare them.
 """
 
 import argparse
@@ -51,23 +55,14 @@ def leaders(c):
     return out
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--binary", default=os.path.join(ROOT, "build", "release", "conclave"))
-    ap.add_argument("--cap", type=float, default=0.1)
-    ap.add_argument("--seconds", type=int, default=40)
-    ap.add_argument("--clients", type=int, default=48)
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("cgroups need root")
-    cluster.HEARTBEAT_INTERVAL_MS = 100
-    cluster.ELECTION_TIMEOUT_MS = 1000
+def run_once(args, mode):
+    """One cluster, --range-leader-balance `mode`: the table and the summary."""
     c = cluster.Cluster(args.binary, 3, tempfile.mkdtemp(prefix="conclave-leader-load-"),
                         extra_flags=[
                             "--initial-range-count", "6", "--range-replicas", "3",
                             "--range-placement-interval", "1", "--range-load-window", "1",
                             "--range-split-bytes", "0", "--range-split-qps", "0",
-                            "--range-merge-bytes", "0"])
+                            "--range-merge-bytes", "0", "--range-leader-balance", mode])
     c.start()
     caps = Caps(args.cap)
     try:
@@ -148,36 +143,69 @@ def main():
             os.unlink(f.name)
         apart = next((t for t, owners in samples
                       if None not in owners and owners[0] != owners[1]), None)
-        print("%5s %8s  %s" % ("t", "gets/s", "leaders of the two busy ranges"))
+        table = ["%5s %8s  %s" % ("t", "gets/s", "leaders of the two busy ranges")]
         for t in range(0, args.seconds + 1, 5):
             r = next((v for s, v in sorted(per_second.items()) if s >= t), None)
             s = next((o for st, o in samples if st >= t), None)
             if r is None or s is None:
                 continue
-            print("%4ds %8d  %s" % (t, r, ["%x" % n if n else "-" for n in s]))
+            table.append("%4ds %8d  %s" % (t, r, ["%x" % n if n else "-" for n in s]))
         before = [v for s, v in per_second.items() if apart is not None and s < apart]
         after = [v for s, v in per_second.items()
                  if apart is not None and s > apart + 3]
+        # The steady part of the run, the same seconds in either mode.
+        steady = [v for s, v in per_second.items() if 15 <= s < args.seconds - 2]
         moved = 0.0
         for m in c.members:
             with urllib.request.urlopen(m.metrics_url + "/metrics", timeout=10) as resp:
                 for line in resp.read().decode().splitlines():
                     if line.startswith("conclave_native_leaders_moved_by_load_total "):
                         moved += float(line.split()[1])
-        print(json.dumps({
-            "cap": args.cap, "clients_per_range": args.clients, "busy_ranges": hot,
+        client.close()
+        return table, {
+            "mode": mode, "cap": args.cap, "clients_per_range": args.clients, "busy_ranges": hot,
             "handed_over_at_s": apart,
             "gets_per_s_before": round(sum(before) / max(len(before), 1)),
             "gets_per_s_after": round(sum(after) / max(len(after), 1)),
             "gets_per_s_whole_run": round(sum(r["throughput_ops_per_s"] for r in results)),
             "errors": sum(r["errors"] for r in results),
             "leaders_at_end": samples[-1][1] if samples else None,
+            "gets_per_s_from_15s": round(sum(steady) / max(len(steady), 1)),
             "leaderships_handed_over_by_load": moved,
-        }, indent=2))
-        client.close()
+        }
     finally:
         caps.close()
         c.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=os.path.join(ROOT, "build", "release", "conclave"))
+    ap.add_argument("--cap", type=float, default=0.1)
+    ap.add_argument("--seconds", type=int, default=40)
+    ap.add_argument("--clients", type=int, default=48)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="rounds of a count-only run then a by-load run")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("cgroups need root")
+    cluster.HEARTBEAT_INTERVAL_MS = 100
+    cluster.ELECTION_TIMEOUT_MS = 1000
+    runs = []
+    for _ in range(args.rounds):
+        for mode in ("count", "load"):
+            table, summary = run_once(args, mode)
+            print("--range-leader-balance=%s" % mode)
+            print("\n".join(table))
+            print(json.dumps(summary))
+            runs.append(summary)
+    med = {}
+    for mode in ("count", "load"):
+        steady = sorted(r["gets_per_s_from_15s"] for r in runs if r["mode"] == mode)
+        med[mode] = steady[len(steady) // 2]
+    print(json.dumps({"median_gets_per_s_from_15s": med,
+                      "ratio_load_to_count": round(med["load"] / max(med["count"], 1), 2),
+                      "errors": sum(r["errors"] for r in runs)}, indent=2))
 
 
 if __name__ == "__main__":

@@ -281,6 +281,17 @@ Status SetAutoCompactionMode(ServerConfig& c, const Given& g) {
   return Status::Ok();
 }
 
+Status SetRangeLeaderBalance(ServerConfig& c, const Given& g) {
+  if (g.value == "load") {
+    c.range_leaders_by_load = true;
+  } else if (g.value == "count") {
+    c.range_leaders_by_load = false;
+  } else {
+    return Bad(g.label, fmt::format("\"{}\" is not load or count", g.value));
+  }
+  return Status::Ok();
+}
+
 // Checked once the mode is known (see CheckRetention).
 Status SetAutoCompactionRetention(ServerConfig& c, const Given& g) {
   c.auto_compaction_retention = g.value;
@@ -376,6 +387,7 @@ constexpr Flag kFlags[] = {
     {"range-replica-down-time",
      SetIntInRange<&ServerConfig::range_replica_down_time_s, 0, 7 * 24 * 3600>},
     {"range-placement-interval", SetIntInRange<&ServerConfig::range_placement_interval_s, 0, 3600>},
+    {"range-leader-balance", SetRangeLeaderBalance},
     {"range-load-window",
      SetIntInRange<&ServerConfig::range_load_window_s, 1, kMaxRangeLoadWindowS>},
     {"unsafe-test-bug", SetTestBug},

@@ -89,6 +89,9 @@ struct ServerConfig {
   // Conclave's own: how often the placement driver looks at the cluster,
   // in seconds (0: it never moves anything; ranges move only by hand).
   int64_t range_placement_interval_s = 2;
+  // Conclave's own: whether the members even out the load their led ranges
+  // serve (and then the leader counts), or the leader counts only.
+  bool range_leaders_by_load = true;
   // Conclave's own: a native range splits once its data holds about this
   // many bytes (0: never), or once it serves more than range_split_qps
   // requests per second on one member over range_load_window_s (0: never).

@@ -255,6 +255,11 @@ TEST(ParseServerConfigTest, RangePlacement) {
   EXPECT_THAT(ParseError({"--range-replicas=0"}), HasSubstr("out of range"));
   EXPECT_THAT(ParseError({"--range-replicas=8"}), HasSubstr("out of range"));
   EXPECT_THAT(ParseError({"--range-placement-interval=-1"}), HasSubstr("out of range"));
+  EXPECT_TRUE(d.range_leaders_by_load);
+  EXPECT_FALSE(ParseOk({"--range-leader-balance=count"}).range_leaders_by_load);
+  EXPECT_TRUE(ParseOk({"--range-leader-balance=load"}).range_leaders_by_load);
+  EXPECT_THAT(ParseError({"--range-leader-balance=bytes"}),
+              HasSubstr("--range-leader-balance: \"bytes\" is not load or count"));
 }
 
 TEST(ParseServerConfigTest, Labels) {

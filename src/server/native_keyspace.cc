@@ -2156,7 +2156,8 @@ void NativeKeyspace::BalanceLeaders() {
   // move nothing: the taker of a range could otherwise pass it on before
   // the others' reports show that it serves it.
   std::optional<LeaderHandover> h;
-  if (!shedding && now >= leaders_load_rest_until_ && now >= gained + settle) {
+  if (options_.leaders_by_load && !shedding && now >= leaders_load_rest_until_ &&
+      now >= gained + settle) {
     h = ChooseLoadHandover(my_load, loads, candidates);
   }
   if (!h) {

@@ -305,6 +305,9 @@ struct NativeKeyspaceOptions {
   // every move that may share it (kPlacementMovesInFlight).
   Duration catch_up_timeout = std::chrono::seconds(60);
   uint64_t snapshot_bytes_per_second = 0;
+  // Whether leaders are balanced by load before count (see the file
+  // comment), or by count only.
+  bool leaders_by_load = true;
   // The cluster's voting members now (unset: the initial ones): where the
   // placement driver may put replicas.
   std::function<std::vector<uint64_t>()> members;

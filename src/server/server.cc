@@ -249,6 +249,7 @@ Status Server::Start() {
       static_cast<uint64_t>(config_.snapshot_send_bytes_per_second);
   native_options.replica_down_time = std::chrono::seconds(config_.range_replica_down_time_s);
   native_options.placement_interval = std::chrono::seconds(config_.range_placement_interval_s);
+  native_options.leaders_by_load = config_.range_leaders_by_load;
   // Several reports within the down time, so that one lost report does not
   // make a member down.
   if (config_.range_replica_down_time_s > 0) {
