@@ -1,5 +1,5 @@
 // The deterministic simulator, run as part of `make test`:
-//   - a slice of seeds (600 by default, in shards) must show no violation;
+//   - a slice of seeds (2,000 by default, in shards) must show no violation;
 //     `make sim` runs the long range in the release build;
 //   - the same seed must replay identically;
 //   - every planted bug must be caught within the standard seed budget, which
@@ -18,8 +18,8 @@
 namespace conclave::sim {
 namespace {
 
-constexpr uint64_t kShards = 8;
-constexpr uint64_t kDefaultSeeds = 600;
+constexpr uint64_t kShards = 16;
+constexpr uint64_t kDefaultSeeds = 2000;
 // Seeds a planted bug gets before the test declares the checker blind.
 constexpr uint64_t kBugSeedBudget = 2000;
 
