@@ -47,6 +47,7 @@
 #include <shared_mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "base/clock.h"
@@ -334,7 +335,10 @@ class Host {
   ReplicaMaker replica_maker_;
 
   mutable std::shared_mutex replicas_mu_;
-  std::map<raft::GroupId, std::shared_ptr<Replica>> replicas_;  // guarded by replicas_mu_
+  // A hash map: every message and every apply looks its group up here, and
+  // an ordered map of thousands of groups cost several percent of a
+  // member's CPU (docs/PERFORMANCE.md).
+  std::unordered_map<raft::GroupId, std::shared_ptr<Replica>> replicas_;  // guarded by replicas_mu_
 
   std::mutex inbox_mu_;
   std::condition_variable inbox_cv_;  // the driver waits here
