@@ -101,8 +101,17 @@ echo "== load: $LOAD_RANGES ranges, native-put for ${LOAD_SECONDS}s"
 start_cluster "$LOAD_RANGES" "$DIR/load"
 wait_quiesced "$LOAD_RANGES"
 endpoints="127.0.0.1:${client_ports[0]},127.0.0.1:${client_ports[1]},127.0.0.1:${client_ports[2]}"
+metrics() {  # $1: member index
+  python3 -c "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())" \
+    "http://127.0.0.1:${metrics_ports[$1]}/metrics"
+}
+metric() { awk -v m="$1" '$1 == m {print $2}'; }  # stdin: a member's metrics
 before=()
-for i in 0 1 2; do before+=("$(cpu_ticks "${pids[$i]}")"); done
+sent_before=()
+for i in 0 1 2; do
+  before+=("$(cpu_ticks "${pids[$i]}")")
+  sent_before+=("$(metrics "$i" | metric conclave_network_messages_sent_total)")
+done
 "$BIN" bench native-put --endpoints "$endpoints" --clients 64 --conns 16 \
   --duration "${LOAD_SECONDS}s" --key-space 100000 --val-size 256 | tee "$DIR/bench.txt"
 # Server CPU per put: the three members' user + system time (the generator
@@ -112,14 +121,17 @@ for i in 0 1 2; do used=$((used + $(cpu_ticks "${pids[$i]}") - before[i])); done
 ops=$(awk '$1 == "ops:" {print $2; exit}' "$DIR/bench.txt")
 awk -v t="$used" -v hz="$TICKS" -v n="$ops" \
   'BEGIN {printf "server CPU: %.1f s for %d puts, %.0f us per put\n", t / hz, n, n ? 1e6 * t / hz / n : 0}'
-printf "%-8s %12s %12s %16s %12s\n" member "wal syncs" "log writes" "groups/write" "max groups"
+# Peer messages per put: what each member sent to the others during the puts
+# (Raft appends, acknowledgements, heartbeats, forwarded requests).
+printf "%-8s %12s %12s %16s %12s %14s\n" member "wal syncs" "log writes" "groups/write" "max groups" \
+  "msgs/put"
 for i in 0 1 2; do
-  metrics=$(python3 -c "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())" \
-    "http://127.0.0.1:${metrics_ports[$i]}/metrics")
-  value() { echo "$metrics" | awk -v m="$1" '$1 == m {print $2}'; }
-  writes=$(value conclave_host_log_writes_total)
-  groups=$(value conclave_host_log_write_groups_total)
-  printf "%-8s %12s %12s %16s %12s\n" "${names[$i]}" "$(value conclave_wal_syncs_total)" "$writes" \
-    "$(awk -v g="$groups" -v w="$writes" 'BEGIN {printf "%.2f", w ? g / w : 0}')" \
-    "$(value conclave_host_log_write_groups_max)"
+  m=$(metrics "$i")
+  writes=$(metric conclave_host_log_writes_total <<<"$m")
+  groups=$(metric conclave_host_log_write_groups_total <<<"$m")
+  sent=$(($(metric conclave_network_messages_sent_total <<<"$m") - sent_before[i]))
+  printf "%-8s %12s %12s %16s %12s %14s\n" "${names[$i]}" "$(metric conclave_wal_syncs_total <<<"$m")" \
+    "$writes" "$(awk -v g="$groups" -v w="$writes" 'BEGIN {printf "%.2f", w ? g / w : 0}')" \
+    "$(metric conclave_host_log_write_groups_max <<<"$m")" \
+    "$(awk -v s="$sent" -v n="$ops" 'BEGIN {printf "%.2f", n ? s / n : 0}')"
 done
