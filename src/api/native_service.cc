@@ -1,6 +1,6 @@
 // The native KV service (proto/conclave/kvpb/kv.proto): Put, Get, Delete,
 // DeleteRange and Scan on the ranges of the native keyspace this member
-// holds, Ranges, Split, Merge, MoveReplica, Nodes and DrainNode.
+// holds, Ranges, Split, Merge, MoveReplica, TransferLeader, Nodes and DrainNode.
 //
 // Writes and point reads use gRPC's callback API: a request holds no thread
 // while its range's log or read round works. A scan or a range delete may
@@ -237,6 +237,22 @@ class NativeKvService final : public kvpb::KV::CallbackService {
     return reactor;
   }
 
+  grpc::ServerUnaryReactor* TransferLeader(grpc::CallbackServerContext* context,
+                                           const kvpb::TransferLeaderRequest* req,
+                                           kvpb::TransferLeaderResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    // It waits for an election: on a thread of its own, so that a long
+    // move does not hold it up. The peer listener does not pass it on again.
+    leaders_.Post([this, req, resp, reactor] {
+      auto r =
+          keyspace_->TransferLeader(req->range_id(), req->to_node(), route_ == server::Route::kAny);
+      if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
+      *resp = std::move(*r);
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
   grpc::ServerUnaryReactor* Nodes(grpc::CallbackServerContext* context, const kvpb::NodesRequest*,
                                   kvpb::NodesResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -346,6 +362,7 @@ class NativeKvService final : public kvpb::KV::CallbackService {
   // Scans and range deletes, which wait on several ranges in turn.
   WorkerPool pool_{2, "kv-spans"};
   WorkerPool moves_{1, "kv-moves"};
+  WorkerPool leaders_{1, "kv-leaders"};
   WorkerPool merges_{1, "kv-merges"};
 };
 

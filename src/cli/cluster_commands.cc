@@ -219,6 +219,19 @@ int RangeMove(Env& env, uint64_t range_id, const std::string& from_text,
                                 range_id, *from, *to, ReplicaNodes(r->range())));
 }
 
+// Makes node `to_text` lead range `range_id` and shows the range.
+int RangeTransferLeader(Env& env, uint64_t range_id, const std::string& to_text) {
+  auto to = ParseNodeArg(to_text);
+  if (!to.ok()) return Fail(kExitBadArgs, to.status().message());
+  int code = 0;
+  auto c = env.Connect(&code);
+  if (c == nullptr) return code;
+  auto r = c->NativeTransferLeader(range_id, *to);
+  if (!r.ok()) return FailCall(r.status());
+  return ShowRanges(env, *r, {&r->range()},
+                    fmt::format("range {} is led by node {:x}\n", range_id, *to));
+}
+
 // Splits the range holding `key` there and shows the two halves.
 int RangeSplit(Env& env, const std::string& key) {
   int code = 0;
@@ -401,6 +414,17 @@ void AddRange(CLI::App& app, CommandList* commands) {
   move->add_option("to", mf->to, "the node (hex id) gaining one")->required();
   commands->push_back(
       {move, [mf](Env& env) { return RangeMove(env, mf->range_id, mf->from, mf->to); }});
+  struct TransferFlags {
+    uint64_t range_id = 0;
+    std::string to;
+  };
+  auto tf = std::make_shared<TransferFlags>();
+  CLI::App* transfer = range->add_subcommand(
+      "transfer-leader", "make node NODE's replica of range RANGE (a voter) its leader");
+  transfer->add_option("range", tf->range_id, "the range id")->required();
+  transfer->add_option("node", tf->to, "the node (hex id) to lead it")->required();
+  commands->push_back(
+      {transfer, [tf](Env& env) { return RangeTransferLeader(env, tf->range_id, tf->to); }});
 }
 
 void AddMember(CLI::App& app, CommandList* commands) {

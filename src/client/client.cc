@@ -607,6 +607,18 @@ Result<kvpb::MoveReplicaResponse> Client::NativeMoveReplica(uint64_t range_id, u
       timeout);
 }
 
+Result<kvpb::TransferLeaderResponse> Client::NativeTransferLeader(uint64_t range_id, uint64_t to) {
+  kvpb::TransferLeaderRequest request;
+  request.set_range_id(range_id);
+  request.set_to_node(to);
+  return impl_->Unary<kvpb::TransferLeaderResponse>(
+      Retry::kOnlyIfNotSent,
+      [&](Endpoint& e, Ctx* c, kvpb::TransferLeaderResponse* r) {
+        return e.native->TransferLeader(c, request, r);
+      },
+      std::chrono::seconds(30));
+}
+
 Result<pb::DeleteRangeResponse> Client::DeleteRange(const pb::DeleteRangeRequest& request) {
   return impl_->Unary<pb::DeleteRangeResponse>(
       Retry::kOnlyIfNotSent,

@@ -185,6 +185,9 @@ class Client {
   // (up to `timeout`) while the new replica catches up.
   Result<kvpb::MoveReplicaResponse> NativeMoveReplica(uint64_t range_id, uint64_t from, uint64_t to,
                                                       std::chrono::milliseconds timeout);
+  // Makes node `to`'s replica of range `range_id` its leader; waits until
+  // it leads.
+  Result<kvpb::TransferLeaderResponse> NativeTransferLeader(uint64_t range_id, uint64_t to);
 
   // Watch.
   Result<std::unique_ptr<WatchStream>> Watch();

@@ -1490,6 +1490,58 @@ Result<keys::RangeDescriptor> NativeKeyspace::MoveReplica(keys::RangeId id, uint
   return Relocate(id, from, to);
 }
 
+Result<kvpb::TransferLeaderResponse> NativeKeyspace::TransferLeader(keys::RangeId id, uint64_t to,
+                                                                    bool may_forward) {
+  if (to == 0) return Status::InvalidArgument("conclave: no node to lead the range");
+  if (options_.node_known && !options_.node_known(to)) {
+    return Status::NotFound(fmt::format("conclave: node {:x} is not a member", to));
+  }
+  kvpb::TransferLeaderRequest req;
+  req.set_range_id(id);
+  req.set_to_node(to);
+  auto forward = [&]() -> Result<kvpb::TransferLeaderResponse> {
+    if (!may_forward || forwarder_ == nullptr) {
+      return Status::FailedPrecondition(fmt::format(
+          "conclave: node {:x} neither leads range {} nor is node {:x}; ask one of those", node_id_,
+          id, to));
+    }
+    return forwarder_->TransferLeader(to, req);
+  };
+  Result<Range> found = FindById(id);
+  if (!found.ok()) {
+    if (found.status().reason() == ErrorReason::kGroupNotFound && to != node_id_ && may_forward) {
+      return forward();
+    }
+    return found.status();
+  }
+  Range r = *found;
+  if (to != node_id_ && !r.replica->is_leader()) return forward();
+  const keys::RangeDescriptor d = r.sm->descriptor();
+  const keys::ReplicaDescriptor* target = d.ReplicaOn(to);
+  if (target == nullptr) {
+    return Status::NotFound(
+        fmt::format("conclave: node {:x} holds no replica of range {}", to, id));
+  }
+  if (target->type != keys::ReplicaType::kVoter) {
+    return Status::FailedPrecondition(
+        fmt::format("conclave: node {:x}'s replica of range {} is a learner", to, id));
+  }
+  if (d.frozen_into != 0) return Frozen(d);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (moving_.count(id) != 0) {
+      return Status::FailedPrecondition(
+          fmt::format("conclave: range {} is being moved; try again", id));
+    }
+  }
+  RETURN_IF_ERROR(to == node_id_ ? r.replica->TakeLeadership()
+                                 : r.replica->TransferLeadership(target->replica_id));
+  LOG_INFO("range {}: leadership moved to node {:x} as asked", id, to);
+  kvpb::TransferLeaderResponse resp;
+  Describe(r.sm->descriptor(), &r, resp.mutable_range());
+  return resp;
+}
+
 Result<keys::RangeDescriptor> NativeKeyspace::Relocate(keys::RangeId id, uint64_t from,
                                                        uint64_t to) {
   ASSIGN_OR_RETURN(Range r, FindById(id));

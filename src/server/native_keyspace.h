@@ -186,6 +186,9 @@ class RangeForwarder {
   // range); the deadline allows for the new replica's catch-up.
   virtual void MoveReplica(uint64_t node, const kvpb::MoveReplicaRequest& req,
                            std::function<void(Result<kvpb::MoveReplicaResponse>)> done) = 0;
+  // Asks `node` (the one named to lead) to take a range's leadership.
+  virtual Result<kvpb::TransferLeaderResponse> TransferLeader(
+      uint64_t node, const kvpb::TransferLeaderRequest& req) = 0;
 };
 
 using NodeLabels = google::protobuf::RepeatedPtrField<kvpb::Label>;
@@ -457,6 +460,14 @@ class NativeKeyspace {
   // this node must hold a voter of the range, and takes its leadership.
   // Returns the range's descriptor after the move.
   Result<keys::RangeDescriptor> MoveReplica(keys::RangeId id, uint64_t from, uint64_t to);
+
+  // Makes node `to`'s voter of range `id` the range's leader, and waits (up
+  // to the request timeout) until it is. Done here when this node is `to`
+  // (it takes the lead) or leads the range (it hands over); otherwise, with
+  // `may_forward`, asked of `to`. Not while the range is being moved or
+  // merged. Returns the range as this node sees it afterwards.
+  Result<kvpb::TransferLeaderResponse> TransferLeader(keys::RangeId id, uint64_t to,
+                                                      bool may_forward);
 
   // The members and what each last reported to the meta range (a
   // linearizable read there, through a member holding it when this one

@@ -816,12 +816,25 @@ void Transport::MoveReplica(uint64_t node, const kvpb::MoveReplicaRequest& req,
       std::chrono::minutes(2));
 }
 
+Result<kvpb::TransferLeaderResponse> Transport::TransferLeader(
+    uint64_t node, const kvpb::TransferLeaderRequest& req) {
+  return CallNativeBlocking<kvpb::TransferLeaderResponse>(
+      node,
+      [&](kvpb::KV::Stub* stub, grpc::ClientContext* ctx, kvpb::TransferLeaderResponse* resp) {
+        return stub->TransferLeader(ctx, req, resp);
+      },
+      // The node named waits for the leadership up to a request timeout.
+      options_.membership_forward_timeout);
+}
+
 template <typename Response, typename Call>
-Result<Response> Transport::CallNativeBlocking(uint64_t node, const Call& call) {
+Result<Response> Transport::CallNativeBlocking(uint64_t node, const Call& call,
+                                               std::chrono::milliseconds timeout) {
   std::shared_ptr<kvpb::KV::Stub> stub = NativeStub(node);
   if (stub == nullptr) return Status::Unavailable(fmt::format("no peer {:x} to forward to", node));
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + options_.forward_timeout);
+  context.set_deadline(std::chrono::system_clock::now() +
+                       (timeout.count() > 0 ? timeout : options_.forward_timeout));
   Response resp;
   RETURN_IF_ERROR(FromGrpc(call(stub.get(), &context, &resp)));
   return resp;

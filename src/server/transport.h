@@ -152,6 +152,8 @@ class Transport final : public MessageSender, public LeaderCalls, public RangeFo
                                                 const kvpb::DeleteRangeRequest& req) override;
   void MoveReplica(uint64_t node, const kvpb::MoveReplicaRequest& req,
                    std::function<void(Result<kvpb::MoveReplicaResponse>)> done) override;
+  Result<kvpb::TransferLeaderResponse> TransferLeader(
+      uint64_t node, const kvpb::TransferLeaderRequest& req) override;
 
   uint64_t messages_sent() const { return messages_sent_.load(); }
   // Snapshot bytes sent, and how long sends waited for the rate limit.
@@ -194,10 +196,11 @@ class Transport final : public MessageSender, public LeaderCalls, public RangeFo
   template <typename Request, typename Response, typename Issue>
   void CallNative(uint64_t node, const Request& req, const Issue& issue,
                   std::function<void(Result<Response>)> done, std::chrono::milliseconds timeout);
-  // One blocking native call within forward_timeout: `call(stub, context,
-  // response)` issues it.
+  // One blocking native call within `timeout` (0: forward_timeout):
+  // `call(stub, context, response)` issues it.
   template <typename Response, typename Call>
-  Result<Response> CallNativeBlocking(uint64_t node, const Call& call);
+  Result<Response> CallNativeBlocking(uint64_t node, const Call& call,
+                                      std::chrono::milliseconds timeout = {});
 
   Host* host_;
   EtcdGroup* etcd_;

@@ -54,6 +54,8 @@ class NativeStub:
         self.MoveReplica = call("MoveReplica", kv_pb2.MoveReplicaRequest,
                                 kv_pb2.MoveReplicaResponse)
         self.DrainNode = call("DrainNode", kv_pb2.DrainNodeRequest, kv_pb2.DrainNodeResponse)
+        self.TransferLeader = call("TransferLeader", kv_pb2.TransferLeaderRequest,
+                                   kv_pb2.TransferLeaderResponse)
 
 
 def write_status(e):

@@ -34,9 +34,9 @@ REFUSALS = ("unhealthy cluster", "not enough started members", "member not found
             "failed to connect")
 
 ALL_FAULTS = ("kill", "pause", "partition", "netem", "membership", "disk-full", "leader-transfer",
-              "split", "merge", "move", "drain")
+              "split", "merge", "move", "range-leader", "drain")
 # Faults that only Conclave has a target for.
-CONCLAVE_FAULTS = ("split", "merge", "move", "drain")
+CONCLAVE_FAULTS = ("split", "merge", "move", "range-leader", "drain")
 
 
 class Fault:
@@ -437,6 +437,49 @@ class ReplicaMoves(Fault):
         pass
 
 
+class RangeLeaders(Fault):
+    """Two to six native leadership transfers in a row: a random range's
+    leadership to a random other voter of it, asked of a random live member
+    (which passes the request on when it neither leads the range nor is the
+    voter named)."""
+    name = "range-leader"
+
+    def begin(self):
+        done = []
+        deadline = time.monotonic() + 20  # bounded: the scheduler waits for begin()
+        for _ in range(self.h.rng.randint(2, 6)):
+            index = self.c.member_ids()  # node id -> member index
+            if not index or time.monotonic() > deadline:
+                break
+            via, ranges = self.range_map(done)
+            if via is None:
+                break
+            if ranges is None:
+                continue
+            choices = []
+            for r in ranges:
+                voters = [p.node_id for p in r.replicas if not p.learner and p.node_id in index]
+                others = [v for v in voters if v != r.leader_node]
+                if others:
+                    choices.append((r.range_id, others))
+            if not choices:
+                break
+            range_id, others = self.h.rng.choice(choices)
+            to = self.h.rng.choice(others)
+            try:
+                native.NativeStub(self.c.channel(via)).TransferLeader(
+                    native.kv_pb2.TransferLeaderRequest(range_id=range_id, to_node=to), timeout=10)
+                done.append("range %d to n%d (via n%d)" % (range_id, index[to] + 1, via + 1))
+            except grpc.RpcError as e:
+                done.append("range %d to n%d failed via n%d (%s)" % (
+                    range_id, index[to] + 1, via + 1, e.code().name))
+            time.sleep(0.2)
+        return "range leaderships: %s" % ("; ".join(done) or "no range")
+
+    def end(self):
+        pass
+
+
 class Drain(Fault):
     """Drains a running member: the placement driver moves its native replicas
     and leaderships to the others while it keeps serving; the drain is
@@ -489,7 +532,7 @@ def cancel_drain(c, node):
 
 FAULT_CLASSES = {c.name: c for c in (Kill, Pause, Partition, Netem, Membership, DiskFull,
                                      LeaderTransfer, SplitStorm, MergeStorm, ReplicaMoves,
-                                     Drain)}
+                                     RangeLeaders, Drain)}
 
 
 def _groups(groups):

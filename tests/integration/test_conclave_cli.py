@@ -620,6 +620,23 @@ class NativeKvCliTest(ClusterTestCase):
         self.assertEqual(res.returncode, EXIT_ERROR)
         self.assertIn("last user range", res.stderr)
 
+    def test_range_transfer_leader(self):
+        wait_until(lambda: self.run_cli("kv", "put", "tl/a", "1").returncode == 0, 30,
+                   what="the ranges' first leaders")
+        r = next(x for x in json.loads(self.ok("range", "list", "-w", "json"))["ranges"]
+                 if int(x["range_id"]) == 16)
+        for p in r["replicas"]:
+            node = "%x" % int(p["node_id"])
+            self.assertIn("range 16 is led by node %s" % node,
+                          self.ok("range", "transfer-leader", "16", node))
+            out = json.loads(self.ok("range", "transfer-leader", "16", node, "-w", "json"))
+            self.assertEqual(int(out["range"]["leader_node"]), int(p["node_id"]))
+        res = self.run_cli("range", "transfer-leader", "16", "zz")
+        self.assertEqual(res.returncode, EXIT_BAD_ARGS, res.stderr)
+        res = self.run_cli("range", "transfer-leader", "16", "1234")
+        self.assertEqual(res.returncode, EXIT_ERROR)
+        self.assertIn("is not a member", res.stderr)
+
     def test_node_list(self):
         # Every member reports within a status interval (3 s) of starting.
         def reported():

@@ -322,6 +322,16 @@ class Client:
                           idempotent=False, timeout=timeout)
         return _range(resp.range)
 
+    def transfer_leader(self, range_id, to_node, timeout=30.0):
+        """Makes node `to_node`'s replica of range `range_id` (a voter) the range's leader
+        and waits until it leads; returns the RangeInfo as the new leader sees it. Any
+        member may be asked.
+        """
+        req = kv_pb2.TransferLeaderRequest(range_id=range_id, to_node=to_node)
+        resp = self._call("TransferLeader", req, kv_pb2.TransferLeaderResponse, idempotent=False,
+                          timeout=timeout)
+        return _range(resp.range)
+
     def move_replica(self, range_id, from_node, to_node, timeout=120.0):
         """Moves range `range_id`'s replica from node `from_node` to `to_node` (node ids as
         ints); returns the RangeInfo after the move. Ask a node that holds a voter of the

@@ -509,6 +509,50 @@ class ReplicaMoveTest(cluster.ClusterTestCase):
                 c.close()
 
 
+class TransferLeaderTest(cluster.ClusterTestCase):
+    """A range's leadership goes where it is asked, through any member, and
+    refusals leave it where it was."""
+    CLUSTER_SIZE = 4
+    # No balancing, so that the leaderships stay where they are put.
+    EXTRA_FLAGS = ("--initial-range-count", "2", "--range-replicas", "3",
+                   "--range-placement-interval", "0",
+                   "--range-split-bytes", "0", "--range-split-qps", "0")
+
+    def test_transfer_leader(self):
+        ids = [self.cluster.member_id(k) for k in range(4)]
+        eps = endpoints(self.cluster.members)
+        with conclave.Client(eps) as c:
+            cluster.wait_until(lambda: c.put(b"tl/warm", b"1"), 30, what="a first put")
+            r = next(x for x in c.ranges(cluster=True) if x.range_id == 16)
+            voters = [p.node_id for p in r.replicas]
+            outsider = next(n for n in ids if n not in voters)
+            # Asked of the member holding no replica: passed to the node named.
+            with conclave.Client([eps[ids.index(outsider)]]) as o:
+                for round_ in range(2):
+                    for n in voters:
+                        moved = o.transfer_leader(16, n)
+                        self.assertEqual(moved.leader_node, n)
+                        with conclave.Client([eps[ids.index(n)]]) as holder:
+                            here = next(x for x in holder.ranges() if x.range_id == 16)
+                            self.assertEqual(here.leader_node, n)
+                        c.put(b"tl/%d/%x" % (round_, n), b"1")
+                        self.assertEqual(c.get(b"tl/%d/%x" % (round_, n)), b"1")
+                leader = voters[-1]
+                for asked in (o, c):  # the outsider itself, or any member
+                    with self.assertRaises(conclave.ConclaveError) as e:
+                        asked.transfer_leader(16, outsider)  # no replica there
+                    self.assertEqual(e.exception.code, grpc.StatusCode.NOT_FOUND)
+                with self.assertRaises(conclave.ConclaveError) as e:
+                    o.transfer_leader(16, 0x1234)  # not a member
+                self.assertEqual(e.exception.code, grpc.StatusCode.NOT_FOUND)
+                with self.assertRaises(conclave.ConclaveError) as e:
+                    o.transfer_leader(999, voters[0])  # no such range
+                self.assertEqual(e.exception.code, grpc.StatusCode.NOT_FOUND)
+                with conclave.Client([eps[ids.index(leader)]]) as holder:
+                    here = next(x for x in holder.ranges() if x.range_id == 16)
+                    self.assertEqual(here.leader_node, leader)
+
+
 class MergeTest(cluster.ClusterTestCase):
     """Four members, ranges of three replicas: a range merges with its right-hand
     neighbour under writes and scans after the neighbour's replicas moved onto its
