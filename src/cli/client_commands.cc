@@ -75,9 +75,13 @@ ClientCommands AddClientCommands(CLI::App& app) {
         app.add_option(names, *value, help + " [$CONCLAVE_" + env + ", $ETCDCTL_" + env + "]");
     o->capture_default_str();
     env_flags->push_back({o, env, value, nullptr});
+    return o;
   };
+  // Given more than once, the lists add up (as etcdctl's).
   text_flag("--endpoints", &flags->endpoints, "comma-separated list of members to talk to",
-            "ENDPOINTS");
+            "ENDPOINTS")
+      ->delimiter(',')
+      ->multi_option_policy(CLI::MultiOptionPolicy::Join);
   text_flag("-w,--write-out", &flags->write_out, "output format: simple, json or table",
             "WRITE_OUT");
   text_flag("--dial-timeout", &flags->dial_timeout, "time allowed to connect to an endpoint",

@@ -632,6 +632,43 @@ int EndpointStatusCommand(Env& env, bool cluster) {
   return failed ? kExitError : 0;
 }
 
+// Each endpoint's hash of its keyspace up to `revision` (0: the latest),
+// for comparing members.
+int EndpointHashKVCommand(Env& env, bool cluster, int64_t revision) {
+  int code = 0;
+  auto endpoints = TargetEndpoints(env, cluster, &code);
+  if (!endpoints.ok()) return code;
+  std::vector<std::pair<std::string, pb::HashKVResponse>> hashes;
+  bool failed = false;
+  for (const std::string& ep : *endpoints) {
+    auto c = env.ConnectOne(ep);
+    Result<pb::HashKVResponse> r =
+        c.ok() ? (*c)->HashKV(revision)
+               : Result<pb::HashKVResponse>(Status::DeadlineExceeded("context deadline exceeded"));
+    if (!r.ok()) {
+      fmt::print(stderr, "Failed to get the hash of endpoint {} ({})\n", ep, r.status().message());
+      failed = true;
+      continue;
+    }
+    hashes.emplace_back(ep, *r);
+  }
+  if (env.format() == OutputFormat::kJson) {
+    std::vector<std::string> items;
+    for (const auto& [ep, h] : hashes)
+      items.push_back(fmt::format("{{\"Endpoint\":{},\"HashKV\":{}}}", JsonString(ep), ToJson(h)));
+    fmt::print("[{}]\n", fmt::join(items, ","));
+  } else if (env.format() == OutputFormat::kTable) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& [ep, h] : hashes)
+      rows.push_back({ep, std::to_string(h.hash())});
+    std::fputs(FormatTable({"ENDPOINT", "HASH"}, rows).c_str(), stdout);
+  } else {
+    for (const auto& [ep, h] : hashes)
+      fmt::print("{}, {}\n", ep, h.hash());
+  }
+  return failed ? kExitError : 0;
+}
+
 void AddEndpoint(CLI::App& app, CommandList* commands) {
   CLI::App* endpoint = app.add_subcommand("endpoint", "endpoint commands");
   endpoint->require_subcommand(1);
@@ -643,6 +680,14 @@ void AddEndpoint(CLI::App& app, CommandList* commands) {
   CLI::App* status = endpoint->add_subcommand("status", "print the status of the endpoints");
   commands->push_back(
       {status, [cluster](Env& env) { return EndpointStatusCommand(env, *cluster); }});
+  auto revision = std::make_shared<int64_t>(0);
+  CLI::App* hashkv = endpoint->add_subcommand(
+      "hashkv", "print each endpoint's hash of its keyspace up to a revision");
+  hashkv->add_option("--rev", *revision, "the revision to hash up to (0: the latest)")
+      ->check(CLI::NonNegativeNumber);
+  commands->push_back({hashkv, [cluster, revision](Env& env) {
+                         return EndpointHashKVCommand(env, *cluster, *revision);
+                       }});
 }
 
 // ---- snapshot, defrag, alarm, move-leader -----------------------------------

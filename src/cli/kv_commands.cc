@@ -1,6 +1,7 @@
 // put, get, del, txn, watch and compaction: the key-value commands.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -507,14 +508,27 @@ int RunWatch(Env& env, const WatchFlags& f) {
   auto stream = c->Watch();
   if (!stream.ok()) return FailCall(stream.status());
   if (Status s = (*stream)->Create(req); !s.ok()) return FailCall(s);
+  // Where to carry on from when the stream breaks (the member died,
+  // restarted or stopped): after the last event shown, or after the
+  // revision the watch was created at. Like etcdctl's, the watch then
+  // opens again on an endpoint that answers, until interrupted.
+  int64_t resume = f.rev;
+  std::chrono::milliseconds backoff{100};
   pb::WatchResponse r;
   while (!Interrupted()) {
     auto got = (*stream)->Next(kWatchPoll, &r);
     if (!got.ok()) {
       if (Interrupted()) break;
-      return FailCall(got.status());
+      (*stream)->Close();
+      if (WaitInterrupted(backoff)) break;
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+      req.set_start_revision(resume);
+      auto again = c->Watch();
+      if (again.ok() && (*again)->Create(req).ok()) stream = std::move(again);
+      continue;
     }
     if (!*got) continue;
+    backoff = std::chrono::milliseconds(100);
     if (r.canceled()) {
       const std::string reason = r.compact_revision() > 0
                                      ? "etcdserver: mvcc: required revision has been compacted"
@@ -523,7 +537,11 @@ int RunWatch(Env& env, const WatchFlags& f) {
       (*stream)->Close();
       return Fail(kExitInterrupted, "watch is canceled by the server");
     }
-    if (r.events_size() > 0) PrintWatchEvents(env, r);
+    if (r.created() && resume == 0) resume = r.header().revision() + 1;
+    if (r.events_size() > 0) {
+      resume = r.events(r.events_size() - 1).kv().mod_revision() + 1;
+      PrintWatchEvents(env, r);
+    }
     std::fflush(stdout);
   }
   (*stream)->Close();

@@ -4,6 +4,7 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <mutex>
@@ -153,8 +154,16 @@ int LeaseKeepAlive(Env& env, const std::string& id_text, bool once) {
   if (c == nullptr) return code;
   auto first = c->LeaseKeepAliveOnce(*id);
   if (!first.ok()) return FailCall(first.status());
+  auto gone = [&] {
+    if (env.format() == OutputFormat::kSimple)
+      fmt::print("lease {:016x} expired or revoked.\n", *id);
+    return 0;
+  };
   if (first->ttl() <= 0) {
-    return Fail(kExitError, "etcdserver: requested lease not found");
+    // --once asks one renewal and it failed; the stream, as etcdctl's,
+    // ends quietly when the lease is gone, whether at once or later.
+    if (once) return Fail(kExitError, "etcdserver: requested lease not found");
+    return gone();
   }
   PrintKeepAlive(env, *first);
   if (once) return 0;
@@ -170,11 +179,7 @@ int LeaseKeepAlive(Env& env, const std::string& id_text, bool once) {
   (*loop)->Close();
   if (Interrupted()) return 0;
   const Status s = (*loop)->status();
-  if (s.ok() || s.code() == StatusCode::kNotFound) {
-    if (env.format() == OutputFormat::kSimple)
-      fmt::print("lease {:016x} expired or revoked.\n", *id);
-    return 0;
-  }
+  if (s.ok() || s.code() == StatusCode::kNotFound) return gone();
   return FailCall(s);
 }
 
@@ -372,14 +377,29 @@ void PrintLeaderKv(const Env& env, const mvccpb::KeyValue& kv) {
 int Observe(Env& env, client::Client* c, const std::string& name) {
   auto stream = c->Observe(name);
   if (!stream.ok()) return FailCall(stream.status());
+  // When the stream breaks (its member died, restarted or stopped), the
+  // observation opens again on an endpoint that answers, until
+  // interrupted; the leader it starts with is shown only if it is new.
+  std::string last_key;
+  int64_t last_revision = 0;
+  std::chrono::milliseconds backoff{100};
   v3electionpb::LeaderResponse r;
   while (!Interrupted()) {
     auto got = (*stream)->Next(kHoldPoll, &r);
     if (!got.ok()) {
       if (Interrupted()) break;
-      return FailCall(got.status());
+      (*stream)->Close();
+      if (WaitInterrupted(backoff)) break;
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+      if (auto again = c->Observe(name); again.ok()) stream = std::move(again);
+      continue;
     }
-    if (*got && r.has_kv()) PrintLeaderKv(env, r.kv());
+    if (!*got || !r.has_kv()) continue;
+    backoff = std::chrono::milliseconds(100);
+    if (r.kv().key() == last_key && r.kv().mod_revision() == last_revision) continue;
+    last_key = r.kv().key();
+    last_revision = r.kv().mod_revision();
+    PrintLeaderKv(env, r.kv());
   }
   (*stream)->Close();
   return 0;

@@ -8,6 +8,7 @@
 #include "base/logging.h"
 #include "cli/bench_command.h"
 #include "cli/client_commands.h"
+#include "cli/client_common.h"
 #include "cli/restore_command.h"
 #include "cli/serve_command.h"
 #include "cli/sim_command.h"
@@ -40,7 +41,11 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (int rc = client.parse_error(e); rc >= 0) return rc;
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help and the like
+    // An unknown command or flag is a bad argument like any other
+    // (docs/CLI.md, "Exit codes").
+    std::fprintf(stderr, "Error: %s\n", e.what());
+    return conclave::cli::kExitBadArgs;
   }
 
   auto level = conclave::ParseLogLevel(log_level);

@@ -2,10 +2,13 @@
 
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <optional>
 #include <set>
@@ -1060,6 +1063,14 @@ Result<uint64_t> Client::SnapshotToFile(const std::string& path, storage::FileSy
   }
   const std::string part = path + ".part";
   ASSIGN_OR_RETURN(auto file, fs->OpenWritable(part, storage::OpenMode::kCreateOrTruncate));
+  // The whole keyspace: readable by its owner only (as etcdctl writes it),
+  // set before any of it is written.
+  if (posix != nullptr && ::chmod(part.c_str(), 0600) != 0) {
+    const int err = errno;
+    (void)file->Close();
+    (void)fs->RemoveFile(part);
+    return conclave::Status::Internal(fmt::format("chmod {}: {}", part, std::strerror(err)));
+  }
   auto bytes = Snapshot([&](const pb::SnapshotResponse& chunk) -> conclave::Status {
     return file->Append(chunk.blob());
   });

@@ -7,7 +7,13 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <utility>
 
 #include "base/logging.h"
@@ -90,6 +96,7 @@ Status HttpStatusServer::Start(const std::vector<std::string>& urls) {
     ASSIGN_OR_RETURN(std::string target, GrpcTarget(url));
     if (!ports.empty()) ports += ",";
     ports += target;
+    targets_.push_back(target);
   }
   // Four threads: a page's data may take a moment to gather, and /metrics
   // and /health answer meanwhile.
@@ -113,8 +120,50 @@ Status HttpStatusServer::Start(const std::vector<std::string>& urls) {
   return Status::Ok();
 }
 
+namespace {
+
+// Opens and closes a connection to `target` (host:port), best effort.
+void Poke(const std::string& target) {
+  const size_t colon = target.rfind(':');
+  if (colon == std::string::npos) return;
+  std::string host = target.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "::") host = "::1";
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), target.substr(colon + 1).c_str(), &hints, &found) != 0) return;
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    const bool connected = ::connect(fd, a->ai_addr, a->ai_addrlen) == 0;
+    ::close(fd);
+    if (connected) break;
+  }
+  freeaddrinfo(found);
+}
+
+}  // namespace
+
 void HttpStatusServer::Stop() {
-  if (ctx_ != nullptr) mg_stop(ctx_);
+  if (ctx_ == nullptr) return;
+  // The listener's thread notices the stop only between waits for a
+  // connection (up to two seconds each): a connection of our own ends the
+  // wait, so that a stopping member does not sit out the rest of it.
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] {
+    mg_stop(ctx_);
+    stopped.store(true);
+  });
+  for (int i = 0; i < 100 && !stopped.load(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (stopped.load()) break;
+    for (const std::string& t : targets_)
+      Poke(t);
+  }
+  stopper.join();
   ctx_ = nullptr;
 }
 

@@ -52,6 +52,7 @@ class HttpStatusServer {
   Transport* transport_;
   NativeKeyspace* native_;
   mg_context* ctx_ = nullptr;
+  std::vector<std::string> targets_;  // host:port of each listener
   // The last /ranges.json and when it was built; one builder at a time.
   std::mutex view_mu_;
   std::string view_json_;                          // guarded by view_mu_

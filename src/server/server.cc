@@ -47,6 +47,19 @@ Result<Identified> Identify(const ServerConfig& config) {
   ASSIGN_OR_RETURN(std::optional<Identity> saved, LoadIdentity(config.data_dir));
   if (saved) {
     static_cast<Identity&>(out) = *saved;
+    // The data directory decides, as etcd's does; the flags that would have
+    // made another identity are ignored, and said to be. (The other
+    // members refuse peer traffic from another cluster.)
+    if (config.initial_cluster_state == ClusterState::kNew &&
+        (saved->cluster_id != LocalClusterId(config) ||
+         saved->member_id != LocalMemberId(config))) {
+      LOG_WARN(
+          "{} holds member {:x} of cluster {:x}; --initial-cluster, --initial-cluster-token and "
+          "--initial-advertise-peer-urls describe member {:x} of cluster {:x} and are ignored "
+          "(a data directory from another cluster, or flags changed since it was made?)",
+          config.data_dir, saved->member_id, saved->cluster_id, LocalMemberId(config),
+          LocalClusterId(config));
+    }
     return out;
   }
   auto fs = storage::NewPosixFileSystem();
@@ -377,7 +390,10 @@ void Server::Stop() {
   st.stopped = true;
   st.stopping.store(true);
   if (st.client_server) {
-    st.client_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    // Unary calls in flight get a moment to finish; watch, keep-alive and
+    // observe streams never end by themselves and are cancelled when it is
+    // over, so that a stop (and the restart after it) does not wait on them.
+    st.client_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   }
   if (st.http) st.http->Stop();
   // The splitter may wait on a range's log: stop it, let the host's stop

@@ -249,13 +249,11 @@ class ConclaveCliTest(ClusterTestCase):
         self.assertIn("invalid txn request",
                       self.fails(EXIT_INVALID_INPUT, "txn", input='\nfrobnicate k\n\n\n'))
 
-    def test_watch(self):
-        self.ok("put", "watch/old", "0")
-        first_rev = self.revision()
-        w = self.start("watch", "watch/", "--prefix", "--prev-kv")
-        # The watch is created asynchronously: keep writing until it reports.
+    def wait_watching(self, w, key, endpoints=None):
+        """The watch `w` is created asynchronously: writes `key` until it
+        prints a PUT."""
         def seen():
-            self.ok("put", "watch/a", "1")
+            self.ok("put", key, "1", endpoints=endpoints)
             try:
                 return w.line(timeout_s=1) == "PUT"
             except AssertionError:
@@ -263,6 +261,34 @@ class ConclaveCliTest(ClusterTestCase):
                     raise
                 return False
         wait_until(seen, LINE_TIMEOUT_S, what="watch to deliver a PUT")
+
+    def test_watch_carries_on_when_its_member_stops(self):
+        eps = self.cluster.endpoints
+        w = self.start("watch", "failover/k", endpoints=eps[0] + "," + eps[1])
+        self.wait_watching(w, "failover/k", endpoints=eps[1])
+
+        def shows(value):
+            while True:
+                line = w.line()
+                if line == value:
+                    return
+        self.cluster.stop(0)
+        try:
+            # Written while the first member is down: the watch carries on
+            # through the second, from the revision after the last it showed.
+            self.ok("put", "failover/k", "while-down", endpoints=eps[1])
+            shows("while-down")
+        finally:
+            self.cluster.restart(0)
+        self.ok("put", "failover/k", "after", endpoints=eps[1])
+        shows("after")
+        self.assertEqual(w.interrupt(), 0)
+
+    def test_watch(self):
+        self.ok("put", "watch/old", "0")
+        first_rev = self.revision()
+        w = self.start("watch", "watch/", "--prefix", "--prev-kv")
+        self.wait_watching(w, "watch/a")
         # Possibly several PUT events of watch/a were queued; skip to a marker.
         self.ok("put", "watch/marker", "m")
         while w.line() != "watch/marker":
@@ -307,6 +333,12 @@ class ConclaveCliTest(ClusterTestCase):
                          "lease %s already expired\n" % lease)
         err = self.fails(EXIT_ERROR, "lease", "revoke", lease)
         self.assertIn("etcdserver: requested lease not found", err)
+        # A revoked lease: the renewing stream ends at once, as etcdctl's does;
+        # --once fails.
+        self.assertEqual(self.ok("lease", "keep-alive", lease),
+                         "lease %s expired or revoked.\n" % lease)
+        self.assertIn("requested lease not found",
+                      self.fails(EXIT_ERROR, "lease", "keep-alive", "--once", lease))
         self.assertIn("expecting ID in Hex", self.fails(EXIT_BAD_ARGS, "lease", "revoke", "xyz"))
 
     # ---- lock and elect ----------------------------------------------------------
@@ -354,6 +386,25 @@ class ConclaveCliTest(ClusterTestCase):
         self.assertEqual(observer.interrupt(), 0)
         self.assertIn("no proposal argument but -l not set",
                       self.fails(EXIT_BAD_ARGS, "elect", "elect/e"))
+
+    def test_elect_observer_carries_on_when_its_member_stops(self):
+        eps = self.cluster.endpoints
+        observer = self.start("elect", "elect/f", "-l", endpoints=eps[0] + "," + eps[1])
+        leader = self.start("elect", "elect/f", "first", endpoints=eps[1])
+        key = leader.line()
+        self.assertEqual(observer.lines(2), [key, "first"])
+        self.cluster.stop(0)
+        try:
+            second = self.start("elect", "elect/f", "second", endpoints=eps[1])
+            self.assertEqual(leader.interrupt(), 0)
+            key2 = second.line()
+            self.assertEqual(second.line(), "second")
+            # The leader the observation starts with again is not shown twice.
+            self.assertEqual(observer.lines(2), [key2, "second"])
+            self.assertEqual(second.interrupt(), 0)
+        finally:
+            self.cluster.restart(0)
+        self.assertEqual(observer.interrupt(), 0)
 
     # ---- cluster ---------------------------------------------------------------
 
@@ -439,11 +490,49 @@ class ConclaveCliTest(ClusterTestCase):
         self.assertIn("%s is unhealthy: failed to commit proposal" % down, res.stderr)
         self.assertIn("Error: unhealthy cluster", res.stderr)
 
+    def test_endpoint_hashkv(self):
+        self.ok("put", "hash/k", "1")
+        rev = self.revision()
+
+        def same():
+            res = self.run_cli("endpoint", "hashkv", "--cluster", "--rev", str(rev))
+            lines = res.stdout.splitlines()
+            hashes = {line.split(", ")[1] for line in lines}
+            return res.returncode == 0 and len(lines) == 3 and len(hashes) == 1 and lines
+
+        lines = wait_until(same, 15, interval_s=0.5, what="the members' hashes at one revision")
+        self.assertEqual(sorted(line.split(", ")[0] for line in lines),
+                         sorted(m.client_url for m in self.cluster.members))
+        self.assertRegex(lines[0], r"^\S+, \d+$")
+        self.assertIn("HASH", self.ok("endpoint", "hashkv", "-w", "table"))
+        hashes = json.loads(self.ok("endpoint", "hashkv", "-w", "json"))
+        self.assertEqual([h["Endpoint"] for h in hashes], self.cluster.endpoints)
+        self.assertTrue(all("hash" in h["HashKV"] for h in hashes))
+        down = "127.0.0.1:1"
+        res = self.run_cli("endpoint", "hashkv", "--dial-timeout=500ms",
+                           endpoints=self.cluster.endpoints[0] + "," + down)
+        self.assertEqual(res.returncode, EXIT_ERROR)
+        self.assertIn("Failed to get the hash of endpoint %s" % down, res.stderr)
+
+    def test_unknown_commands_and_flags_are_bad_arguments(self):
+        self.fails(EXIT_BAD_ARGS, "no-such-command")
+        self.fails(EXIT_BAD_ARGS, "get", "k", "--no-such-flag")
+        self.assertIn("unknown output format", self.fails(EXIT_BAD_ARGS, "get", "k", "-w", "yaml"))
+
+    def test_endpoints_given_twice_add_up(self):
+        eps = self.cluster.endpoints
+        res = subprocess.run([self.cli_binary, "--endpoints", eps[0], "--endpoints",
+                              ",".join(eps[1:]), "endpoint", "status"],
+                             capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertEqual([line.split(", ")[0] for line in res.stdout.splitlines()], eps)
+
     def test_snapshot_save(self):
         path = os.path.join(self.tmp, "snap.db")
         out = self.ok("snapshot", "save", path, endpoints=self.cluster.endpoints[0])
         self.assertEqual(out, "Snapshot saved at %s\n" % path)
         self.assertGreater(os.path.getsize(path), 0)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)  # the whole keyspace
         self.assertFalse(os.path.exists(path + ".part"))
         self.assertIn("one selected node", self.fails(EXIT_BAD_ARGS, "snapshot", "save", path))
 
