@@ -29,16 +29,19 @@ stop() {
   trap - INT TERM
   echo
   echo "stopping the cluster..."
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for i in "${!pids[@]}"; do
+    if ((up[i])); then kill -TERM "${pids[$i]}" 2>/dev/null || true; fi
+  done
   wait || true
   echo "stopped; data kept in $DIR"
 }
 trap 'stop; exit 0' INT TERM
 
 alive() {  # $1: pid; a child that exited and was not waited for is a zombie
+  kill -0 "$1" 2>/dev/null || return 1
   local state
-  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ "$state" != Z* ]]
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
+  [[ "$state" != Z ]]
 }
 
 LOGS="$DIR/logs/$(date +%Y%m%d-%H%M%S)"

@@ -71,6 +71,7 @@ class Foreground:
                 except Exception:  # noqa: BLE001 (counted; the run reports them)
                     with self.lock:
                         self.errors += 1
+                    time.sleep(0.05)
                     continue
                 with self.lock:
                     self.samples.append((t0, time.monotonic() - t0))

@@ -495,4 +495,17 @@ std::string FormatTable(const std::vector<std::string>& header,
   return out;
 }
 
+bool StreamMayResume(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kUnavailable:
+    case StatusCode::kInternal:
+    case StatusCode::kUnknown:
+    case StatusCode::kDeadlineExceeded:
+    case StatusCode::kCancelled:
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace conclave::cli

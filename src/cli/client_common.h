@@ -113,6 +113,10 @@ void StartSignalThread();
 bool Interrupted();
 // Waits up to `timeout` for an interrupt; true if one arrived.
 bool WaitInterrupted(std::chrono::milliseconds timeout);
+
+// Whether a stream that ended with `s` may be opened again: its member
+// went away or broke the connection (not a refusal of the request).
+bool StreamMayResume(const Status& s);
 // While it lives, `hook` runs (on the signal thread) when an interrupt
 // arrives, or at once if one already has. One at a time.
 class ScopedInterruptHook {

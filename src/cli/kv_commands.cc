@@ -519,6 +519,7 @@ int RunWatch(Env& env, const WatchFlags& f) {
     auto got = (*stream)->Next(kWatchPoll, &r);
     if (!got.ok()) {
       if (Interrupted()) break;
+      if (!StreamMayResume(got.status())) return FailCall(got.status());
       (*stream)->Close();
       if (WaitInterrupted(backoff)) break;
       backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));

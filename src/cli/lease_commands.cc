@@ -388,6 +388,7 @@ int Observe(Env& env, client::Client* c, const std::string& name) {
     auto got = (*stream)->Next(kHoldPoll, &r);
     if (!got.ok()) {
       if (Interrupted()) break;
+      if (!StreamMayResume(got.status())) return FailCall(got.status());
       (*stream)->Close();
       if (WaitInterrupted(backoff)) break;
       backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));

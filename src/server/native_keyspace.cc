@@ -1515,8 +1515,19 @@ Result<kvpb::TransferLeaderResponse> NativeKeyspace::TransferLeader(keys::RangeI
     return found.status();
   }
   Range r = *found;
-  if (to != node_id_ && !r.replica->is_leader()) return forward();
   const keys::RangeDescriptor d = r.sm->descriptor();
+  if (!r.replica->is_leader()) {
+    // The leader hands over: it knows of a move or merge under way. Asked
+    // of the leader's node when it is known, else of `to`.
+    uint64_t leader_node = 0;
+    for (const keys::ReplicaDescriptor& p : d.replicas) {
+      if (p.replica_id == r.replica->leader()) leader_node = p.node_id;
+    }
+    if (may_forward && forwarder_ != nullptr && leader_node != 0 && leader_node != node_id_) {
+      return forwarder_->TransferLeader(leader_node, req);
+    }
+    if (to != node_id_) return forward();
+  }
   const keys::ReplicaDescriptor* target = d.ReplicaOn(to);
   if (target == nullptr) {
     return Status::NotFound(
@@ -1527,6 +1538,10 @@ Result<kvpb::TransferLeaderResponse> NativeKeyspace::TransferLeader(keys::RangeI
         fmt::format("conclave: node {:x}'s replica of range {} is a learner", to, id));
   }
   if (d.frozen_into != 0) return Frozen(d);
+  if (d.merging_from != 0) {
+    return Status::Unavailable(
+        fmt::format("conclave: range {} is taking in range {}; try again", id, d.merging_from));
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (moving_.count(id) != 0) {

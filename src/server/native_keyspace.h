@@ -462,10 +462,11 @@ class NativeKeyspace {
   Result<keys::RangeDescriptor> MoveReplica(keys::RangeId id, uint64_t from, uint64_t to);
 
   // Makes node `to`'s voter of range `id` the range's leader, and waits (up
-  // to the request timeout) until it is. Done here when this node is `to`
-  // (it takes the lead) or leads the range (it hands over); otherwise, with
-  // `may_forward`, asked of `to`. Not while the range is being moved or
-  // merged. Returns the range as this node sees it afterwards.
+  // to the request timeout) until it is. Done here when this node leads the
+  // range (it hands over); otherwise, with `may_forward`, asked of the
+  // leader's node, or of `to` when no leader is known; `to` itself, asked
+  // without a known leader, takes the lead. Not while the range is being
+  // moved or merged. Returns the range as this node sees it afterwards.
   Result<kvpb::TransferLeaderResponse> TransferLeader(keys::RangeId id, uint64_t to,
                                                       bool may_forward);
 

@@ -324,8 +324,8 @@ class Client:
 
     def transfer_leader(self, range_id, to_node, timeout=30.0):
         """Makes node `to_node`'s replica of range `range_id` (a voter) the range's leader
-        and waits until it leads; returns the RangeInfo as the new leader sees it. Any
-        member may be asked.
+        and waits until it leads; returns the RangeInfo after the transfer. Any member may
+        be asked.
         """
         req = kv_pb2.TransferLeaderRequest(range_id=range_id, to_node=to_node)
         resp = self._call("TransferLeader", req, kv_pb2.TransferLeaderResponse, idempotent=False,
